@@ -1,0 +1,1 @@
+"""bitcoin-supervisor: a sandboxed process supervisor for multiprocess Bitcoin."""

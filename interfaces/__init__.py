@@ -1,0 +1,63 @@
+"""Abstract role interfaces, value types and errors; stdlib only, no IPC."""
+
+from ._errors import (
+    ConfigError,
+    IpcError,
+    NotProvidedError,
+    PeerGoneError,
+    PolicyError,
+    RemoteError,
+    SandboxError,
+    SpawnError,
+    SupervisorError,
+)
+from ._roles import (
+    Chain,
+    ChainNotifications,
+    Echo,
+    Handler,
+    Index,
+    Init,
+    RpcHandler,
+    Wallet,
+    WalletLoader,
+)
+from ._types import (
+    COMPONENT_SETTINGS_ENV,
+    Block,
+    BlockRef,
+    ComponentSettings,
+    IndexedTransaction,
+    IndexInfo,
+    RpcRequest,
+    RpcResponse,
+)
+
+__all__ = [
+    "COMPONENT_SETTINGS_ENV",
+    "Block",
+    "BlockRef",
+    "Chain",
+    "ChainNotifications",
+    "ComponentSettings",
+    "ConfigError",
+    "Echo",
+    "Handler",
+    "Index",
+    "IndexInfo",
+    "IndexedTransaction",
+    "Init",
+    "IpcError",
+    "NotProvidedError",
+    "PeerGoneError",
+    "PolicyError",
+    "RemoteError",
+    "RpcHandler",
+    "RpcRequest",
+    "RpcResponse",
+    "SandboxError",
+    "SpawnError",
+    "SupervisorError",
+    "Wallet",
+    "WalletLoader",
+]

@@ -1,0 +1,127 @@
+"""Plain value types passed across interfaces (and therefore across IPC links)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block by position: ``hash`` is the usual big-endian hex shown by bitcoind RPC."""
+
+    height: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block on the active chain: position plus the serialized block (with witness)."""
+
+    height: int
+    hash: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class RpcRequest:
+    """One JSON-RPC call forwarded by the node to the component that registered it.
+
+    ``params_json`` is the JSON text of the request's ``params`` (array or object).
+    ``wallet`` is the name from a ``/wallet/<name>`` URL path, or ``None``.
+    """
+
+    method: str
+    params_json: str = "[]"
+    wallet: str | None = None
+
+
+@dataclass(frozen=True)
+class RpcResponse:
+    """Result of an RPC call: either ``result_json`` or an error (bitcoind codes)."""
+
+    result_json: str = "null"
+    error_code: int = 0
+    error_message: str = ""
+
+    @property
+    def is_error(self) -> bool:
+        """True when this response carries an error instead of a result."""
+        return self.error_code != 0
+
+    @staticmethod
+    def ok(result: Any) -> RpcResponse:
+        """Build a success response from any JSON-serialisable value."""
+        return RpcResponse(result_json=json.dumps(result))
+
+    @staticmethod
+    def fail(code: int, message: str) -> RpcResponse:
+        """Build an error response with a bitcoind error code (e.g. -18, -8)."""
+        return RpcResponse(error_code=code, error_message=message)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """Progress of an index: whether it has reached the chain tip, and its best height."""
+
+    name: str
+    synced: bool
+    best_block_height: int
+
+
+@dataclass(frozen=True)
+class IndexedTransaction:
+    """A transaction found by the index: serialized tx and the block that holds it."""
+
+    txid: str
+    raw: bytes
+    block_hash: str
+    block_height: int
+
+
+COMPONENT_SETTINGS_ENV = "BITCOIN_SUPERVISOR_COMPONENT"
+
+
+@dataclass(frozen=True)
+class ComponentSettings:
+    """What a spawned component needs before it serves; travels in one env variable.
+
+    argv stays exactly ``<exe> -ipcfd N`` (Bitcoin Core's convention); capabilities then
+    arrive over IPC. The sandbox step reads its policy from here too, because it must run
+    before the child serves anything.
+    """
+
+    name: str
+    role: str
+    datadir: str
+    debug: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_env(self) -> dict[str, str]:
+        """Return the environment entry that carries these settings to a child."""
+        data = asdict(self)
+        data["debug"] = list(self.debug)
+        return {COMPONENT_SETTINGS_ENV: json.dumps(data, sort_keys=True)}
+
+    @staticmethod
+    def from_env(environ: dict[str, str] | None = None) -> ComponentSettings:
+        """Read settings written by ``to_env``; raises SupervisorError-free ValueError
+        with a one-line message when the variable is missing or malformed."""
+        env = os.environ if environ is None else environ
+        text = env.get(COMPONENT_SETTINGS_ENV)
+        if text is None:
+            raise ValueError(f"{COMPONENT_SETTINGS_ENV} is not set: start components "
+                             "through bitcoin-supervisor")
+        try:
+            data = json.loads(text)
+            return ComponentSettings(
+                name=str(data["name"]),
+                role=str(data["role"]),
+                datadir=str(data["datadir"]),
+                debug=tuple(str(d) for d in data.get("debug", [])),
+                options=dict(data.get("options", {})),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{COMPONENT_SETTINGS_ENV} is malformed: {exc}") from exc
