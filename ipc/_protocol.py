@@ -1,0 +1,51 @@
+"""The protocol-agnostic face of IPC: connect to a child's Init, serve an Init, run a loop."""
+
+from __future__ import annotations
+
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from bitcoin_supervisor.interfaces import Init
+
+T = TypeVar("T")
+
+
+class Connection(ABC):
+    """One live link to a peer process, from the side that called ``connect``."""
+
+    @property
+    @abstractmethod
+    def init(self) -> Init:
+        """The peer's bootstrap ``Init`` (already constructed: ready for ``make_*``)."""
+
+    @abstractmethod
+    async def wait_disconnected(self) -> None:
+        """Return once the link is gone (peer died or closed). Never raises."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Drop the link from this side. Idempotent; pending calls fail with PeerGoneError."""
+
+
+class Protocol(ABC):
+    """An RPC protocol (today: Cap'n Proto two-party RPC) behind protocol-free types."""
+
+    @abstractmethod
+    def run(self, main: Callable[[], Awaitable[T]]) -> T:
+        """Run ``main()`` to completion inside the event loop this protocol needs and
+        return its result. Blocks the calling thread; call once per process."""
+
+    @abstractmethod
+    async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False) -> Connection:
+        """Bootstrap the peer's Init over ``sock`` (ownership passes to the connection).
+
+        ``peer`` names the component in logs; ``debug`` logs every call as ``ipc.call``.
+        Raises PeerGoneError if the peer is gone before Init is constructed.
+        """
+
+    @abstractmethod
+    async def serve(self, sock: socket.socket, init: Init, *, name: str, debug: bool = False) -> None:
+        """Serve ``init`` as the bootstrap capability on ``sock``; return when the peer
+        disconnects. ``name`` is this component's name in logs."""
