@@ -1,0 +1,96 @@
+"""The process entry point shared by the reference roles: ``<exe> -ipcfd N``, then serve."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Protocol as TypingProtocol
+
+from bitcoin_supervisor import log
+from bitcoin_supervisor.interfaces import ComponentSettings, Init, SupervisorError
+from bitcoin_supervisor.ipc import Protocol, make_protocol
+from bitcoin_supervisor.sandbox import prepare_child
+
+# Reserved exit codes the supervisor reads (gunicorn's idea): a component that cannot
+# boot because of how it was started must not be restarted in a loop.
+EXIT_OK = 0
+EXIT_LINK_LOST = 1
+EXIT_CONFIG = 78  # EX_CONFIG
+
+
+class RoleProcess(TypingProtocol):
+    """What a role provides to the entry point."""
+
+    stop_requested: asyncio.Event
+
+    async def start(self, settings: ComponentSettings) -> Init:
+        """Open the role's state and return the Init to serve on the IPC link."""
+        ...
+
+    async def stop(self) -> None:
+        """Flush and close everything; called once before the process exits."""
+        ...
+
+
+def parse_ipcfd(argv: list[str]) -> int:
+    """Return N from exactly ``-ipcfd N`` (Bitcoin Core's convention); ValueError otherwise."""
+    if len(argv) != 2 or argv[0] != "-ipcfd" or not argv[1].isdigit():
+        raise ValueError(f"usage: {sys.argv[0]} -ipcfd <fd> (started by bitcoin-supervisor); "
+                         f"got {argv!r}")
+    return int(argv[1])
+
+
+def run_role(factory: Callable[[], RoleProcess]) -> None:
+    """Run a role process to completion and exit with a reserved exit code. Never returns."""
+    try:
+        fd = parse_ipcfd(sys.argv[1:])
+        settings = ComponentSettings.from_env()
+        sock = socket.socket(fileno=fd)
+    except (ValueError, OSError) as exc:
+        print(f"{sys.argv[0]}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    log.configure(json=True)
+    logger = log.get_logger(component=settings.name)
+    protocol = make_protocol()
+    # Heavy imports (capnp, aiohttp, sqlite) are done by now: the sandbox may hide the
+    # host filesystem from here on.
+    try:
+        prepare_child(settings)
+    except SupervisorError as exc:
+        logger.error("sandbox.failed", error=str(exc))
+        sys.exit(EXIT_CONFIG)
+    code = protocol.run(lambda: _serve(factory(), settings, sock, protocol))
+    sys.exit(code)
+
+
+async def _serve(proc: RoleProcess, settings: ComponentSettings, sock: socket.socket,
+                 protocol: Protocol) -> int:
+    lg = log.get_logger(component=settings.name)
+    try:
+        init = await proc.start(settings)
+    except (SupervisorError, OSError, ValueError) as exc:
+        lg.error("component.start_failed", error=str(exc))
+        return EXIT_CONFIG
+    loop = asyncio.get_running_loop()
+    terminate = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, terminate.set)
+    debug = "ipc" in settings.debug
+    waits = {
+        asyncio.create_task(protocol.serve(sock, init, name=settings.name, debug=debug),
+                            name="link"),
+        asyncio.create_task(terminate.wait(), name="signal"),
+        asyncio.create_task(proc.stop_requested.wait(), name="stop-rpc"),
+    }
+    lg.info("component.serving", role=settings.role)
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    why = sorted(t.get_name() for t in done)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    lg.info("component.stopping", why=why)
+    await proc.stop()
+    return EXIT_LINK_LOST if why == ["link"] else EXIT_OK

@@ -1,0 +1,322 @@
+"""One supervised component: spawn, bootstrap, broker, watch, stop, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bitcoin_supervisor.interfaces import ComponentSettings, IpcError, SpawnError, SupervisorError
+from bitcoin_supervisor.ipc import ChildProcess, Connection, Protocol, Spawner
+from bitcoin_supervisor.log import get_logger
+from bitcoin_supervisor.sandbox import PARENT_PID_ENV
+
+from ._broker import Broker
+from ._config import ComponentConfig
+from ._restart import RestartTracker
+from ._state import ComponentState, ExitReason, StateMachine
+
+BOOTSTRAP_TIMEOUT_S = 30.0
+# Keep the child's environment small and explicit: nothing of the operator's shell leaks.
+_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a component's process ended."""
+
+    exit_code: int | None
+    signal: int | None
+    reason: ExitReason
+    at: float  # wall clock
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the ``last_exit`` object of ``status --json``."""
+        return {
+            "exit_code": self.exit_code,
+            "signal": signal.Signals(self.signal).name if self.signal else None,
+            "reason": self.reason.value,
+            "at": self.at,
+        }
+
+
+class Component:
+    """Runs one configured component for the daemon's lifetime.
+
+    ``run()`` is the component's own task; the daemon talks to it only through
+    ``request_start``/``request_stop``/``request_restart`` and the read-only properties.
+    """
+
+    def __init__(self, config: ComponentConfig, *, spawner: Spawner, protocol: Protocol,
+                 broker: Broker, dependencies: list[Component], debug: tuple[str, ...],
+                 on_change: Callable[[], None]) -> None:
+        self.config = config
+        self.name = config.name
+        self.machine = StateMachine(config.name)
+        self.restarts = 0
+        self.last_exit: ExitInfo | None = None
+        self._spawner = spawner
+        self._protocol = protocol
+        self._broker = broker
+        self._deps = dependencies
+        self._debug = tuple(sorted(set(debug) | set(config.debug)))
+        self._tracker = RestartTracker(config.restart)
+        self._on_change = on_change
+        self._wanted = True
+        self._wake = asyncio.Event()
+        self._stop_now = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._child: ChildProcess | None = None
+        self._started_at: float | None = None
+        self._log = get_logger(component=config.name)
+
+    # -- read side -------------------------------------------------------------------
+    @property
+    def state(self) -> ComponentState:
+        """The detailed state."""
+        return self.machine.state
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's pid, or None."""
+        return self._child.pid if self._child is not None else None
+
+    def uptime_s(self) -> float | None:
+        """Seconds since the component became RUNNING, or None when it is not running."""
+        if self.state is not ComponentState.RUNNING or self._started_at is None:
+            return None
+        return time.monotonic() - self._started_at
+
+    async def wait_until(self, predicate: Callable[[Component], bool]) -> None:
+        """Block until ``predicate(self)`` holds (checked at every state change)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: predicate(self))
+
+    # -- commands --------------------------------------------------------------------
+    def request_start(self) -> None:
+        """Want the component running again; clears the start limit (user's decision)."""
+        self._tracker.reset()
+        self._wanted = True
+        self._wake.set()
+
+    async def request_stop(self) -> None:
+        """Stop the component (SIGTERM, then SIGKILL after its timeout); returns when down."""
+        self._wanted = False
+        self._stop_now.set()
+        self._wake.set()
+        await self.wait_until(lambda c: c.state in (ComponentState.STOPPED, ComponentState.FAILED))
+
+    async def request_restart(self) -> None:
+        """Stop then start again as one operation; returns once it is running or failed."""
+        await self.request_stop()
+        self.request_start()
+        await self.wait_until(Component._settled)
+
+    def _settled(self) -> bool:
+        """True once a start attempt has come to rest (running, failed, or given up)."""
+        return (self.state in (ComponentState.RUNNING, ComponentState.FAILED)
+                or (self.state is ComponentState.STOPPED and not self._wanted))
+
+    # -- the component's own task ----------------------------------------------------
+    async def run(self) -> None:
+        """Keep the component in its wanted state until cancelled by the daemon."""
+        while True:
+            if not self._wanted:
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            self._stop_now.clear()
+            if not await self._wait_for_dependencies():
+                continue
+            delay = await self._run_once()
+            if delay is not None:
+                await self._backoff(delay)
+
+    async def _wait_for_dependencies(self) -> bool:
+        for dep in self._deps:
+            waiter = asyncio.create_task(dep.wait_until(lambda c: c.state is ComponentState.RUNNING))
+            stopper = asyncio.create_task(self._stop_now.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if self._stop_now.is_set():
+                return False
+        return True
+
+    async def _run_once(self) -> float | None:
+        """Spawn, bootstrap and watch one process; return a restart delay or None."""
+        self._set(ComponentState.STARTING, ExitReason.NONE)
+        self._tracker.record_start()
+        try:
+            child = await self._spawner.spawn(self.config.argv, env=self._child_env())
+        except SpawnError as exc:
+            self._log.error("component.spawn_failed", error=str(exc))
+            self._wanted = False
+            self._set(ComponentState.FAILED, ExitReason.SPAWN_FAILED)
+            return None
+        self._child = child
+        drains = [asyncio.create_task(self._drain(child, stream))
+                  for stream in ("stdout", "stderr")]
+        self._log.info("component.spawned", pid=child.pid, argv=list(child.argv))
+        connection = await self._bootstrap(child)
+        if connection is not None:
+            self._started_at = time.monotonic()
+            self._set(ComponentState.RUNNING, ExitReason.NONE)
+            await self._watch(child, connection)
+        returncode = await self._ensure_stopped(child)
+        await asyncio.gather(*drains, return_exceptions=True)
+        self._broker.detach(self.name, self.config.role)
+        if connection is not None:
+            connection.close()
+        self._child = None
+        self._started_at = None
+        return self._after_exit(returncode, bootstrapped=connection is not None)
+
+    async def _bootstrap(self, child: ChildProcess) -> Connection | None:
+        """Connect to the child's Init and broker it; None if that failed or a stop came."""
+        async def connect_and_attach() -> Connection:
+            connection = await self._protocol.connect(child.sock, peer=self.name,
+                                                      debug="ipc" in self._debug)
+            try:
+                await self._broker.attach(self.name, self.config.role, connection.init)
+            except BaseException:
+                connection.close()
+                raise
+            return connection
+
+        task = asyncio.create_task(connect_and_attach())
+        stopper = asyncio.create_task(self._stop_now.wait())
+        exited = asyncio.create_task(child.wait())
+        await asyncio.wait({task, stopper, exited}, timeout=BOOTSTRAP_TIMEOUT_S,
+                           return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        exited.cancel()
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, IpcError, SupervisorError) as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self._log.error("component.bootstrap_failed", pid=child.pid, error=str(exc))
+        return None
+
+    async def _watch(self, child: ChildProcess, connection: Connection) -> None:
+        waits = {
+            asyncio.create_task(child.wait(), name="exit"),
+            asyncio.create_task(connection.wait_disconnected(), name="link"),
+            asyncio.create_task(self._stop_now.wait(), name="stop"),
+        }
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if any(t.get_name() == "link" for t in done) and child.process.returncode is None:
+            self._log.warning("component.link_lost", pid=child.pid)
+
+    async def _ensure_stopped(self, child: ChildProcess) -> int:
+        """Return the child's returncode, terminating it first if it still runs."""
+        if child.process.returncode is not None:
+            return child.process.returncode
+        self._set(ComponentState.STOP_SIGTERM, self.machine.reason)
+        child.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(child.wait(), timeout=self.config.stop_timeout_s)
+        except TimeoutError:
+            self._set(ComponentState.STOP_SIGKILL, self.machine.reason)
+            child.process.kill()
+            return await child.wait()
+
+    def _after_exit(self, returncode: int, *, bootstrapped: bool) -> float | None:
+        code = returncode if returncode >= 0 else None
+        sig = -returncode if returncode < 0 else None
+        requested = self._stop_now.is_set() or not self._wanted
+        if requested:
+            reason = ExitReason.STOPPED_BY_USER
+        elif not bootstrapped:
+            reason = ExitReason.BOOTSTRAP_FAILED
+        elif sig is not None:
+            reason = ExitReason.SIGNAL
+        elif code == 0:
+            reason = ExitReason.SUCCESS
+        else:
+            reason = ExitReason.EXIT_CODE
+        self.last_exit = ExitInfo(code, sig, reason, time.time())
+        self._log.info("component.exited", pid=self.pid, exit_code=code,
+                       signal=signal.Signals(sig).name if sig else None, reason=reason.value)
+        if requested:
+            self._set(ComponentState.STOPPED, reason)
+            return None
+        decision = self._tracker.decide(code, sig, requested_stop=False)
+        if decision.start_limit_hit:
+            self._wanted = False
+            self._set(ComponentState.FAILED, ExitReason.START_LIMIT_HIT)
+            return None
+        if decision.restart:
+            self._set(ComponentState.AUTO_RESTART, reason)
+            return decision.delay_s
+        self._wanted = False
+        failed = reason is not ExitReason.SUCCESS
+        self._set(ComponentState.FAILED if failed else ComponentState.STOPPED, reason)
+        return None
+
+    async def _backoff(self, delay: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop_now.wait(), timeout=delay)
+        except TimeoutError:
+            self.restarts += 1
+            self._log.info("component.restarting", restarts=self.restarts, delay_s=delay)
+            return
+        self._set(ComponentState.STOPPED, ExitReason.STOPPED_BY_USER)
+
+    def _set(self, state: ComponentState, reason: ExitReason) -> None:
+        self.machine.set_state(state, reason)
+        self._on_change()
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _child_env(self) -> dict[str, str]:
+        settings = ComponentSettings(
+            name=self.name, role=self.config.role, datadir=str(self.config.datadir),
+            debug=self._debug, options=dict(self.config.options))
+        env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
+        env.update(settings.to_env())
+        env[PARENT_PID_ENV] = str(os.getpid())
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    async def _drain(self, child: ChildProcess, which: str) -> None:
+        """Forward the child's output lines as log events; never let the pipe fill up."""
+        stream = getattr(child.process, which)
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line beyond the stream limit: drop it, keep draining
+                await stream.read(65536)
+                continue
+            if not line:
+                return
+            self._log_child_line(child.pid, which, line.decode(errors="replace").rstrip("\n"))
+
+    def _log_child_line(self, pid: int, which: str, text: str) -> None:
+        try:
+            event: Mapping[str, Any] = json.loads(text)
+        except ValueError:
+            event = {}
+        if isinstance(event, dict) and "event" in event:
+            fields = {k: v for k, v in event.items() if k not in ("event", "timestamp", "level")}
+            fields.setdefault("component", self.name)
+            fields["pid"] = pid
+            level = str(event.get("level", "info"))
+            emit = getattr(self._log, level if level in ("debug", "info", "warning", "error",
+                                                         "critical") else "info")
+            emit(str(event["event"]), **{k: v for k, v in fields.items() if k != "component"})
+        elif text:
+            self._log.info("component.output", pid=pid, stream=which, line=text)

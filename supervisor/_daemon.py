@@ -1,0 +1,159 @@
+"""The daemon: one asyncio loop that runs the components and answers the control socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+from bitcoin_supervisor.ipc import PopenSpawner, Protocol, Spawner
+from bitcoin_supervisor.log import get_logger
+
+from ._broker import Broker
+from ._component import Component
+from ._config import Config
+from ._control import ControlServer
+from ._notify import sd_notify
+from ._state import ComponentState, public_state
+
+log = get_logger()
+
+CONTROL_SOCKET = "supervisor.sock"
+
+# Error codes in control responses; the CLI maps them to its exit codes.
+ERR_BAD_REQUEST = 2
+ERR_UNKNOWN_COMPONENT = 4
+ERR_FAILED = 1
+
+
+class Daemon:
+    """Owns the components, the broker and the control server of one running supervisor."""
+
+    def __init__(self, config: Config, protocol: Protocol, spawner: Spawner | None = None) -> None:
+        self.config = config
+        self._protocol = protocol
+        self._spawner = spawner or PopenSpawner()
+        self._broker = Broker()
+        self._shutdown = asyncio.Event()
+        self._ready_sent = False
+        self._started = time.monotonic()
+        self.components: dict[str, Component] = {}
+        for cfg in config.components:  # dependency order
+            self.components[cfg.name] = Component(
+                cfg, spawner=self._spawner, protocol=protocol, broker=self._broker,
+                dependencies=[self.components[d] for d in cfg.depends_on],
+                debug=config.debug, on_change=self._on_change)
+
+    @property
+    def socket_path(self) -> os.PathLike[str]:
+        """Where the control socket lives: ``<datadir>/supervisor.sock``."""
+        return self.config.datadir / CONTROL_SOCKET
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT or ``shutdown``; stop everything; return the exit code.
+
+        Raises SupervisorError (nothing spawned) if the control socket cannot be taken,
+        e.g. because another daemon runs on this datadir.
+        """
+        self.config.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        control = ControlServer(self.config.datadir / CONTROL_SOCKET, self.handle)
+        await control.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._shutdown.set)
+        log.info("supervisor.started", pid=os.getpid(), config=str(self.config.path),
+                 datadir=str(self.config.datadir), components=list(self.components))
+        tasks = [asyncio.create_task(c.run(), name=f"component:{n}")
+                 for n, c in self.components.items()]
+        try:
+            await self._shutdown.wait()
+            log.info("supervisor.stopping")
+            sd_notify("STOPPING=1")
+            for component in reversed(list(self.components.values())):
+                await component.request_stop()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await control.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("supervisor.stopped")
+        return 0
+
+    def _on_change(self) -> None:
+        if not self._ready_sent and all(c.state is ComponentState.RUNNING
+                                        for c in self.components.values()):
+            self._ready_sent = True
+            log.info("supervisor.ready")
+            sd_notify("READY=1")
+
+    # -- control socket ----------------------------------------------------------------
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one control request; see cli.py for the verbs."""
+        verb = request.get("verb")
+        name = request.get("name")
+        if verb == "status":
+            return self._status(name)
+        if verb == "shutdown":
+            asyncio.get_running_loop().call_soon(self._shutdown.set)
+            return {"ok": True}
+        if verb not in ("start", "stop", "restart"):
+            return {"ok": False, "code": ERR_BAD_REQUEST, "error": f"unknown verb {verb!r}"}
+        component = self.components.get(name) if isinstance(name, str) else None
+        if component is None:
+            return self._unknown(name)
+        if verb == "stop":
+            await component.request_stop()
+        elif verb == "restart":
+            await component.request_restart()
+        else:
+            if component.state is not ComponentState.RUNNING:
+                component.request_start()
+                await component.wait_until(Component._settled)
+        ok = verb == "stop" or component.state is ComponentState.RUNNING
+        result: dict[str, Any] = {"ok": ok, "component": self._describe(component)}
+        if not ok:
+            result.update(code=ERR_FAILED,
+                          error=f"{name} is {public_state(component.state).value} "
+                                f"({component.machine.reason.value})")
+        return result
+
+    def _unknown(self, name: object) -> dict[str, Any]:
+        known = ", ".join(self.components)
+        return {"ok": False, "code": ERR_UNKNOWN_COMPONENT,
+                "error": f"unknown component {name!r}; known components: {known}"}
+
+    def _status(self, name: object) -> dict[str, Any]:
+        if name is not None and name not in self.components:
+            return self._unknown(name)
+        chosen = [c for n, c in self.components.items() if name is None or n == name]
+        return {
+            "ok": True,
+            "supervisor": {
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self._started, 3),
+                "config": str(self.config.path),
+                "datadir": str(self.config.datadir),
+            },
+            "components": [self._describe(c) for c in chosen],
+        }
+
+    @staticmethod
+    def _describe(c: Component) -> dict[str, Any]:
+        uptime = c.uptime_s()
+        return {
+            "name": c.name,
+            "role": c.config.role,
+            "state": public_state(c.state).value,
+            "substate": c.state.value,
+            "reason": c.machine.reason.value,
+            "pid": c.pid,
+            "restarts": c.restarts,
+            "uptime_s": round(uptime, 3) if uptime is not None else None,
+            "since": c.machine.changed_at_wall,
+            "last_exit": c.last_exit.to_json() if c.last_exit else None,
+            "datadir": str(c.config.datadir),
+        }
