@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-import prctl  # type: ignore[import-untyped]
+import prctl
 
 from bitcoin_supervisor.interfaces import SandboxError
 
