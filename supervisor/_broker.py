@@ -72,7 +72,7 @@ class Broker:
         results = await asyncio.gather(
             *(self._give_chain(c.role, c.init, chain) for c in consumers), return_exceptions=True
         )
-        for consumer, result in zip(consumers, results):
+        for consumer, result in zip(consumers, results, strict=True):
             if isinstance(result, IpcError):
                 # The consumer's own runner notices its dead link and restarts it; the
                 # fresh instance gets the chain through attach().

@@ -19,7 +19,7 @@ from bitcoin_supervisor.sandbox import PARENT_PID_ENV
 from ._broker import Broker
 from ._config import ComponentConfig
 from ._restart import RestartTracker
-from ._state import ComponentState, ExitReason, StateMachine
+from ._state import EX_CONFIG, ComponentState, ExitReason, StateMachine, classify_exit
 
 BOOTSTRAP_TIMEOUT_S = 30.0
 # Keep the child's environment small and explicit: nothing of the operator's shell leaks.
@@ -57,7 +57,7 @@ class Component:
                  on_change: Callable[[], None]) -> None:
         self.config = config
         self.name = config.name
-        self.machine = StateMachine(config.name)
+        self.machine = StateMachine(config.name, clock=time.time)
         self.restarts = 0
         self.last_exit: ExitInfo | None = None
         self._spawner = spawner
@@ -139,7 +139,8 @@ class Component:
 
     async def _wait_for_dependencies(self) -> bool:
         for dep in self._deps:
-            waiter = asyncio.create_task(dep.wait_until(lambda c: c.state is ComponentState.RUNNING))
+            waiter = asyncio.create_task(
+                dep.wait_until(lambda c: c.state is ComponentState.RUNNING))
             stopper = asyncio.create_task(self._stop_now.wait())
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
@@ -235,34 +236,19 @@ class Component:
         code = returncode if returncode >= 0 else None
         sig = -returncode if returncode < 0 else None
         requested = self._stop_now.is_set() or not self._wanted
-        if requested:
-            reason = ExitReason.STOPPED_BY_USER
-        elif not bootstrapped:
+        decision = self._tracker.decide(
+            code, sig, requested,
+            failure=None if bootstrapped or code == EX_CONFIG else ExitReason.BOOTSTRAP_FAILED)
+        reason = ExitReason.STOPPED_BY_USER if requested else classify_exit(code, sig)
+        if not bootstrapped and not requested and code != EX_CONFIG:
             reason = ExitReason.BOOTSTRAP_FAILED
-        elif sig is not None:
-            reason = ExitReason.SIGNAL
-        elif code == 0:
-            reason = ExitReason.SUCCESS
-        else:
-            reason = ExitReason.EXIT_CODE
         self.last_exit = ExitInfo(code, sig, reason, time.time())
         self._log.info("component.exited", pid=self.pid, exit_code=code,
                        signal=signal.Signals(sig).name if sig else None, reason=reason.value)
-        if requested:
-            self._set(ComponentState.STOPPED, reason)
-            return None
-        decision = self._tracker.decide(code, sig, requested_stop=False)
-        if decision.start_limit_hit:
+        if not decision.restart:
             self._wanted = False
-            self._set(ComponentState.FAILED, ExitReason.START_LIMIT_HIT)
-            return None
-        if decision.restart:
-            self._set(ComponentState.AUTO_RESTART, reason)
-            return decision.delay_s
-        self._wanted = False
-        failed = reason is not ExitReason.SUCCESS
-        self._set(ComponentState.FAILED if failed else ComponentState.STOPPED, reason)
-        return None
+        self._set(decision.next_state, decision.reason)
+        return decision.delay_s if decision.restart else None
 
     async def _backoff(self, delay: float) -> None:
         try:

@@ -153,7 +153,7 @@ class Daemon:
             "pid": c.pid,
             "restarts": c.restarts,
             "uptime_s": round(uptime, 3) if uptime is not None else None,
-            "since": c.machine.changed_at_wall,
+            "since": c.machine.changed_at,
             "last_exit": c.last_exit.to_json() if c.last_exit else None,
             "datadir": str(c.config.datadir),
         }

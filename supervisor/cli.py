@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -132,7 +132,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
     config = _load(args, required=True)
     assert config is not None
     if args.debug:
-        config = dataclasses.replace(config, debug=tuple(sorted(set(config.debug) | set(args.debug))))
+        debug = tuple(sorted(set(config.debug) | set(args.debug)))
+        config = dataclasses.replace(config, debug=debug)
     fmt = args.log_format
     log.configure(json=None if fmt == "auto" else fmt == "json")
     log.get_logger().info("config.loaded", path=str(config.path),

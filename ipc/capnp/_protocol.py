@@ -1,0 +1,116 @@
+"""Cap'n Proto two-party RPC behind the protocol-free ``Protocol``/``Connection`` faces."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import capnp
+
+from bitcoin_supervisor import log
+from bitcoin_supervisor.interfaces import Init, PeerGoneError
+from bitcoin_supervisor.ipc._protocol import Connection, Protocol
+
+from . import _clients, _errors, _servers
+from ._link import Link
+from ._schema import load_schemas
+
+T = TypeVar("T")
+_logger = log.get_logger()
+
+
+class CapnpConnection(Connection):
+    """A bootstrapped, constructed link to one peer's Init."""
+
+    def __init__(self, stream: Any, rpc: Any, init: _clients.CapnpInitClient,
+                 disconnected: asyncio.Future[Any], peer: str) -> None:
+        self._stream = stream
+        self._rpc = rpc  # keeps the RpcSystem alive as long as the connection
+        self._init = init
+        self._disconnected = disconnected
+        self._peer = peer
+        self._closed = False
+
+    @property
+    def init(self) -> Init:
+        return self._init
+
+    async def wait_disconnected(self) -> None:
+        # shield: a caller cancelling its wait must not cancel the shared future.
+        try:
+            await asyncio.shield(self._disconnected)
+        except capnp.KjException:
+            return
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Closing the transport fails pending calls with DISCONNECTED and resolves
+        # on_disconnect; tearing down the RpcSystem instead would leave capabilities
+        # pointing at freed memory.
+        self._stream.close()
+        _logger.info("ipc.closed", component=self._peer)
+
+
+def _watch(awaitable: Any) -> asyncio.Future[Any]:
+    """Wrap pycapnp's ``on_disconnect()`` in a future whose failure is never unretrieved."""
+    future: asyncio.Future[Any] = asyncio.ensure_future(awaitable)
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
+
+
+class CapnpProtocol(Protocol):
+    """Cap'n Proto two-party RPC with libmultiprocess conventions (construct, Context)."""
+
+    def __init__(self) -> None:
+        self._schemas = load_schemas()
+
+    def run(self, main: Callable[[], Awaitable[T]]) -> T:
+        async def body() -> T:
+            return await main()
+
+        result: T = asyncio.run(capnp.run(body()))
+        return result
+
+    async def connect(self, sock: socket.socket, *, peer: str,
+                      debug: bool = False) -> Connection:
+        stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+        rpc = capnp.TwoPartyClient(stream)
+        disconnected = _watch(rpc.on_disconnect())
+        raw_init = rpc.bootstrap().cast_as(self._schemas.init.Init)
+        try:
+            init = await _clients.construct_init(raw_init, Link(component=peer, debug=debug))
+        except PeerGoneError:
+            stream.close()
+            raise
+        except _errors.RemoteError as exc:
+            stream.close()
+            raise PeerGoneError(f"{peer}: Init.construct failed: {exc}") from None
+        _logger.info("ipc.connected", component=peer)
+        return CapnpConnection(stream, rpc, init, disconnected, peer)
+
+    async def serve(self, sock: socket.socket, init: Init, *, name: str,
+                    debug: bool = False) -> None:
+        stream = await capnp.AsyncIoStream.create_connection(sock=sock)
+        server = capnp.TwoPartyServer(
+            stream, bootstrap=_servers.InitServer(init, Link(component=name, debug=debug)))
+        _logger.info("ipc.serving", component=name)
+        try:
+            await server.on_disconnect()
+        except capnp.KjException as exc:
+            _logger.info("ipc.disconnected", component=name, error=str(exc.type))
+        else:
+            _logger.info("ipc.disconnected", component=name)
+        finally:
+            stream.close()
+
+
+def make_capnp_protocol() -> Protocol:
+    """Return the Cap'n Proto protocol; loads the schemas now (before any sandbox).
+
+    Raises nothing: a broken schema aborts the process inside the C++ parser.
+    """
+    return CapnpProtocol()

@@ -1,0 +1,262 @@
+"""The node's active chain: block index over the block store, mining, notifications, RPC routes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bitcoin.core import b2lx, lx
+from bitcoin.core.script import CScript
+from bitcoin_supervisor import log
+from bitcoin_supervisor.interfaces import (
+    Block,
+    BlockRef,
+    Chain,
+    ChainNotifications,
+    Handler,
+    PeerGoneError,
+    RpcHandler,
+    RpcRequest,
+    RpcResponse,
+)
+
+from . import _consensus as consensus
+from ._blockstore import BlockStore, StoredBlock
+
+_BATCH = 64  # blocks mined per executor job: one fsync each, and the loop stays responsive
+
+
+class _Registration(Handler):
+    """A Handler whose disconnect runs ``cancel`` once."""
+
+    def __init__(self, cancel: Callable[[], None]) -> None:
+        self._cancel: Callable[[], None] | None = cancel
+
+    async def disconnect(self) -> None:
+        """Cancel the registration. Idempotent."""
+        cancel, self._cancel = self._cancel, None
+        if cancel is not None:
+            cancel()
+
+
+@dataclass(frozen=True)
+class _Route:
+    registration: int
+    handler: RpcHandler
+
+
+class NodeChain(Chain):
+    """A regtest chain persisted in a BlockStore. Use on one event loop."""
+
+    def __init__(self, store: BlockStore, entries: list[StoredBlock],
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._entries: list[StoredBlock] = []
+        self._heights: dict[bytes, int] = {}
+        self._work: list[int] = []
+        self._clock = clock
+        self._mine_lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._receivers: dict[int, ChainNotifications] = {}
+        self._routes: dict[str, _Route] = {}
+        self._log = log.get_logger(subsystem="chain")
+        self._extend(entries)
+
+    @classmethod
+    def open(cls, blocks_dir: Path) -> NodeChain:
+        """Load (or create) the chain stored under ``blocks_dir``. Blocking.
+
+        Raises BlockStoreError or OSError as ``BlockStore.open`` does.
+        """
+        started = time.perf_counter()
+        store, entries = BlockStore.open(blocks_dir)
+        chain = cls(store, entries)
+        chain._log.info("chain.loaded", height=chain.height, tip=chain.hash_hex(chain.height),
+                        seconds=round(time.perf_counter() - started, 3))
+        return chain
+
+    def _extend(self, entries: list[StoredBlock]) -> None:
+        for entry in entries:
+            previous = self._work[-1] if self._work else 0
+            self._heights[entry.hash] = len(self._entries)
+            self._entries.append(entry)
+            self._work.append(previous + consensus.block_work(entry.bits))
+
+    # --- synchronous queries (used by the RPC methods; never block on I/O but one pread) ---
+
+    @property
+    def height(self) -> int:
+        """Height of the tip (0 on a fresh chain)."""
+        return len(self._entries) - 1
+
+    def entry(self, height: int) -> StoredBlock:
+        """Return the index entry at ``height``; IndexError if out of range."""
+        if height < 0:
+            raise IndexError(height)
+        return self._entries[height]
+
+    def hash_hex(self, height: int) -> str:
+        """Return the display (big-endian hex) hash at ``height``; IndexError if out of range."""
+        return b2lx(self.entry(height).hash)
+
+    def height_of(self, block_hash: str) -> int | None:
+        """Return the height of the active-chain block with display hash ``block_hash``."""
+        try:
+            return self._heights.get(lx(block_hash))
+        except ValueError:
+            return None
+
+    def median_time(self, height: int) -> int:
+        """Return the median time past of the block at ``height`` (itself and 10 before)."""
+        start = max(0, height - consensus.MEDIAN_TIME_SPAN + 1)
+        return consensus.median_time_past([e.time for e in self._entries[start:height + 1]])
+
+    def chainwork(self, height: int) -> int:
+        """Return the total work of the chain up to and including ``height``."""
+        return self._work[height]
+
+    def read_raw(self, height: int) -> bytes:
+        """Return the serialized block at ``height``; IndexError if out of range."""
+        return self._store.read(self.entry(height))
+
+    def size_on_disk(self) -> int:
+        """Return the bytes the block file occupies."""
+        return self._store.size_on_disk()
+
+    def close(self) -> None:
+        """Flush and close the block store. Idempotent."""
+        self._store.close()
+
+    # --- interfaces.Chain ---
+
+    async def get_tip(self) -> BlockRef:
+        """Return the current tip."""
+        return BlockRef(self.height, self.hash_hex(self.height))
+
+    async def get_block_hash(self, height: int) -> str | None:
+        """Return the hash at ``height``, or None outside the chain."""
+        return self.hash_hex(height) if 0 <= height <= self.height else None
+
+    async def get_block(self, height: int) -> Block | None:
+        """Return the block at ``height`` with its serialized bytes, or None outside the chain."""
+        if not 0 <= height <= self.height:
+            return None
+        return Block(height, self.hash_hex(height), self.read_raw(height))
+
+    async def handle_notifications(self, notifications: ChainNotifications) -> Handler:
+        """Deliver every block connected from now on to ``notifications``, in order."""
+        registration = next(self._ids)
+        self._receivers[registration] = notifications
+        self._log.info("notifications.registered", registration=registration)
+        return _Registration(lambda: self._drop_receiver(registration, "disconnected"))
+
+    async def handle_rpc(self, methods: list[str], handler: RpcHandler) -> Handler:
+        """Route ``methods`` to ``handler``; replaces earlier routes of the same names."""
+        registration = next(self._ids)
+        for method in methods:
+            self._routes[method] = _Route(registration, handler)
+        self._log.info("rpc_methods.registered", registration=registration, methods=methods)
+        return _Registration(lambda: self._drop_routes(registration, "disconnected"))
+
+    def _drop_receiver(self, registration: int, reason: str) -> None:
+        if self._receivers.pop(registration, None) is not None:
+            self._log.info("notifications.removed", registration=registration, reason=reason)
+
+    def _drop_routes(self, registration: int, reason: str) -> None:
+        gone = [m for m, r in self._routes.items() if r.registration == registration]
+        for method in gone:
+            del self._routes[method]
+        if gone:
+            self._log.info("rpc_methods.removed", registration=registration, methods=gone,
+                           reason=reason)
+
+    # --- forwarded RPC ---
+
+    def routed_methods(self) -> list[str]:
+        """Return the method names other components registered, sorted."""
+        return sorted(self._routes)
+
+    async def forward(self, request: RpcRequest) -> RpcResponse | None:
+        """Run ``request`` on the handler registered for its method.
+
+        Returns None when no handler has the method, including when its handler just
+        turned out to be gone (its routes are then removed). Raises RemoteError when the
+        handler's code raised.
+        """
+        route = self._routes.get(request.method)
+        if route is None:
+            return None
+        try:
+            return await route.handler.execute(request)
+        except PeerGoneError as exc:
+            self._log.warning("rpc_handler.gone", registration=route.registration,
+                              method=request.method, error=str(exc))
+            self._drop_routes(route.registration, "peer gone")
+            return None
+
+    # --- mining ---
+
+    async def generate_to_address(self, nblocks: int, script_pubkey: CScript,
+                                  max_tries: int = 1_000_000) -> list[str]:
+        """Mine up to ``nblocks`` coinbase-only blocks paying ``script_pubkey``.
+
+        Returns their hashes once each is on disk and every registered receiver has
+        processed it. Fewer blocks come back if ``max_tries`` nonces run out. The hashing
+        and the fsync run in the default executor. Raises OSError if the disk write fails.
+        """
+        hashes: list[str] = []
+        loop = asyncio.get_running_loop()
+        async with self._mine_lock:
+            while len(hashes) < nblocks and max_tries > 0:
+                count = min(_BATCH, nblocks - len(hashes))
+                times = [e.time for e in self._entries[-consensus.MEDIAN_TIME_SPAN:]]
+                mined, max_tries = await loop.run_in_executor(
+                    None, _mine_batch, self.height + 1, self._entries[-1].hash, times,
+                    script_pubkey, count, max_tries, int(self._clock()))
+                if not mined:
+                    break
+                entries = await loop.run_in_executor(None, self._store.append, mined)
+                first = self.height + 1
+                self._extend(entries)
+                for offset, block in enumerate(mined):
+                    hashes.append(b2lx(block.hash))
+                    await self._notify(Block(first + offset, hashes[-1], block.raw))
+        return hashes
+
+    async def _notify(self, block: Block) -> None:
+        for registration, receiver in list(self._receivers.items()):
+            if registration not in self._receivers:
+                continue  # disconnected while an earlier receiver ran
+            try:
+                await receiver.block_connected(block)
+            except PeerGoneError as exc:
+                self._log.warning("notifications.gone", registration=registration,
+                                  height=block.height, error=str(exc))
+                self._drop_receiver(registration, "peer gone")
+            except Exception as exc:  # noqa: BLE001 - loop boundary: a bad receiver must not stop mining
+                self._log.error("notification.failed", registration=registration,
+                                height=block.height, error=str(exc),
+                                error_type=type(exc).__name__)
+
+
+def _mine_batch(height: int, prev_hash: bytes, times: list[int], script_pubkey: CScript,
+                count: int, max_tries: int, now: int,
+                ) -> tuple[list[consensus.MinedBlock], int]:
+    """Mine up to ``count`` blocks on ``prev_hash``; return them and the tries left. Blocking."""
+    mined: list[consensus.MinedBlock] = []
+    times = list(times)
+    for offset in range(count):
+        block_time = max(now, consensus.median_time_past(times) + 1)
+        block = consensus.mine_block(height + offset, prev_hash, block_time, script_pubkey,
+                                     max_tries)
+        if block is None:
+            return mined, 0
+        max_tries -= block.nonce + 1
+        mined.append(block)
+        prev_hash = block.hash
+        times.append(block_time)
+    return mined, max_tries

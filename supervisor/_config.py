@@ -1,0 +1,429 @@
+"""Load and fully validate the supervisor's TOML config into frozen dataclasses.
+
+Every problem becomes a ``ConfigError`` pointing at ``file:line:col`` with a hint, so a
+user never meets a traceback or a half-started daemon because of a typo. The file format
+is documented in the bundled ``multiprocess.toml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, NoReturn, cast
+
+from bitcoin_supervisor.interfaces import ConfigError
+
+from ._tomlpos import TomlPositions
+
+__all__ = [
+    "FD_PLACEHOLDER",
+    "POLICIES",
+    "ROLES",
+    "ROLE_OPTIONS",
+    "ComponentConfig",
+    "Config",
+    "RestartConfig",
+    "load_config",
+]
+
+Role = Literal["node", "wallet", "index"]
+Policy = Literal["no", "on-failure", "always"]
+ROLES: tuple[Role, ...] = ("node", "wallet", "index")
+POLICIES: tuple[Policy, ...] = ("no", "on-failure", "always")
+FD_PLACEHOLDER = "{fd}"
+_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_DEFAULT_DEPENDS: Mapping[Role, tuple[str, ...]] = {"node": (), "wallet": ("node",),
+                                                    "index": ("node",)}
+
+
+@dataclass(frozen=True)
+class RestartConfig:
+    """When and how fast a component that exited is started again (systemd semantics)."""
+
+    policy: Policy
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 30.0
+    backoff_multiplier: float = 2.0
+    start_limit_burst: int = 5
+    start_limit_interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """One supervised process. ``argv`` is a template: the element containing ``{fd}``
+    gets the inherited socket's fd number (substitute with ``str.replace``)."""
+
+    name: str
+    role: Role
+    argv: tuple[str, ...]
+    datadir: Path
+    depends_on: tuple[str, ...]
+    restart: RestartConfig
+    stop_timeout_s: float
+    options: Mapping[str, object]
+    debug: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated config; ``components`` are in dependency order."""
+
+    path: Path
+    datadir: Path
+    debug: tuple[str, ...]
+    components: tuple[ComponentConfig, ...]
+
+    @property
+    def socket_path(self) -> Path:
+        """The daemon's control socket: ``<datadir>/supervisor.sock``."""
+        return self.datadir / "supervisor.sock"
+
+    def component(self, name: str) -> ComponentConfig:
+        """Return the component called ``name``; raises KeyError if there is none."""
+        for comp in self.components:
+            if comp.name == name:
+                return comp
+        raise KeyError(name)
+
+
+# Role settings a component may carry (passed to the role as ComponentSettings.options):
+# key -> (kind, default or None). Extend this table to give a role a new setting.
+ROLE_OPTIONS: Mapping[Role, Mapping[str, tuple[str, object]]] = {
+    "node": {"rpcport": ("port", 18443), "rpcbind": ("string", "127.0.0.1")},
+    "wallet": {},
+    "index": {},
+}
+_SUPERVISOR_KEYS = ("datadir", "debug")
+_COMPONENT_KEYS = ("role", "argv", "datadir", "depends_on", "restart", "stop_timeout_s",
+                   "debug")
+_ALL_OPTIONS = tuple(dict.fromkeys(k for opts in ROLE_OPTIONS.values() for k in opts))
+_RESTART_KEYS = ("policy", "backoff_initial_s", "backoff_max_s", "backoff_multiplier",
+                 "start_limit_burst", "start_limit_interval_s")
+
+
+def load_config(path: str | Path, *, datadir_override: str | None = None) -> Config:
+    """Read, parse and validate the config at ``path``.
+
+    Relative datadirs resolve against the config file's directory (``datadir_override``,
+    from the command line, against the current directory). Returns a ``Config``; raises
+    ``ConfigError`` (never anything else) for a missing, unreadable or invalid file.
+    Blocks on file I/O only.
+    """
+    shown = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=shown,
+                          hint="pass --config PATH or copy the bundled multiprocess.toml")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", path=shown) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file is not UTF-8 (byte {exc.start})", path=shown) from exc
+    data = _parse(text, shown)
+    base = Path(path).resolve().parent
+    return _Validator(text, shown, base).config(data, Path(path).resolve(), datadir_override)
+
+
+def _parse(text: str, shown: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+        if match:
+            line, col = int(match.group(1)), int(match.group(2))
+            message = message[:match.start()]
+        else:
+            line, col = text.count("\n") + 1, len(text) - text.rfind("\n")
+            message = message.replace(" (at end of document)", " at end of file")
+        raise ConfigError(f"invalid TOML: {message}", path=shown, line=line, col=col) from exc
+
+
+def _table_name(path: tuple[str, ...]) -> str:
+    return f"[{'.'.join(path)}]" if path else "the top level"
+
+
+def _type_name(value: object) -> str:
+    match value:
+        case bool():
+            return "boolean"
+        case int():
+            return "integer"
+        case float():
+            return "float"
+        case str():
+            return "string"
+        case list():
+            return "array"
+        case dict():
+            return "table"
+        case _:
+            return "date/time"
+
+
+def _choices(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def _close_match(word: str, known: Sequence[str]) -> str | None:
+    found = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+class _Validator:
+    """Turns the parsed dict into dataclasses; every check raises a located ConfigError."""
+
+    def __init__(self, text: str, shown: str, base: Path) -> None:
+        self._positions = TomlPositions(text)
+        self._shown = shown
+        self._base = base
+
+    def error(self, path: tuple[str, ...], message: str, hint: str | None = None,
+              *, value: bool = False) -> ConfigError:
+        found = self._positions.find(path, value=value)
+        line, col = found if found else (None, None)
+        return ConfigError(message, path=self._shown, line=line, col=col, hint=hint)
+
+    # -- generic checks ------------------------------------------------------------------
+
+    def keys(self, table: Mapping[str, Any], path: tuple[str, ...],
+             known: Sequence[str]) -> None:
+        for key in table:
+            if key not in known:
+                close = _close_match(key, known)
+                hint = f"did you mean {close!r}?" if close else f"known keys: {_choices(known)}"
+                raise self.error(path + (key,),
+                                 f"unknown key {key!r} in {_table_name(path)}", hint)
+
+    def typed(self, value: object, path: tuple[str, ...], kind: str) -> Any:
+        ok = {
+            "string": isinstance(value, str),
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "number": isinstance(value, int | float) and not isinstance(value, bool),
+            "array": isinstance(value, list),
+            "table": isinstance(value, dict),
+        }[kind]
+        if not ok:
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise self.error(path, f"{path[-1]!r} in {_table_name(path[:-1])} must be "
+                             f"{article} {kind}, not {_type_name(value)}", value=True)
+        return float(value) if kind == "number" else value  # type: ignore[arg-type]
+
+    def strings(self, value: object, path: tuple[str, ...]) -> tuple[str, ...]:
+        items = self.typed(value, path, "array")
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise self.error(path + (str(i),), f"{path[-1]!r} in "
+                                 f"{_table_name(path[:-1])} must be an array of strings, "
+                                 f"found {_type_name(item)}")
+        return tuple(items)
+
+    def choice(self, value: object, path: tuple[str, ...], noun: str,
+               allowed: Sequence[str]) -> str:
+        text = cast(str, self.typed(value, path, "string"))
+        if text not in allowed:
+            close = _close_match(text, allowed)
+            hint = f"allowed: {_choices(allowed)}" + (f"; did you mean {close!r}?" if close else "")
+            raise self.error(path, f"unknown {noun} {text!r} in {_table_name(path[:-1])}",
+                             hint, value=True)
+        return text
+
+    def number(self, table: Mapping[str, Any], path: tuple[str, ...], key: str,
+               default: float, minimum: float, *, integer: bool = False) -> Any:
+        if key not in table:
+            return default
+        value = self.typed(table[key], path + (key,), "integer" if integer else "number")
+        if value < minimum:
+            raise self.error(path + (key,), f"{key!r} in {_table_name(path)} must be "
+                             f">= {minimum}, not {value}", value=True)
+        return value
+
+    def directory(self, value: object, path: tuple[str, ...], base: Path) -> Path:
+        text = cast(str, self.typed(value, path, "string"))
+        if not text:
+            raise self.error(path, f"{path[-1]!r} in {_table_name(path[:-1])} must not be "
+                             "empty", value=True)
+        return (base / Path(text).expanduser()).resolve()
+
+    # -- sections ------------------------------------------------------------------------
+
+    def config(self, data: dict[str, Any], path: Path, override: str | None) -> Config:
+        self.keys(data, (), ("supervisor", "components"))
+        sup = self.typed(data.get("supervisor", {}), ("supervisor",), "table")
+        self.keys(sup, ("supervisor",), _SUPERVISOR_KEYS)
+        datadir = self.directory(sup.get("datadir", ".bitcoin-supervisor"),
+                                 ("supervisor", "datadir"), self._base)
+        if override is not None:
+            datadir = Path(override).expanduser().resolve()
+        debug = self.strings(sup.get("debug", []), ("supervisor", "debug"))
+        comps = self.typed(data.get("components", {}), ("components",), "table")
+        if not comps:
+            raise self.error(("components",), "no components defined",
+                             'add a table such as [components.node] with role = "node"')
+        parsed = [self.component(name, body, datadir, debug) for name, body in comps.items()]
+        self.check_unique(parsed)
+        return Config(path=path, datadir=datadir, debug=debug,
+                      components=self.ordered(parsed))
+
+    def component(self, name: str, body: object, datadir: Path,
+                  debug: tuple[str, ...]) -> ComponentConfig:
+        path = ("components", name)
+        if not _NAME_RE.fullmatch(name):
+            raise self.error(path, f"invalid component name {name!r}",
+                             "use 1-32 characters: lowercase letters, digits, '-', '_', "
+                             "starting with a letter")
+        table = self.typed(body, path, "table")
+        self.keys(table, path, _COMPONENT_KEYS + _ALL_OPTIONS)
+        role = self.role(table, path)
+        options = ROLE_OPTIONS[role]
+        for key in table:
+            if key in _ALL_OPTIONS and key not in options:
+                raise self.error(path + (key,), f"{key!r} in {_table_name(path)} is not a "
+                                 f"setting of role {role!r}",
+                                 f"settings of role {role!r}: {_choices(list(options)) or 'none'}")
+        argv = self.argv(table, path, role)
+        comp_dir = self.directory(table.get("datadir", name), path + ("datadir",), datadir)
+        depends = self.depends(table, path, role)
+        restart = self.restart(table.get("restart", "on-failure"), path + ("restart",))
+        stop_timeout = self.number(table, path, "stop_timeout_s", 10.0, 0.0)
+        own_debug = self.strings(table.get("debug", []), path + ("debug",))
+        merged_debug = tuple(dict.fromkeys(debug + own_debug))
+        return ComponentConfig(
+            name=name, role=role, argv=argv, datadir=comp_dir, depends_on=depends,
+            restart=restart, stop_timeout_s=stop_timeout,
+            options=MappingProxyType(self.options(table, path, options)), debug=merged_debug)
+
+    def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role:
+        if "role" not in table:
+            if path[-1] in ROLES:
+                return path[-1]
+            raise self.error(path, f"missing key 'role' in {_table_name(path)}",
+                             f"set role to one of {_choices(ROLES)}")
+        return cast(Role, self.choice(table["role"], path + ("role",), "role", ROLES))
+
+    def argv(self, table: Mapping[str, Any], path: tuple[str, ...],
+             role: Role) -> tuple[str, ...]:
+        if "argv" not in table:
+            return (f"bitcoin-supervisor-{role}", "-ipcfd", FD_PLACEHOLDER)
+        argv = self.strings(table["argv"], path + ("argv",))
+        if not argv or not argv[0]:
+            raise self.error(path + ("argv",), f"'argv' in {_table_name(path)} must start "
+                             "with an executable", value=True)
+        if sum(FD_PLACEHOLDER in arg for arg in argv) != 1:
+            raise self.error(path + ("argv",), f"'argv' in {_table_name(path)} must contain "
+                             "'{fd}' in exactly one element",
+                             'e.g. argv = ["bitcoin-node", "-ipcfd", "{fd}"]', value=True)
+        return argv
+
+    def depends(self, table: Mapping[str, Any], path: tuple[str, ...],
+                role: Role) -> tuple[str, ...]:
+        if "depends_on" not in table:
+            return _DEFAULT_DEPENDS[role]
+        names = self.strings(table["depends_on"], path + ("depends_on",))
+        for i, dep in enumerate(names):
+            if dep in names[:i]:
+                raise self.error(path + ("depends_on", str(i)),
+                                 f"{_table_name(path)} lists dependency {dep!r} twice")
+        return names
+
+    def restart(self, value: object, path: tuple[str, ...]) -> RestartConfig:
+        if isinstance(value, str):
+            return RestartConfig(cast(Policy, self.choice(value, path, "restart policy",
+                                                          POLICIES)))
+        if not isinstance(value, dict):
+            raise self.error(path, f"'restart' in {_table_name(path[:-1])} must be a policy "
+                             f"string or a table, not {_type_name(value)}", value=True)
+        self.keys(value, path, _RESTART_KEYS)
+        policy = self.choice(value.get("policy", "on-failure"), path + ("policy",),
+                             "restart policy", POLICIES)
+        initial = self.number(value, path, "backoff_initial_s", 0.1, 0.0)
+        maximum = self.number(value, path, "backoff_max_s", 30.0, initial)
+        return RestartConfig(
+            policy=cast(Policy, policy), backoff_initial_s=initial, backoff_max_s=maximum,
+            backoff_multiplier=self.number(value, path, "backoff_multiplier", 2.0, 1.0),
+            start_limit_burst=self.number(value, path, "start_limit_burst", 5, 1,
+                                          integer=True),
+            start_limit_interval_s=self.number(value, path, "start_limit_interval_s",
+                                               60.0, 0.0))
+
+    def options(self, table: Mapping[str, Any], path: tuple[str, ...],
+                known: Mapping[str, tuple[str, object]]) -> dict[str, object]:
+        result: dict[str, object] = {}
+        for key, (kind, default) in known.items():
+            value = table.get(key, default)
+            if kind == "port":
+                port = self.typed(value, path + (key,), "integer")
+                if not 1 <= port <= 65535:
+                    raise self.error(path + (key,), f"{key} {port} in {_table_name(path)} "
+                                     "is out of range", "use a port between 1 and 65535",
+                                     value=True)
+            else:
+                self.typed(value, path + (key,), kind)
+            result[key] = value
+        return result
+
+    # -- cross-component checks ----------------------------------------------------------
+
+    def check_unique(self, comps: Sequence[ComponentConfig]) -> None:
+        seen_ports: dict[object, str] = {}
+        seen_dirs: dict[Path, str] = {}
+        for comp in comps:
+            path = ("components", comp.name)
+            port = comp.options.get("rpcport")
+            if port is not None:
+                if port in seen_ports:
+                    raise self.error(path + ("rpcport",), f"rpcport {port} in "
+                                     f"{_table_name(path)} is already used by "
+                                     f"[components.{seen_ports[port]}]",
+                                     "give each component its own rpcport", value=True)
+                seen_ports[port] = comp.name
+            if comp.datadir in seen_dirs:
+                raise self.error(path + ("datadir",), f"datadir of {_table_name(path)} is "
+                                 f"already used by [components.{seen_dirs[comp.datadir]}]",
+                                 "give each component its own datadir")
+            seen_dirs[comp.datadir] = comp.name
+
+    def ordered(self, comps: Sequence[ComponentConfig]) -> tuple[ComponentConfig, ...]:
+        """Dependencies first; ties keep file order, so the order is predictable."""
+        names = [c.name for c in comps]
+        for comp in comps:
+            for i, dep in enumerate(comp.depends_on):
+                if dep not in names:
+                    close = _close_match(dep, names)
+                    hint = (f"did you mean {close!r}?" if close
+                            else f"defined components: {_choices(names)}")
+                    raise self.error(("components", comp.name, "depends_on", str(i)),
+                                     f"[components.{comp.name}] depends on unknown "
+                                     f"component {dep!r}", hint)
+        done: list[ComponentConfig] = []
+        placed: set[str] = set()
+        while len(done) < len(comps):
+            ready = [c for c in comps
+                     if c.name not in placed and placed.issuperset(c.depends_on)]
+            if not ready:
+                self.raise_cycle([c for c in comps if c.name not in placed])
+            done.append(ready[0])
+            placed.add(ready[0].name)
+        return tuple(done)
+
+    def raise_cycle(self, left: Sequence[ComponentConfig]) -> NoReturn:
+        by_name = {c.name: c for c in left}
+        chain = [left[0].name]
+        while True:
+            nxt = next(d for d in by_name[chain[-1]].depends_on if d in by_name)
+            if nxt in chain:
+                cycle = chain[chain.index(nxt):] + [nxt]
+                break
+            chain.append(nxt)
+        first = by_name[cycle[0]]
+        index = first.depends_on.index(cycle[1])
+        raise self.error(("components", cycle[0], "depends_on", str(index)),
+                         f"dependency cycle: {' -> '.join(cycle)}",
+                         "remove one of these depends_on entries")

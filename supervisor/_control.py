@@ -1,0 +1,338 @@
+"""The daemon's control socket: a JSON-lines server and the client the CLI uses.
+
+Protocol: one JSON object per line each way. Request ``{"verb": "...", ...}``; response
+``{"ok": true, ...}`` or ``{"ok": false, "error": "<one line>", "code": <int>}``. Only the
+daemon's own uid and root may connect (SO_PEERCRED), the socket is mode 0600 from the
+moment it exists, and a bad request gets an error response, never kills the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import stat
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bitcoin_supervisor.interfaces import SupervisorError
+from bitcoin_supervisor.log import get_logger
+
+__all__ = [
+    "MAX_REQUEST_BYTES",
+    "ControlError",
+    "ControlServer",
+    "DaemonAlreadyRunning",
+    "DaemonNotRunning",
+    "RequestError",
+    "request",
+    "request_sync",
+]
+
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+# Error codes, HTTP-like so they read naturally in logs and scripts.
+BAD_REQUEST, FORBIDDEN, TOO_LARGE, INTERNAL = 400, 403, 413, 500
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ControlError(SupervisorError):
+    """The control socket could not be created or used, or the daemon answered badly."""
+
+
+class DaemonNotRunning(ControlError):
+    """No daemon listens on the control socket (missing or stale socket file)."""
+
+
+class DaemonAlreadyRunning(ControlError):
+    """Another live daemon already owns the control socket."""
+
+
+class RequestError(SupervisorError):
+    """Raised by a handler to answer ``{"ok": false, "error": message, "code": code}``."""
+
+    def __init__(self, message: str, code: int = BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _error(message: str, code: int) -> dict[str, Any]:
+    return {"ok": False, "error": message, "code": code}
+
+
+def _encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+class ControlServer:
+    """Serves ``handler`` on a unix socket at ``path``.
+
+    ``handler`` gets each request object and returns the response object (``"ok": true``
+    is added when missing); it may raise RequestError for a clean error response.
+    """
+
+    def __init__(self, path: Path, handler: Handler) -> None:
+        self.path = Path(path)
+        self._handler = handler
+        self._server: asyncio.Server | None = None
+        self._lock_fd: int | None = None
+        self._inode: tuple[int, int] | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._log = get_logger(socket=str(self.path))
+
+    async def start(self) -> None:
+        """Create the socket and start serving; returns once it accepts connections.
+
+        Raises DaemonAlreadyRunning when another daemon holds the socket, ControlError
+        when the socket cannot be created (path too long, missing directory, a non-socket
+        file in the way). A stale socket file left by a dead daemon is replaced.
+        """
+        if len(os.fsencode(self.path)) > _MAX_SOCKET_PATH:
+            raise ControlError(f"control socket path is too long ({self.path}): unix "
+                               f"sockets allow {_MAX_SOCKET_PATH} bytes; use a shorter datadir")
+        self._lock()
+        try:
+            self._clear_stale()
+            sock = self._bind()
+            self._server = await asyncio.start_unix_server(
+                self._serve, sock=sock, limit=MAX_REQUEST_BYTES)
+        except BaseException:
+            self._unlock()
+            raise
+        self._log.info("control.listening")
+
+    async def close(self) -> None:
+        """Stop serving, drop open connections and remove the socket file (only if it
+        is still ours). Idempotent; never raises."""
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            with contextlib.suppress(OSError):
+                await self._server.wait_closed()
+            self._server = None
+        if self._inode is not None:
+            with contextlib.suppress(OSError):
+                st = os.lstat(self.path)
+                if (st.st_dev, st.st_ino) == self._inode:
+                    os.unlink(self.path)
+            self._inode = None
+        self._unlock()
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        # A lock file makes "is another daemon starting or running?" atomic; probing the
+        # socket alone races when two daemons start together. The file is never removed:
+        # unlinking a lock file lets a later opener lock a different inode.
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise ControlError(f"cannot create {lock_path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DaemonAlreadyRunning(
+                f"another bitcoin-supervisor daemon is already running on {self.path}: "
+                "stop it first or use another datadir") from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _clear_stale(self) -> None:
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise ControlError(f"{self.path} exists and is not a socket: refusing to "
+                               "replace it; move it away")
+        if _answers(self.path):
+            raise DaemonAlreadyRunning(
+                f"another bitcoin-supervisor daemon is already listening on {self.path}: "
+                "stop it first or use another datadir")
+        os.unlink(self.path)
+        self._log.info("control.stale_removed")
+
+    def _bind(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # umask, not chmod after bind: the socket must never exist with looser
+        # permissions, not even for a moment. umask is process-wide, but bind is brief
+        # and the daemon binds before it starts worker threads.
+        old = os.umask(0o177)
+        try:
+            sock.bind(os.fspath(self.path))
+        except OSError as exc:
+            sock.close()
+            raise ControlError(f"cannot create control socket {self.path}: "
+                               f"{exc.strerror}") from exc
+        finally:
+            os.umask(old)
+        st = os.lstat(self.path)
+        self._inode = (st.st_dev, st.st_ino)
+        sock.setblocking(False)
+        return sock
+
+    # -- serving -------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            if not self._peer_allowed(writer):
+                writer.write(_encode(_error("permission denied: only the daemon's user "
+                                            "and root may use this socket", FORBIDDEN)))
+                await writer.drain()
+                return
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:
+                    writer.write(_encode(_error(f"request longer than {MAX_REQUEST_BYTES} "
+                                                "bytes", TOO_LARGE)))
+                    await writer.drain()
+                    return
+                if not line:
+                    return
+                writer.write(_encode(await self._respond(line)))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            # The client went away mid-exchange: nothing to answer.
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def _peer_allowed(self, writer: asyncio.StreamWriter) -> bool:
+        sock = writer.get_extra_info("socket")
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", creds)
+        if uid in (os.geteuid(), 0):
+            return True
+        self._log.warning("control.refused", pid=pid, uid=uid)
+        return False
+
+    async def _respond(self, line: bytes) -> dict[str, Any]:
+        try:
+            req = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _error(f"malformed request: not JSON ({exc})", BAD_REQUEST)
+        if not isinstance(req, dict) or not isinstance(req.get("verb"), str):
+            return _error('malformed request: expected an object with a string "verb"',
+                          BAD_REQUEST)
+        try:
+            resp = await self._handler(req)
+            resp.setdefault("ok", True)
+            json.dumps(resp)
+        except RequestError as exc:
+            return _error(str(exc), exc.code)
+        except Exception:  # noqa: BLE001 - loop boundary: a bad request must not stop the daemon
+            self._log.exception("control.request_failed", verb=req["verb"])
+            return _error("internal error; see the daemon log", INTERNAL)
+        return resp
+
+
+def _answers(path: Path) -> bool:
+    """True when something accepts connections on the unix socket at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(os.fspath(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError as exc:
+            # EAGAIN: backlog full, so a live daemon is there but busy.
+            return exc.errno == errno.EAGAIN
+        return True
+
+
+def _not_running(path: Path, exc: OSError) -> ControlError:
+    if isinstance(exc, FileNotFoundError):
+        return DaemonNotRunning(f"bitcoin-supervisor daemon is not running (no control "
+                                f"socket at {path}); start it with `bitcoin-supervisor start`")
+    if isinstance(exc, ConnectionRefusedError):
+        return DaemonNotRunning(f"bitcoin-supervisor daemon is not running (stale control "
+                                f"socket at {path}); start it with `bitcoin-supervisor start`")
+    if isinstance(exc, PermissionError):
+        return ControlError(f"permission denied on {path}: run as the daemon's user or root")
+    return ControlError(f"cannot reach the daemon at {path}: {exc.strerror or exc}")
+
+
+def _decode_response(path: Path, line: bytes) -> dict[str, Any]:
+    if not line.endswith(b"\n"):
+        raise ControlError(f"the daemon at {path} closed the connection without answering")
+    try:
+        resp = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ControlError(f"the daemon at {path} sent a malformed response") from exc
+    if not isinstance(resp, dict) or not isinstance(resp.get("ok"), bool):
+        raise ControlError(f"the daemon at {path} sent a malformed response")
+    return resp
+
+
+async def request(path: Path | str, payload: dict[str, Any], *,
+                  timeout: float = 10.0) -> dict[str, Any]:
+    """Send one request to the daemon at ``path`` and return its response object.
+
+    An ``{"ok": false, ...}`` answer is returned, not raised. Raises DaemonNotRunning
+    when no daemon listens there, ControlError on timeout, permission or protocol
+    problems. Does not block the event loop.
+    """
+    path = Path(path)
+    try:
+        async with asyncio.timeout(timeout):
+            try:
+                reader, writer = await asyncio.open_unix_connection(
+                    os.fspath(path), limit=MAX_RESPONSE_BYTES)
+            except OSError as exc:
+                raise _not_running(path, exc) from exc
+            try:
+                writer.write(_encode(payload))
+                await writer.drain()
+                line = await reader.readline()
+            except (OSError, ValueError) as exc:
+                raise ControlError(f"lost the connection to the daemon at {path}") from exc
+            finally:
+                writer.close()
+    except TimeoutError:
+        raise ControlError(f"the daemon at {path} did not answer within {timeout:g} s") from None
+    return _decode_response(path, line)
+
+
+def request_sync(path: Path | str, payload: dict[str, Any], *,
+                 timeout: float = 10.0) -> dict[str, Any]:
+    """Blocking twin of ``request`` for the CLI (no event loop needed); same contract."""
+    path = Path(path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(os.fspath(path))
+        except TimeoutError:
+            raise ControlError(f"the daemon at {path} did not answer within "
+                               f"{timeout:g} s") from None
+        except OSError as exc:
+            raise _not_running(path, exc) from exc
+        try:
+            sock.sendall(_encode(payload))
+            with sock.makefile("rb") as stream:
+                line = stream.readline(MAX_RESPONSE_BYTES + 1)
+        except TimeoutError:
+            raise ControlError(f"the daemon at {path} did not answer within "
+                               f"{timeout:g} s") from None
+        except OSError as exc:
+            raise ControlError(f"lost the connection to the daemon at {path}") from exc
+    return _decode_response(path, line)

@@ -1,0 +1,413 @@
+"""Config loading: defaults, dependency order, and one exact located message per mistake."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bitcoin_supervisor.interfaces import ConfigError
+from bitcoin_supervisor.supervisor._config import RestartConfig, load_config
+from bitcoin_supervisor.supervisor._tomlpos import TomlPositions
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "multiprocess.toml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text_ = str(info.value)
+    prefix = f"{path}:"
+    assert text_.startswith(prefix), text_
+    return text_[len(prefix):]
+
+
+# -- defaults and order --------------------------------------------------------------------
+
+def test_bundled_config_loads_with_documented_defaults() -> None:
+    config = load_config(REPO / "multiprocess.toml")
+    assert config.datadir == REPO / ".bitcoin-supervisor"
+    assert config.socket_path == REPO / ".bitcoin-supervisor" / "supervisor.sock"
+    assert [c.name for c in config.components] == ["node", "wallet", "index"]
+    node = config.component("node")
+    assert node.role == "node"
+    assert node.argv == ("bitcoin-supervisor-node", "-ipcfd", "{fd}")
+    assert node.datadir == config.datadir / "node"
+    assert dict(node.options) == {"rpcport": 18443, "rpcbind": "127.0.0.1"}
+    assert node.restart == RestartConfig("on-failure")
+    assert config.component("wallet").depends_on == ("node",)
+    assert config.component("index").depends_on == ("node",)
+    with pytest.raises(KeyError):
+        config.component("gui")
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        [components.wallet]
+        [components.node]
+        """)
+    config = load_config(path)
+    assert config.datadir == tmp_path / ".bitcoin-supervisor"
+    assert config.debug == ()
+    wallet = config.component("wallet")
+    assert wallet.role == "wallet"  # a name that is a role needs no role key
+    assert wallet.depends_on == ("node",)
+    assert wallet.argv == ("bitcoin-supervisor-wallet", "-ipcfd", "{fd}")
+    assert wallet.datadir == tmp_path / ".bitcoin-supervisor" / "wallet"
+    assert wallet.stop_timeout_s == 10.0
+    assert wallet.restart == RestartConfig(
+        policy="on-failure", backoff_initial_s=0.1, backoff_max_s=30.0,
+        backoff_multiplier=2.0, start_limit_burst=5, start_limit_interval_s=60.0)
+    assert dict(wallet.options) == {}
+    assert [c.name for c in config.components] == ["node", "wallet"]
+
+
+def test_dependency_order_keeps_file_order_for_ties(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        [components.c]
+        role = "index"
+        depends_on = ["b"]
+        [components.a]
+        role = "wallet"
+        depends_on = []
+        [components.b]
+        role = "node"
+        rpcport = 18500
+        [components.node]
+        [components.d]
+        role = "wallet"
+        depends_on = ["c", "node"]
+        """)
+    config = load_config(path)
+    assert [c.name for c in config.components] == ["a", "b", "c", "node", "d"]
+
+
+def test_explicit_values_and_restart_table(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        [supervisor]
+        datadir = "state"
+        debug = ["ipc"]
+
+        [components.node]
+        argv = ["/opt/bitcoin/bin/bitcoin-node", "-ipcfd={fd}"]
+        datadir = "/var/lib/node"
+        rpcport = 18444
+        stop_timeout_s = 3
+        debug = ["rpc", "ipc"]
+
+        [components.node.restart]
+        policy = "always"
+        backoff_initial_s = 1
+        backoff_max_s = 8
+        backoff_multiplier = 3
+        start_limit_burst = 2
+        start_limit_interval_s = 5
+
+        [components.wallet]
+        restart = { policy = "no" }
+        """)
+    config = load_config(path)
+    node = config.component("node")
+    assert config.datadir == tmp_path / "state"
+    assert node.argv == ("/opt/bitcoin/bin/bitcoin-node", "-ipcfd={fd}")
+    assert node.datadir == Path("/var/lib/node")
+    assert node.stop_timeout_s == 3.0
+    assert node.debug == ("ipc", "rpc")
+    assert node.restart == RestartConfig("always", 1.0, 8.0, 3.0, 2, 5.0)
+    assert config.component("wallet").restart.policy == "no"
+    assert config.component("wallet").debug == ("ipc",)
+
+
+def test_datadir_override_replaces_supervisor_datadir(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        [supervisor]
+        datadir = "ignored"
+        [components.node]
+        """)
+    config = load_config(path, datadir_override=str(tmp_path / "elsewhere"))
+    assert config.datadir == tmp_path / "elsewhere"
+    assert config.component("node").datadir == tmp_path / "elsewhere" / "node"
+
+
+# -- errors: exact messages ----------------------------------------------------------------
+
+def test_missing_file_has_no_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert info.value.line is None
+    assert str(info.value) == (f"{missing}: config file not found (hint: pass --config PATH "
+                               "or copy the bundled multiprocess.toml)")
+
+
+def test_toml_syntax_error_becomes_line_and_col(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        rpcport = 1
+        rpcport = 2
+        """) == "3:12: invalid TOML: Cannot overwrite a value"
+    assert error_of(tmp_path, """
+        [components.node]
+        argv = ["x",
+        """) == "3:1: invalid TOML: Invalid value at end of file"
+
+
+def test_unknown_key_with_close_match(tmp_path: Path) -> None:
+    message = error_of(tmp_path, """
+        [supervisor]
+        datadir = "d"
+
+        [components.node]
+
+        [components.wallet]
+        restrat = "no"
+        """)
+    assert message == ("7:1: unknown key 'restrat' in [components.wallet] "
+                       "(hint: did you mean 'restart'?)")
+
+
+def test_unknown_key_without_close_match_lists_known_keys(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [supervisor]
+        colour = "blue"
+        [components.node]
+        """) == ("2:1: unknown key 'colour' in [supervisor] "
+                 "(hint: known keys: 'datadir', 'debug')")
+    assert error_of(tmp_path, """
+        [daemon]
+        """) == ("1:1: unknown key 'daemon' in the top level "
+                 "(hint: known keys: 'supervisor', 'components')")
+
+
+def test_unknown_key_in_restart_table_and_inline_table(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node.restart]
+        policy = "always"
+        backof_max_s = 3
+        """) == ("3:1: unknown key 'backof_max_s' in [components.node.restart] "
+                 "(hint: did you mean 'backoff_max_s'?)")
+    assert error_of(tmp_path, """
+        [components.node]
+        restart = { policy = "always", burst = 3 }
+        """) == ("2:32: unknown key 'burst' in [components.node.restart] "
+                 "(hint: known keys: 'policy', 'backoff_initial_s', 'backoff_max_s', "
+                 "'backoff_multiplier', 'start_limit_burst', 'start_limit_interval_s')")
+
+
+def test_dotted_key_is_located(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components]
+        node.role = "node"
+        node.rpcprot = 1
+        """) == ("3:1: unknown key 'rpcprot' in [components.node] "
+                 "(hint: did you mean 'rpcport'?)")
+
+
+def test_wrong_types_point_at_the_value(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        rpcport = "18443"
+        """) == "2:11: 'rpcport' in [components.node] must be an integer, not string"
+    assert error_of(tmp_path, """
+        [components.node]
+        stop_timeout_s = true
+        """) == "2:18: 'stop_timeout_s' in [components.node] must be a number, not boolean"
+    assert error_of(tmp_path, """
+        [supervisor]
+        debug = "ipc"
+        [components.node]
+        """) == "2:9: 'debug' in [supervisor] must be an array, not string"
+    assert error_of(tmp_path, """
+        [components.node]
+        argv = ["bitcoin-node", 3]
+        """) == ("2:25: 'argv' in [components.node] must be an array of strings, "
+                 "found integer")
+    assert error_of(tmp_path, """
+        components = 3
+        """) == "1:14: 'components' in the top level must be a table, not integer"
+    assert error_of(tmp_path, """
+        [components.node]
+        restart = 1
+        """) == ("2:11: 'restart' in [components.node] must be a policy string or a "
+                 "table, not integer")
+
+
+def test_bad_enum_values_list_the_allowed_ones(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        restart = "on-failur"
+        """) == ("2:11: unknown restart policy 'on-failur' in [components.node] "
+                 "(hint: allowed: 'no', 'on-failure', 'always'; did you mean 'on-failure'?)")
+    assert error_of(tmp_path, """
+        [components.node.restart]
+        policy = "sometimes"
+        """) == ("2:10: unknown restart policy 'sometimes' in [components.node.restart] "
+                 "(hint: allowed: 'no', 'on-failure', 'always')")
+
+
+def test_unknown_or_missing_role(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.main]
+        role = "nodes"
+        """) == ("2:8: unknown role 'nodes' in [components.main] "
+                 "(hint: allowed: 'node', 'wallet', 'index'; did you mean 'node'?)")
+    assert error_of(tmp_path, """
+        [components.main]
+        rpcport = 1
+        """) == ("1:1: missing key 'role' in [components.main] "
+                 "(hint: set role to one of 'node', 'wallet', 'index')")
+
+
+def test_role_setting_on_the_wrong_role(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.wallet]
+        rpcport = 18443
+        """) == ("2:1: 'rpcport' in [components.wallet] is not a setting of role 'wallet' "
+                 "(hint: settings of role 'wallet': none)")
+
+
+def test_unknown_dependency(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        depends_on = ["nod"]
+        """) == ("3:15: [components.wallet] depends on unknown component 'nod' "
+                 "(hint: did you mean 'node'?)")
+    assert error_of(tmp_path, """
+        [components.wallet]
+        """) == ("1:1: [components.wallet] depends on unknown component 'node' "
+                 "(hint: defined components: 'wallet')")
+
+
+def test_dependency_cycle(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        depends_on = ["node", "index"]
+        [components.index]
+        depends_on = ["wallet"]
+        """) == ("3:23: dependency cycle: wallet -> index -> wallet "
+                 "(hint: remove one of these depends_on entries)")
+    assert error_of(tmp_path, """
+        [components.node]
+        depends_on = ["node"]
+        """) == ("2:15: dependency cycle: node -> node "
+                 "(hint: remove one of these depends_on entries)")
+
+
+def test_duplicate_dependency(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        depends_on = ["node", "node"]
+        """) == "3:23: [components.wallet] lists dependency 'node' twice"
+
+
+def test_duplicate_rpcport(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        rpcport = 18443
+        [components.node2]
+        role = "node"
+        rpcport = 18443
+        """) == ("5:11: rpcport 18443 in [components.node2] is already used by "
+                 "[components.node] (hint: give each component its own rpcport)")
+
+
+def test_duplicate_datadir(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        datadir = "node"
+        """) == ("3:1: datadir of [components.wallet] is already used by [components.node] "
+                 "(hint: give each component its own datadir)")
+
+
+@pytest.mark.parametrize("port", [0, 65536, -1])
+def test_port_out_of_range(tmp_path: Path, port: int) -> None:
+    assert error_of(tmp_path, f"""
+        [components.node]
+        rpcport = {port}
+        """) == (f"2:11: rpcport {port} in [components.node] is out of range "
+                 "(hint: use a port between 1 and 65535)")
+
+
+@pytest.mark.parametrize("argv", ['["bitcoin-node"]', '["x", "{fd}", "{fd}"]'])
+def test_argv_needs_exactly_one_fd(tmp_path: Path, argv: str) -> None:
+    assert error_of(tmp_path, f"""
+        [components.node]
+        argv = {argv}
+        """) == ("2:8: 'argv' in [components.node] must contain '{fd}' in exactly one "
+                 'element (hint: e.g. argv = ["bitcoin-node", "-ipcfd", "{fd}"])')
+
+
+def test_empty_argv(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        argv = []
+        """) == "2:8: 'argv' in [components.node] must start with an executable"
+
+
+def test_numeric_bounds(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node.restart]
+        backoff_initial_s = 2
+        backoff_max_s = 1
+        """) == "3:17: 'backoff_max_s' in [components.node.restart] must be >= 2.0, not 1.0"
+    assert error_of(tmp_path, """
+        [components.node]
+        restart = {start_limit_burst = 0}
+        """) == ("2:32: 'start_limit_burst' in [components.node.restart] must be >= 1, "
+                 "not 0")
+
+
+def test_no_components_and_bad_names(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [supervisor]
+        """) == (" no components defined (hint: add a table such as [components.node] "
+                 'with role = "node")')
+    assert error_of(tmp_path, """
+        [components."Bad Name"]
+        role = "node"
+        """) == ("1:1: invalid component name 'Bad Name' (hint: use 1-32 characters: "
+                 "lowercase letters, digits, '-', '_', starting with a letter)")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_bytes(b"[components.node]\n# \xff\n")
+    with pytest.raises(ConfigError, match="config file is not UTF-8"):
+        load_config(path)
+
+
+# -- the locator on its own ----------------------------------------------------------------
+
+def test_locator_handles_quotes_strings_and_arrays() -> None:
+    text = textwrap.dedent('''\
+        # comment [not.a.table]
+        title = """
+        key = "inside a string"
+        """
+        [ "components" . 'my node' ]
+        argv = [
+          "a",  # comment
+          "{fd}",
+        ]
+        restart = { policy = "no", backoff = { x = 1 } }
+        ''')
+    pos = TomlPositions(text)
+    assert pos.find(("key",)) is None
+    assert pos.find(("components", "my node")) == (5, 1)
+    assert pos.find(("components", "my node", "argv", "1")) == (8, 3)
+    assert pos.find(("components", "my node", "argv"), value=True) == (6, 8)
+    assert pos.find(("components", "my node", "restart", "backoff", "x")) == (10, 40)
+    # An absent key falls back to the nearest present ancestor.
+    assert pos.find(("components", "my node", "missing")) == (5, 1)
