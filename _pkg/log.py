@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure", "get_logger"]
+__all__ = ["bind", "configure", "get_logger"]
 
 
 def configure(*, json: bool | None = None, stream: TextIO | None = None,
@@ -42,3 +42,8 @@ def configure(*, json: bool | None = None, stream: TextIO | None = None,
 def get_logger(**initial: Any) -> Any:
     """Return a structlog logger bound to ``initial`` keys (e.g. ``component=``)."""
     return structlog.get_logger(**initial)
+
+
+def bind(**keys: Any) -> None:
+    """Add ``keys`` to every event this process logs from now on (e.g. ``component=``)."""
+    structlog.contextvars.bind_contextvars(**keys)

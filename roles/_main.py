@@ -53,7 +53,8 @@ def run_role(factory: Callable[[], RoleProcess]) -> None:
         print(f"{sys.argv[0]}: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     log.configure(json=True)
-    logger = log.get_logger(component=settings.name)
+    log.bind(component=settings.name)
+    logger = log.get_logger()
     protocol = make_protocol()
     # Heavy imports (capnp, aiohttp, sqlite) are done by now: the sandbox may hide the
     # host filesystem from here on.
@@ -68,7 +69,7 @@ def run_role(factory: Callable[[], RoleProcess]) -> None:
 
 async def _serve(proc: RoleProcess, settings: ComponentSettings, sock: socket.socket,
                  protocol: Protocol) -> int:
-    lg = log.get_logger(component=settings.name)
+    lg = log.get_logger()
     try:
         init = await proc.start(settings)
     except (SupervisorError, OSError, ValueError) as exc:

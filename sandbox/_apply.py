@@ -22,7 +22,7 @@ def prepare_child(settings: ComponentSettings) -> dict[str, float]:
     start = time.perf_counter()
     bind_to_parent()
     steps["pdeathsig"] = (time.perf_counter() - start) * 1000
-    get_logger(component=settings.name).info(
+    get_logger().info(
         "sandbox.applied", role=settings.role, steps_ms={k: round(v, 3) for k, v in steps.items()}
     )
     return steps

@@ -31,7 +31,9 @@ def remote_message(description: str) -> str:
             if text.startswith(prefix):
                 text = text[len(prefix):]
                 changed = True
-    return (text[:_MAX_MESSAGE] + "…") if len(text) > _MAX_MESSAGE else (text or "remote call failed")
+    if len(text) > _MAX_MESSAGE:
+        return text[:_MAX_MESSAGE] + "…"
+    return text or "remote call failed"
 
 
 def translate(exc: capnp.KjException, peer: str) -> IpcError:
@@ -56,7 +58,7 @@ class _Sanitised(Exception):
 
     __module__ = "builtins"  # keeps the module path out of the formatted type name
 
-    @property  # type: ignore[override]
+    @property
     def __traceback__(self) -> None:
         return None
 

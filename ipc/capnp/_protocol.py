@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 import capnp
 
 from bitcoin_supervisor import log
-from bitcoin_supervisor.interfaces import Init, PeerGoneError
+from bitcoin_supervisor.interfaces import Init, IpcError
 from bitcoin_supervisor.ipc._protocol import Connection, Protocol
 
-from . import _clients, _errors, _servers
+from . import _clients, _servers
 from ._link import Link
 from ._schema import load_schemas
 
@@ -83,12 +83,9 @@ class CapnpProtocol(Protocol):
         raw_init = rpc.bootstrap().cast_as(self._schemas.init.Init)
         try:
             init = await _clients.construct_init(raw_init, Link(component=peer, debug=debug))
-        except PeerGoneError:
+        except IpcError:
             stream.close()
             raise
-        except _errors.RemoteError as exc:
-            stream.close()
-            raise PeerGoneError(f"{peer}: Init.construct failed: {exc}") from None
         _logger.info("ipc.connected", component=peer)
         return CapnpConnection(stream, rpc, init, disconnected, peer)
 

@@ -29,6 +29,19 @@ from ._schema import load_schemas
 _S = load_schemas()
 _logger = log.get_logger()
 
+# pycapnp builds one Server base class per interface at load time; mypy sees them as Any.
+_ThreadBase: Any = _S.proxy.Thread.Server
+_ThreadMapBase: Any = _S.proxy.ThreadMap.Server
+_EchoBase: Any = _S.echo.Echo.Server
+_HandlerBase: Any = _S.chain.Handler.Server
+_ChainNotificationsBase: Any = _S.chain.ChainNotifications.Server
+_RpcHandlerBase: Any = _S.chain.RpcHandler.Server
+_ChainBase: Any = _S.chain.Chain.Server
+_WalletBase: Any = _S.wallet.Wallet.Server
+_WalletLoaderBase: Any = _S.wallet.WalletLoader.Server
+_IndexBase: Any = _S.index.Index.Server
+_InitBase: Any = _S.init.Init.Server
+
 T = TypeVar("T")
 ServerT = TypeVar("ServerT", bound="_ServerBase[Any]")
 
@@ -76,7 +89,7 @@ def _served(fn: Callable[[ServerT, Any], Awaitable[None]]
     return wrapper
 
 
-class ThreadServer(_ServerBase[str], _S.proxy.Thread.Server):  # type: ignore[misc]
+class ThreadServer(_ServerBase[str], _ThreadBase):  # type: ignore[misc]
     """A libmultiprocess ``Thread`` handle; Python servers run every call on their loop."""
 
     _interface = "Thread"
@@ -86,7 +99,7 @@ class ThreadServer(_ServerBase[str], _S.proxy.Thread.Server):  # type: ignore[mi
         context.results.result = self._impl
 
 
-class ThreadMapServer(_ServerBase[None], _S.proxy.ThreadMap.Server):  # type: ignore[misc]
+class ThreadMapServer(_ServerBase[None], _ThreadMapBase):  # type: ignore[misc]
     """Hands out ``Thread`` handles so libmultiprocess-style clients can fill Context."""
 
     _interface = "ThreadMap"
@@ -96,7 +109,7 @@ class ThreadMapServer(_ServerBase[None], _S.proxy.ThreadMap.Server):  # type: ig
         context.results.result = ThreadServer(str(context.params.name), self._link)
 
 
-class EchoServer(_ServerBase[Echo], _S.echo.Echo.Server):  # type: ignore[misc]
+class EchoServer(_ServerBase[Echo], _EchoBase):  # type: ignore[misc]
     """Serves an ``Echo`` implementation."""
 
     _interface = "Echo"
@@ -111,7 +124,7 @@ class EchoServer(_ServerBase[Echo], _S.echo.Echo.Server):  # type: ignore[misc]
         context.results.result = await self._impl.echo(str(context.params.echo))
 
 
-class HandlerServer(_ServerBase[Handler], _S.chain.Handler.Server):  # type: ignore[misc]
+class HandlerServer(_ServerBase[Handler], _HandlerBase):  # type: ignore[misc]
     """Serves a ``Handler`` registration."""
 
     _interface = "Handler"
@@ -122,7 +135,7 @@ class HandlerServer(_ServerBase[Handler], _S.chain.Handler.Server):  # type: ign
 
 
 class ChainNotificationsServer(_ServerBase[ChainNotifications],
-                               _S.chain.ChainNotifications.Server):  # type: ignore[misc]
+                               _ChainNotificationsBase):  # type: ignore[misc]
     """Serves ``ChainNotifications`` callbacks."""
 
     _interface = "ChainNotifications"
@@ -136,7 +149,7 @@ class ChainNotificationsServer(_ServerBase[ChainNotifications],
         await self._impl.block_disconnected(_convert.read_block(context.params.block))
 
 
-class RpcHandlerServer(_ServerBase[RpcHandler], _S.chain.RpcHandler.Server):  # type: ignore[misc]
+class RpcHandlerServer(_ServerBase[RpcHandler], _RpcHandlerBase):  # type: ignore[misc]
     """Serves an ``RpcHandler``."""
 
     _interface = "RpcHandler"
@@ -147,7 +160,7 @@ class RpcHandlerServer(_ServerBase[RpcHandler], _S.chain.RpcHandler.Server):  # 
         _convert.fill_rpc_response(context.results.init("result"), response)
 
 
-class ChainServer(_ServerBase[Chain], _S.chain.Chain.Server):  # type: ignore[misc]
+class ChainServer(_ServerBase[Chain], _ChainBase):  # type: ignore[misc]
     """Serves a ``Chain``; callbacks it receives become client proxies on the same link."""
 
     _interface = "Chain"
@@ -184,7 +197,7 @@ class ChainServer(_ServerBase[Chain], _S.chain.Chain.Server):  # type: ignore[mi
         context.results.result = export_handler(registration, self._link)
 
 
-class WalletServer(_ServerBase[Wallet], _S.wallet.Wallet.Server):  # type: ignore[misc]
+class WalletServer(_ServerBase[Wallet], _WalletBase):  # type: ignore[misc]
     """Serves one ``Wallet``."""
 
     _interface = "Wallet"
@@ -210,7 +223,7 @@ class WalletServer(_ServerBase[Wallet], _S.wallet.Wallet.Server):  # type: ignor
 
 
 class WalletLoaderServer(_ServerBase[WalletLoader],
-                         _S.wallet.WalletLoader.Server):  # type: ignore[misc]
+                         _WalletLoaderBase):  # type: ignore[misc]
     """Serves the ``WalletLoader``."""
 
     _interface = "WalletLoader"
@@ -232,7 +245,7 @@ class WalletLoaderServer(_ServerBase[WalletLoader],
         context.results.result = list(await self._impl.list_wallets())
 
 
-class IndexServer(_ServerBase[Index], _S.index.Index.Server):  # type: ignore[misc]
+class IndexServer(_ServerBase[Index], _IndexBase):  # type: ignore[misc]
     """Serves an ``Index``."""
 
     _interface = "Index"
@@ -249,7 +262,7 @@ class IndexServer(_ServerBase[Index], _S.index.Index.Server):  # type: ignore[mi
             _convert.fill_indexed_transaction(context.results.init("result"), tx)
 
 
-class InitServer(_ServerBase[Init], _S.init.Init.Server):  # type: ignore[misc]
+class InitServer(_ServerBase[Init], _InitBase):  # type: ignore[misc]
     """Serves a component's ``Init`` as the bootstrap capability."""
 
     _interface = "Init"

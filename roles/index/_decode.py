@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from bitcoin.core import CTransaction, b2lx
-from bitcoin.core.script import OP_1, OP_16, OP_1NEGATE, OP_PUSHDATA4, CScript, CScriptOp
-from bitcoin.core.script import CScriptInvalidError
+from bitcoin.core.script import (
+    OP_1,
+    OP_1NEGATE,
+    OP_16,
+    OP_PUSHDATA4,
+    CScript,
+    CScriptInvalidError,
+    CScriptOp,
+)
 from embit import base58, bech32
 from embit.descriptor.checksum import add_checksum
 from embit.networks import NETWORKS

@@ -6,11 +6,14 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bitcoin.core import b2lx, lx
 from bitcoin.core.script import CScript
+
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import (
     Block,
@@ -27,6 +30,7 @@ from bitcoin_supervisor.interfaces import (
 from . import _consensus as consensus
 from ._blockstore import BlockStore, StoredBlock
 
+_T = TypeVar("_T")
 _BATCH = 64  # blocks mined per executor job: one fsync each, and the loop stays responsive
 
 
@@ -64,6 +68,10 @@ class NodeChain(Chain):
         self._receivers: dict[int, ChainNotifications] = {}
         self._routes: dict[str, _Route] = {}
         self._log = log.get_logger(subsystem="chain")
+        # One worker: mining and disk writes are sequential anyway, and aclose() can wait
+        # for the job in flight even if the RPC request that started it was cancelled.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="node-miner")
+        self._job: Future[Any] | None = None
         self._extend(entries)
 
     @classmethod
@@ -101,7 +109,7 @@ class NodeChain(Chain):
 
     def hash_hex(self, height: int) -> str:
         """Return the display (big-endian hex) hash at ``height``; IndexError if out of range."""
-        return b2lx(self.entry(height).hash)
+        return str(b2lx(self.entry(height).hash))
 
     def height_of(self, block_hash: str) -> int | None:
         """Return the height of the active-chain block with display hash ``block_hash``."""
@@ -128,8 +136,21 @@ class NodeChain(Chain):
         return self._store.size_on_disk()
 
     def close(self) -> None:
-        """Flush and close the block store. Idempotent."""
+        """Flush and close the block store. Idempotent. Use ``aclose`` while mining may run."""
+        self._executor.shutdown(wait=True)
         self._store.close()
+
+    async def aclose(self) -> None:
+        """Wait for a mining or disk job still in flight, then close. Idempotent."""
+        job = self._job
+        if job is not None and not job.done():
+            await asyncio.wait([asyncio.wrap_future(job)])
+        self.close()
+
+    async def _in_worker(self, fn: Callable[..., _T], *args: object) -> _T:
+        job = self._executor.submit(fn, *args)
+        self._job = job
+        return await asyncio.wrap_future(job)
 
     # --- interfaces.Chain ---
 
@@ -206,20 +227,19 @@ class NodeChain(Chain):
 
         Returns their hashes once each is on disk and every registered receiver has
         processed it. Fewer blocks come back if ``max_tries`` nonces run out. The hashing
-        and the fsync run in the default executor. Raises OSError if the disk write fails.
+        and the fsync run in a worker thread. Raises OSError if the disk write fails.
         """
         hashes: list[str] = []
-        loop = asyncio.get_running_loop()
         async with self._mine_lock:
             while len(hashes) < nblocks and max_tries > 0:
                 count = min(_BATCH, nblocks - len(hashes))
                 times = [e.time for e in self._entries[-consensus.MEDIAN_TIME_SPAN:]]
-                mined, max_tries = await loop.run_in_executor(
-                    None, _mine_batch, self.height + 1, self._entries[-1].hash, times,
+                mined, max_tries = await self._in_worker(
+                    _mine_batch, self.height + 1, self._entries[-1].hash, times,
                     script_pubkey, count, max_tries, int(self._clock()))
                 if not mined:
                     break
-                entries = await loop.run_in_executor(None, self._store.append, mined)
+                entries = await self._in_worker(self._store.append, mined)
                 first = self.height + 1
                 self._extend(entries)
                 for offset, block in enumerate(mined):

@@ -99,4 +99,4 @@ class NodeProcess:
             await server.close()
         chain, self._chain = self._chain, None
         if chain is not None:
-            chain.close()
+            await chain.aclose()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bitcoin.core import CBlock, b2lx
+
 from bitcoin_supervisor.interfaces import RemoteError, RpcRequest
 
 from . import _consensus as consensus
@@ -169,7 +170,7 @@ class NodeRpcMethods:
             "nonce": block.nNonce,
             "bits": f"{block.nBits:08x}",
             "target": f"{consensus.target(block.nBits):064x}",
-            "difficulty": CBlock.calc_difficulty(block.nBits),
+            "difficulty": _difficulty(block.nBits),
             "chainwork": f"{self._chain.chainwork(height):064x}",
             "nTx": len(block.vtx),
         }
@@ -189,7 +190,7 @@ class NodeRpcMethods:
             "bestblockhash": chain.hash_hex(chain.height),
             "bits": f"{tip.bits:08x}",
             "target": f"{consensus.target(tip.bits):064x}",
-            "difficulty": CBlock.calc_difficulty(tip.bits),
+            "difficulty": _difficulty(tip.bits),
             "time": tip.time,
             "mediantime": chain.median_time(chain.height),
             "verificationprogress": 1.0,
@@ -263,6 +264,11 @@ def _positional(name: str, spec: _Method, params: list[Any] | dict[str, Any]) ->
             any(params[i] is None for i in range(required)):
         raise RpcError(RPC_MISC_ERROR, spec.usage(name))
     return list(params)
+
+
+def _difficulty(bits: int) -> float:
+    # bitcoind prints doubles with 16 significant digits: same text, same parsed value.
+    return float(f"{CBlock.calc_difficulty(bits):.16g}")
 
 
 def _type_name(value: Any) -> str:

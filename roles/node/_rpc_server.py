@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
 from bitcoin_supervisor import log
 
 from ._rpc_methods import (
@@ -97,9 +98,9 @@ class RpcServer:
             _write_private(self._cookie_path, self._cookie)
             app = web.Application()
             app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None)
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
             await self._runner.setup()
-            await web.SockSite(self._runner, sock, shutdown_timeout=5.0).start()
+            await web.SockSite(self._runner, sock).start()
         except BaseException:
             sock.close()
             raise

@@ -26,6 +26,7 @@ from bitcoin.core import (
     b2lx,
 )
 from bitcoin.core.script import OP_RETURN, CScript, CScriptWitness
+from embit.script import address_to_scriptpubkey
 
 from bitcoin_supervisor.interfaces import (
     Block,
@@ -70,6 +71,11 @@ def mine_block(prev: CBlock, height: int, script: bytes, tag: bytes,
             return CBlock(header.nVersion, header.hashPrevBlock, merkle, header.nTime,
                           header.nBits, nonce, vtx)
     raise RuntimeError("no nonce found")
+
+
+def address_script(address: str) -> bytes:
+    """Return the scriptPubKey paying ``address`` (what generatetoaddress pays)."""
+    return bytes(address_to_scriptpubkey(address).data)
 
 
 class _Registration(Handler):

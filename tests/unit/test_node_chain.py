@@ -11,6 +11,7 @@ from bitcoin.core import CBlock, CheckProofOfWork, b2lx
 from bitcoin.core.script import CScript
 from embit import ec, script
 from embit.networks import NETWORKS
+from structlog.testing import capture_logs
 
 from bitcoin_supervisor.interfaces import (
     Block,
@@ -22,6 +23,7 @@ from bitcoin_supervisor.interfaces import (
     RpcResponse,
 )
 from bitcoin_supervisor.roles.node import GENESIS_HASH, NodeChain
+from bitcoin_supervisor.roles.node._blockstore import BlockStore
 from bitcoin_supervisor.roles.node._consensus import address_to_script
 
 KEY = ec.PrivateKey(bytes.fromhex("11" * 32))
@@ -109,7 +111,8 @@ def test_subsidy_halves_at_height_150_and_times_follow_median_time_past(
         tmp_path: Path) -> None:
     async def scenario() -> None:
         frozen = time.time() - 3600  # a clock that stands still: blocks must still move on
-        chain = NodeChain(*_open_store(tmp_path), clock=lambda: frozen)
+        store, entries = BlockStore.open(tmp_path / "blocks")
+        chain = NodeChain(store, entries, clock=lambda: frozen)
         await chain.generate_to_address(151, _script())
         values = {}
         for height in (149, 150, 151):
@@ -122,11 +125,6 @@ def test_subsidy_halves_at_height_150_and_times_follow_median_time_past(
         assert chain.entry(1).time == int(frozen)
         chain.close()
     asyncio.run(scenario())
-
-
-def _open_store(tmp_path: Path) -> tuple:  # type: ignore[type-arg]
-    from bitcoin_supervisor.roles.node._blockstore import BlockStore
-    return BlockStore.open(tmp_path / "blocks")
 
 
 @pytest.mark.parametrize("address", [
@@ -160,7 +158,10 @@ def test_notifications_arrive_in_order_and_failing_receivers_are_handled(
             Recorder(PeerGoneError("gone"))
         for receiver in (good, buggy, dead):
             await chain.handle_notifications(receiver)
-        await chain.generate_to_address(70, _script())  # spans two mining batches
+        with capture_logs() as logs:
+            await chain.generate_to_address(70, _script())  # spans two mining batches
+        assert [e["event"] for e in logs].count("notifications.gone") == 1
+        assert [e["event"] for e in logs].count("notification.failed") == 70
         assert good.heights == list(range(3, 73))
         assert buggy.heights == list(range(3, 73))  # a raising receiver is kept
         assert dead.heights == [3]  # a gone receiver is dropped after its first failure
@@ -190,3 +191,28 @@ def test_rpc_routes_replace_disconnect_and_drop_gone_handlers(tmp_path: Path) ->
         assert chain.routed_methods() == []
         chain.close()
     asyncio.run(scenario())
+
+
+def test_mining_leaves_the_event_loop_responsive(tmp_path: Path) -> None:
+    async def scenario() -> float:
+        chain = NodeChain.open(tmp_path / "blocks")
+        worst = 0.0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal worst
+            last = time.perf_counter()
+            while not done.is_set():
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                worst, last = max(worst, now - last), now
+
+        task = asyncio.create_task(ticker())
+        await chain.generate_to_address(1000, _script())
+        done.set()
+        await task
+        chain.close()
+        return worst
+    worst = asyncio.run(scenario())
+    print(f"longest event-loop stall while mining 1000 blocks: {worst * 1000:.1f} ms")
+    assert worst < 0.2
