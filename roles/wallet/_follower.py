@@ -133,15 +133,17 @@ class ChainFollower:
         self._chain = None
         self._synced = False
 
-    async def sync(self, hint: Block | None = None) -> None:
+    async def sync(self, hint: Block | None = None, generation: int | None = None) -> None:
         """Bring the store to the current chain's tip (no-op without a chain).
 
         ``hint`` is a block the chain just announced; it is applied without a round
-        trip when it extends the store. Returns when done or when the pass failed.
+        trip when it extends the store. With ``generation`` (the attach it came from),
+        nothing happens if another chain was attached meanwhile. Returns when done or
+        when the pass failed.
         """
         async with self._lock:
             chain = self._chain
-            if chain is None:
+            if chain is None or generation not in (None, self._generation):
                 return
             try:
                 if hint is None or not self._apply_hint(hint):
@@ -208,9 +210,6 @@ class ChainFollower:
             self._handler = None
         self._log.warning("chain.lost", error=str(exc))
 
-    def _is_current(self, generation: int) -> bool:
-        return generation == self._generation
-
 
 class _Notifications(ChainNotifications):
     """Notifications for one attach; calls from a replaced chain are ignored."""
@@ -221,13 +220,11 @@ class _Notifications(ChainNotifications):
 
     async def block_connected(self, block: Block) -> None:
         """Apply ``block`` (and anything missed before it); returns once applied."""
-        if self._follower._is_current(self._generation):
-            await self._follower.sync(hint=block)
+        await self._follower.sync(hint=block, generation=self._generation)
 
     async def block_disconnected(self, block: Block) -> None:
         """Re-sync, which rewinds to the new fork point; returns once done."""
-        if self._follower._is_current(self._generation):
-            await self._follower.sync()
+        await self._follower.sync(generation=self._generation)
 
 
 async def disconnect_quietly(handler: Handler | None) -> None:

@@ -101,7 +101,7 @@ def expect(value: Any, kind: type, default: Any = None) -> Any:
         return default
     matches = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not matches:
-        got = "null" if value is None else _JSON_TYPES.get(type(value), "value")
+        got = _JSON_TYPES.get(type(value), "value")
         raise RpcError(RPC_TYPE_ERROR, f"JSON value of type {got} is not of expected "
                                        f"type {_JSON_TYPES.get(kind, kind.__name__)}")
     return value

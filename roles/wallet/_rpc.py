@@ -157,8 +157,7 @@ class WalletRpc:
         wanted = _address_filter(expect(addresses, list, []))
         wallet = await self._route(request)
         result = []
-        for out in wallet.spendable():
-            depth = wallet.confirmations(out)
+        for out, depth in wallet.spendable():
             if not low <= depth <= high or (wanted and out.address not in wanted):
                 continue
             result.append({

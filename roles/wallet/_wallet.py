@@ -80,23 +80,24 @@ class WalletImpl(Wallet):
     def balances(self, minconf: int = 0) -> Balances:
         """Return trusted (mature, >= ``minconf`` confirmations) and immature totals."""
         trusted = immature = 0
-        for out in self._store.unspent():
-            depth = self.confirmations(out)
+        for out, depth in self.unspent():
             if out.coinbase and depth <= COINBASE_MATURITY:
                 immature += out.value
             elif depth >= minconf:
                 trusted += out.value
         return Balances(trusted=trusted, immature=immature)
 
-    def spendable(self) -> list[Output]:
-        """Return unspent outputs that can be spent now (immature coinbase left out)."""
-        return [o for o in self._store.unspent()
-                if not (o.coinbase and self.confirmations(o) <= COINBASE_MATURITY)]
+    def spendable(self) -> list[tuple[Output, int]]:
+        """Return (output, confirmations) for outputs spendable now: immature coinbase
+        outputs (<= 100 confirmations) are left out, as bitcoind does."""
+        return [(out, depth) for out, depth in self.unspent()
+                if not (out.coinbase and depth <= COINBASE_MATURITY)]
 
-    def confirmations(self, out: Output) -> int:
-        """Return ``out``'s depth relative to the wallet's last processed block."""
+    def unspent(self) -> list[tuple[Output, int]]:
+        """Return every unspent output with its depth at the last processed block."""
         last = self._store.last_block()
-        return 0 if last is None else last.height - out.height + 1
+        tip = -1 if last is None else last.height
+        return [(out, tip - out.height + 1) for out in self._store.unspent()]
 
     def owns(self, address: str) -> bool:
         """True if ``address`` was handed out by this wallet."""

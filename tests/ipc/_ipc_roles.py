@@ -42,7 +42,8 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
 
 @asynccontextmanager
 async def served(init: Init, *, name: str = "peer", debug: bool = False,
-                 client_debug: bool | None = None) -> AsyncIterator[tuple[Connection, asyncio.Task[None]]]:
+                 client_debug: bool | None = None,
+                 ) -> AsyncIterator[tuple[Connection, asyncio.Task[None]]]:
     """Serve ``init`` on one end of a fresh socketpair and connect to it from the other."""
     server_end, client_end = socket.socketpair()
     task = asyncio.create_task(PROTOCOL.serve(server_end, init, name=name, debug=debug))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from _ipc_roles import NodeInit, WalletInit, run, served
 from bitcoin_supervisor.interfaces import RemoteError
 
 
-def _calls(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _calls(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [e for e in logs if e["event"] == "ipc.call"]
 
 
