@@ -18,7 +18,7 @@ from embit import base58, bech32
 from embit.descriptor.checksum import add_checksum
 from embit.networks import NETWORKS
 
-from bitcoin_supervisor.roles.wallet import btc
+from .._jsonrpc import btc
 
 _NET = NETWORKS["regtest"]
 _OP_RETURN = 0x6A

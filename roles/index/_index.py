@@ -13,8 +13,8 @@ from bitcoin_supervisor.interfaces import (
     IpcError,
     RpcHandler,
 )
-from bitcoin_supervisor.roles.wallet import ChainFollower, register_rpc
 
+from .._follower import ChainFollower, register_rpc
 from ._store import TxIndexStore, TxLocation
 
 INDEX_NAME = "txindex"

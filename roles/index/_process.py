@@ -7,8 +7,8 @@ from pathlib import Path
 
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import Chain, ComponentSettings, Echo, Index, Init
-from bitcoin_supervisor.roles.wallet import EchoImpl
 
+from .._echo import EchoImpl
 from ._index import IndexImpl
 from ._rpc import IndexRpc
 from ._store import TxIndexStore

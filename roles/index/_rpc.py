@@ -8,8 +8,8 @@ from typing import Any
 from bitcoin.core import CTransaction
 
 from bitcoin_supervisor.interfaces import RpcRequest
-from bitcoin_supervisor.roles.wallet import MethodTable, RpcError, bind, expect
 
+from .._jsonrpc import MethodTable, RpcError, bind, expect
 from ._decode import decode_transaction
 from ._index import INDEX_NAME, IndexImpl
 

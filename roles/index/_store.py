@@ -9,7 +9,8 @@ from pathlib import Path
 from bitcoin.core import CBlock, b2lx
 
 from bitcoin_supervisor.interfaces import Block, BlockRef
-from bitcoin_supervisor.roles.wallet import open_database, transaction
+
+from .._db import open_database, transaction
 
 INDEX_FILE = "txindex.sqlite"
 

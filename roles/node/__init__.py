@@ -3,14 +3,13 @@
 from ._blockstore import BlockStoreError
 from ._chain import NodeChain
 from ._consensus import GENESIS_HASH
-from ._process import NodeEcho, NodeInit, NodeProcess
+from ._process import NodeInit, NodeProcess
 from ._rpc_server import RpcServer
 
 __all__ = [
     "GENESIS_HASH",
     "BlockStoreError",
     "NodeChain",
-    "NodeEcho",
     "NodeInit",
     "NodeProcess",
     "RpcServer",

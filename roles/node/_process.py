@@ -8,20 +8,13 @@ from pathlib import Path
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import Chain, ComponentSettings, Echo, Init
 
+from .._echo import EchoImpl
 from ._chain import NodeChain
 from ._rpc_methods import NodeRpcMethods
 from ._rpc_server import RpcServer
 
 DEFAULT_RPC_PORT = 18443
 DEFAULT_RPC_BIND = "127.0.0.1"
-
-
-class NodeEcho(Echo):
-    """Echo served by the node: proves the IPC link works."""
-
-    async def echo(self, message: str) -> str:
-        """Return ``message`` unchanged."""
-        return message
 
 
 class NodeInit(Init):
@@ -32,7 +25,7 @@ class NodeInit(Init):
 
     async def make_echo(self) -> Echo:
         """Return a new Echo."""
-        return NodeEcho()
+        return EchoImpl()
 
     async def make_chain(self) -> Chain:
         """Return the node's one Chain (the same object on every call)."""

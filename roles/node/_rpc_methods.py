@@ -10,6 +10,7 @@ import string
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from bitcoin.core import CBlock, b2lx
@@ -106,7 +107,8 @@ class NodeRpcMethods:
         if response.is_error:
             raise RpcError(response.error_code, response.error_message)
         try:
-            return json.loads(response.result_json)
+            # Decimal keeps amounts as the handler wrote them (50.00000000, not 50.0).
+            return json.loads(response.result_json, parse_float=Decimal)
         except ValueError as exc:
             raise RpcError(RPC_MISC_ERROR, f"{method}: handler returned invalid JSON") from exc
 

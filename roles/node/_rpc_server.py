@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bitcoin_supervisor import log
 
+from .._jsonrpc import dumps
 from ._rpc_methods import (
     RPC_INVALID_REQUEST,
     RPC_METHOD_NOT_FOUND,
@@ -134,7 +135,7 @@ class RpcServer:
         if payload is None:
             response = web.Response(status=204)
         else:
-            response = web.Response(status=status, text=json.dumps(payload) + "\n",
+            response = web.Response(status=status, text=dumps(payload) + "\n",
                                     content_type="application/json")
         if self._stop_pending:
             # bitcoind answers "stop" before it shuts down: flush the reply first.

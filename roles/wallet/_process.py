@@ -8,16 +8,9 @@ from pathlib import Path
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import Chain, ComponentSettings, Echo, Init, WalletLoader
 
+from .._echo import EchoImpl
 from ._rpc import WalletRpc
 from ._wallet import WalletLoaderImpl
-
-
-class EchoImpl(Echo):
-    """Echo served by the reference roles to prove a link works."""
-
-    async def echo(self, message: str) -> str:
-        """Return ``message`` unchanged."""
-        return message
 
 
 class WalletInit(Init):

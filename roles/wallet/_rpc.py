@@ -6,7 +6,7 @@ from typing import Any
 
 from bitcoin_supervisor.interfaces import RpcRequest
 
-from ._jsonrpc import (
+from .._jsonrpc import (
     RPC_DEPRECATED,
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,

@@ -12,7 +12,7 @@ from bitcoin.core import CBlock, CTransaction, b2lx
 
 from bitcoin_supervisor.interfaces import Block, BlockRef
 
-from ._db import open_database, transaction
+from .._db import open_database, transaction
 from ._keys import DerivedAddress
 
 WALLET_FILE = "wallet.sqlite"

@@ -20,7 +20,7 @@ from bitcoin_supervisor.interfaces import (
     WalletLoader,
 )
 
-from ._follower import ChainFollower, register_rpc
+from .._follower import ChainFollower, register_rpc
 from ._keys import KeyChain, new_seed
 from ._store import STAGING_SUFFIX, WALLET_FILE, Output, WalletStore
 
