@@ -46,6 +46,7 @@ class Protocol(ABC):
         """
 
     @abstractmethod
-    async def serve(self, sock: socket.socket, init: Init, *, name: str, debug: bool = False) -> None:
+    async def serve(self, sock: socket.socket, init: Init, *, name: str,
+                    debug: bool = False) -> None:
         """Serve ``init`` as the bootstrap capability on ``sock``; return when the peer
         disconnects. ``name`` is this component's name in logs."""

@@ -7,12 +7,13 @@ as bitcoind prints them (``50.00000000``), which ``json.dumps`` cannot do.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import RpcHandler, RpcRequest, RpcResponse
+from bitcoin_supervisor.jsonfmt import dumps
 
 # bitcoind's error codes (src/rpc/protocol.h) used by the reference roles.
 RPC_MISC_ERROR = -1
@@ -41,21 +42,6 @@ class RpcError(Exception):
 def btc(sats: int) -> Decimal:
     """Return ``sats`` satoshis as a BTC amount with exactly 8 decimal places."""
     return (Decimal(sats) * _SATS).quantize(_SATS)
-
-
-def dumps(value: Any) -> str:
-    """Serialize ``value`` to JSON; Decimals become bare numbers (``50.00000000``).
-
-    Raises TypeError for values JSON cannot represent.
-    """
-    if isinstance(value, Decimal):
-        return format(value, "f")  # str() would give "0E-8" for zero
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {dumps(v)}"
-                               for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(dumps(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 def ok(result: Any) -> RpcResponse:

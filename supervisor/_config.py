@@ -119,7 +119,8 @@ def load_config(path: str | Path, *, datadir_override: str | None = None) -> Con
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError("config file not found", path=shown,
-                          hint="pass --config PATH or copy the bundled multiprocess.toml")
+                          hint="pass --config PATH or copy the bundled multiprocess.toml"
+                          ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", path=shown) from exc
     try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitcoin_supervisor import jsonfmt
 from bitcoin_supervisor.interfaces import SupervisorError
 
 from ._config import Config
@@ -76,11 +77,11 @@ def call(endpoint: RpcEndpoint, method: str, params: list[Any], *, wallet: str |
                  "Authorization": "Basic " + base64.b64encode(cookie.encode()).decode()})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            reply = json.loads(response.read())
+            reply = jsonfmt.loads(response.read())
     except urllib.error.HTTPError as exc:
         # bitcoind answers RPC errors with HTTP 500/404 and a JSON body.
         try:
-            reply = json.loads(exc.read())
+            reply = jsonfmt.loads(exc.read())
         except ValueError:
             raise SupervisorError(f"node answered HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError) as exc:

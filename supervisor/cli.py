@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bitcoin_supervisor import log
+from bitcoin_supervisor import jsonfmt, log
 from bitcoin_supervisor.interfaces import ConfigError, SupervisorError
 
 from ._config import Config, load_config
@@ -147,12 +147,11 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
 
 def _print_rpc_result(result: Any) -> None:
+    # bitcoin-cli prints strings bare, null as nothing, everything else as JSON.
     if isinstance(result, str):
         print(result)
-    elif result is None:
-        return
-    else:
-        print(json.dumps(result, indent=2))
+    elif result is not None:
+        print(jsonfmt.dumps(result, indent=2))
 
 
 def _print_component_reply(args: argparse.Namespace, reply: dict[str, Any]) -> int:
