@@ -18,8 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from bitcoin_supervisor import log
+from bitcoin_supervisor.jsonfmt import dumps
 
-from .._jsonrpc import dumps
 from ._rpc_methods import (
     RPC_INVALID_REQUEST,
     RPC_METHOD_NOT_FOUND,
