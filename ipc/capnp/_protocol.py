@@ -35,9 +35,13 @@ class CapnpConnection(Connection):
 
     @property
     def init(self) -> Init:
+        """The peer's Init proxy; every call on it and on what it returns carries the
+        peer's ``Proxy.Thread`` in ``Context.thread``."""
         return self._init
 
     async def wait_disconnected(self) -> None:
+        """Return once the link is gone (about 2 ms after the peer dies). Never raises;
+        cancelling the wait leaves the link alone."""
         # shield: a caller cancelling its wait must not cancel the shared future.
         try:
             await asyncio.shield(self._disconnected)
@@ -45,6 +49,8 @@ class CapnpConnection(Connection):
             return
 
     def close(self) -> None:
+        """Close our end. Idempotent, does not block: the socket goes on the next loop turn,
+        then pending calls fail with PeerGoneError and ``wait_disconnected`` returns."""
         if self._closed:
             return
         self._closed = True
@@ -69,6 +75,8 @@ class CapnpProtocol(Protocol):
         self._schemas = load_schemas()
 
     def run(self, main: Callable[[], Awaitable[T]]) -> T:
+        """Run ``main()`` under ``asyncio.run`` with the KJ loop; blocks; once per process."""
+
         async def body() -> T:
             return await main()
 
@@ -77,6 +85,12 @@ class CapnpProtocol(Protocol):
 
     async def connect(self, sock: socket.socket, *, peer: str,
                       debug: bool = False) -> Connection:
+        """Bootstrap and construct the peer's Init over ``sock`` (now owned by the link).
+
+        One round trip: ``construct`` with ``makeThread`` pipelined on its result. Waits
+        for the peer's answer (callers add their own timeout). Raises PeerGoneError if the
+        link breaks first, RemoteError if the peer's ``construct`` fails.
+        """
         stream = await capnp.AsyncIoStream.create_connection(sock=sock)
         rpc = capnp.TwoPartyClient(stream)
         disconnected = _watch(rpc.on_disconnect())
@@ -91,6 +105,11 @@ class CapnpProtocol(Protocol):
 
     async def serve(self, sock: socket.socket, init: Init, *, name: str,
                     debug: bool = False) -> None:
+        """Serve ``init`` as the bootstrap capability on ``sock`` until the peer goes.
+
+        Returns (never raises for a lost peer) once the link is gone; cancelling it closes
+        the link. Exceptions from ``init`` reach the peer as one line, and are logged here.
+        """
         stream = await capnp.AsyncIoStream.create_connection(sock=sock)
         server = capnp.TwoPartyServer(
             stream, bootstrap=_servers.InitServer(init, Link(component=name, debug=debug)))

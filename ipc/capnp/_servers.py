@@ -47,12 +47,15 @@ ServerT = TypeVar("ServerT", bound="_ServerBase[Any]")
 
 
 class _ServerBase(Generic[T]):
-    """Common part of every server: the implementation it forwards to and its link."""
+    """Common part of every server: the implementation it forwards to and its link.
+
+    It must come first in a server's bases: pycapnp's generated ``Server.__init__``
+    takes no arguments and would otherwise shadow this one.
+    """
 
     _interface: ClassVar[str] = ""
 
     def __init__(self, impl: T, link: Link) -> None:
-        # Must come first in the bases: pycapnp's generated Server.__init__ takes no args.
         self._impl = impl
         self._link = link
 
