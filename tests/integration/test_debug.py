@@ -1,0 +1,25 @@
+"""--debug ipc logs every IPC request and response as a structured event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import start_system, stop_system
+
+
+def test_debug_ipc_logs_calls_on_both_sides(tmp_path: Path) -> None:
+    system = start_system(tmp_path, "--debug", "ipc")
+    try:
+        system.rpc("createwallet", "dbg")
+        events = system.log.events + [system.log.wait_for(
+            lambda e: e.get("event") == "ipc.call" and e.get("component") == "node"
+            and e.get("method") == "execute")]
+        calls = [e for e in events if e.get("event") == "ipc.call"]
+        # The supervisor's own bootstrap calls, client side.
+        assert any(e["method"] == "makeChain" and e["direction"] == "client" for e in calls)
+        assert any(e["method"] == "makeWalletLoader" and e["direction"] == "client"
+                   for e in calls)
+        for event in calls:
+            assert {"interface", "method", "direction", "component", "duration_ms"} <= set(event)
+    finally:
+        stop_system(system)
