@@ -158,13 +158,17 @@ def start_system(tmp_path: Path, *extra: str) -> System:
     watcher = LogWatcher(proc.stderr)
     watcher.start()
     system = System(config, tmp_path / "data", port, proc, watcher)
-    first = system.log.wait_for(
-        lambda e: e.get("event") == "supervisor.ready"
-        or (e.get("event") == "component.state_changed" and e.get("new") == "failed"),
-        timeout=60)
-    if first["event"] != "supervisor.ready":
+    try:
+        first = system.log.wait_for(
+            lambda e: e.get("event") == "supervisor.ready"
+            or (e.get("event") == "component.state_changed" and e.get("new") == "failed"),
+            timeout=60)
+        if first["event"] != "supervisor.ready":
+            raise AssertionError(f"component failed to start: {first}\n"
+                                 + "".join(watcher.raw))
+    except BaseException:
         stop_system(system)
-        raise AssertionError(f"component failed to start: {first}\n" + "".join(watcher.raw))
+        raise
     return system
 
 

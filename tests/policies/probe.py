@@ -1,0 +1,170 @@
+"""A sandboxed probe: apply a role's policy to itself, then try one thing and report.
+
+Run as ``python probe.py '<json>'``; prints one JSON line on stdout. Actions that the
+policy forbids with a killing action end the process with SIGSYS instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import json
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+
+from bitcoin_supervisor.sandbox import Policy, SandboxContext, apply, load_policy
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _errname(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def _status() -> dict[str, object]:
+    fields = {}
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("Seccomp", "NoNewPrivs", "CapEff", "CapPrm", "CapBnd", "Uid", "Pid"):
+                fields[key] = value.split()[0] if key != "Uid" else value.split()
+    with open("/proc/self/net/dev", encoding="ascii") as fh:
+        ifaces = [line.split(":")[0].strip() for line in fh.readlines()[2:]]
+    return {"status": fields, "ifaces": ifaces, "hostname": socket.gethostname(),
+            "pid": os.getpid(), "fds": sorted(
+                int(fd) for fd in os.listdir("/proc/self/fd"))}
+
+
+def _workload(datadir: Path) -> dict[str, object]:
+    db = sqlite3.connect(datadir / "wallet.sqlite")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v BLOB)")
+    with db:
+        db.executemany("INSERT INTO t (v) VALUES (?)", [(os.urandom(64),) for _ in range(200)])
+    rows = db.execute("SELECT count(*) FROM t").fetchone()[0]
+    db.close()
+    with open(datadir / "fsync.bin", "wb") as fh:
+        fh.write(b"x" * 4096)
+        fh.flush()
+        os.fsync(fh.fileno())
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(sum(range(1000))))
+    worker.start()
+    worker.join()
+    got: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: got.append(signum))
+    os.kill(os.getpid(), signal.SIGTERM)
+    import asyncio  # already imported by sqlite3? no: it is in sys.modules from below
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        ev = asyncio.Event()
+        loop.add_signal_handler(signal.SIGUSR1, ev.set)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await asyncio.wait_for(ev.wait(), 5)
+        return await loop.run_in_executor(None, lambda: 7)
+    executor = asyncio.run(main())
+    return {"rows": rows, "thread": result, "sigterm": got, "executor": executor}
+
+
+def _try_open(paths: list[str], mode: str) -> dict[str, str]:
+    out = {}
+    for path in paths:
+        try:
+            with open(path, mode) as fh:
+                if "w" in mode:
+                    fh.write("x")
+                else:
+                    fh.read(1)
+            out[path] = "ok"
+        except OSError as exc:
+            out[path] = _errname(exc)
+    return out
+
+
+def _act(action: str, args: dict[str, object], datadir: Path) -> object:
+    match action:
+        case "status":
+            return _status()
+        case "workload":
+            return _workload(datadir)
+        case "read":
+            return _try_open(list(args["paths"]), "r")  # type: ignore[call-overload]
+        case "write":
+            return _try_open(list(args["paths"]), "w")  # type: ignore[call-overload]
+        case "execve":
+            os.execv("/usr/bin/true", ["true"])
+        case "ptrace":
+            return _libc.ptrace(0, 0, None, None)
+        case "mount":
+            return _libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)
+        case "unshare":
+            return _libc.unshare(0x10000000)
+        case "fork":
+            return os.fork()
+        case "inet":
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM).fileno()
+        case "kill_outside":
+            out = {}
+            for pid in (2, 300, int(args.get("pid", 1))):  # type: ignore[call-overload]
+                try:
+                    os.kill(pid, 0)
+                    out[str(pid)] = "ok"
+                except OSError as exc:
+                    out[str(pid)] = _errname(exc)
+            return out
+        case "network":
+            return _network()
+    raise ValueError(action)
+
+
+def _network() -> dict[str, object]:
+    import fcntl
+    import struct
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    req = struct.pack("16sH14s", b"lo", 0, b"")
+    flags = struct.unpack("16sH14s", fcntl.ioctl(sock.fileno(), 0x8913, req))[1]
+    out: dict[str, object] = {"lo_up": bool(flags & 1)}
+    for host in ("1.1.1.1", "127.0.0.1"):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(2)
+        try:
+            probe.connect((host, 9))
+            out[host] = "ok"
+        except OSError as exc:
+            out[host] = _errname(exc)
+        probe.close()
+    return out
+
+
+def _relax(policy: Policy, names: list[str]) -> Policy:
+    """Allow ``names`` unconditionally (tests of the walls behind seccomp)."""
+    rules = policy.seccomp
+    seccomp = dataclasses.replace(
+        rules, allow=rules.allow | set(names),
+        rules=tuple(r for r in rules.rules if r.syscall not in names))
+    return dataclasses.replace(policy, seccomp=seccomp)
+
+
+def main() -> None:
+    import asyncio  # noqa: F401  (heavy import before the sandbox, like a role)
+    args = json.loads(sys.argv[1])
+    datadirs = {k: Path(v) for k, v in args["datadirs"].items()}
+    policy = load_policy(args["role"], datadirs=datadirs, options=args.get("options", {}))
+    policy = _relax(policy, args.get("relax", []))
+    if args.get("default_action"):
+        policy = dataclasses.replace(policy, seccomp=dataclasses.replace(
+            policy.seccomp, default_action=args["default_action"]))
+    steps = apply(policy, SandboxContext(ipc_fd=None))
+    result = _act(args["action"], args, datadirs[args["role"]])
+    print(json.dumps({"steps": steps, "result": result}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
