@@ -107,3 +107,18 @@ def test_cli_errors(system: System, tmp_path: Path) -> None:
     bad_rpc = system.cli("rpc", "getblockhash", "1000", check=False)
     assert bad_rpc.returncode == 8
     assert "Block height out of range" in bad_rpc.stderr
+
+
+def test_stopped_wallet_and_index_catch_up_on_missed_blocks(system: System) -> None:
+    address, first_hash = _setup_wallet(system)
+    system.cli("stop", "wallet")
+    system.cli("stop", "index")
+    hashes = json.loads(system.rpc("generatetoaddress", "2", address))
+    system.cli("start", "wallet")
+    system.cli("start", "index")
+    assert system.rpc("getbalance", wallet="alice") == "150.00000000"
+    txid = _coinbase_txid(system, hashes[-1])
+    verbose = json.loads(system.rpc("getrawtransaction", txid, "true"))
+    assert verbose["blockhash"] == hashes[-1] and verbose["confirmations"] == 1
+    info = json.loads(system.rpc("getindexinfo"))
+    assert info == {"txindex": {"synced": True, "best_block_height": 103}}

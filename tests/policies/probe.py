@@ -121,6 +121,8 @@ def _act(action: str, args: dict[str, object], datadir: Path) -> object:
             return out
         case "network":
             return _network()
+        case "bind":
+            return _bind(list(args["ports"]))  # type: ignore[call-overload]
     raise ValueError(action)
 
 
@@ -143,6 +145,18 @@ def _network() -> dict[str, object]:
     return out
 
 
+def _bind(ports: list[int]) -> dict[str, str]:
+    out = {}
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+                out[str(port)] = "ok"
+            except OSError as exc:
+                out[str(port)] = _errname(exc)
+    return out
+
+
 def _relax(policy: Policy, names: list[str]) -> Policy:
     """Allow ``names`` unconditionally (tests of the walls behind seccomp)."""
     rules = policy.seccomp
@@ -161,6 +175,9 @@ def main() -> None:
     if args.get("default_action"):
         policy = dataclasses.replace(policy, seccomp=dataclasses.replace(
             policy.seccomp, default_action=args["default_action"]))
+    if args.get("no_landlock"):
+        policy = dataclasses.replace(policy, landlock=dataclasses.replace(
+            policy.landlock, enabled=False))
     steps = apply(policy, SandboxContext(ipc_fd=None))
     result = _act(args["action"], args, datadirs[args["role"]])
     print(json.dumps({"steps": steps, "result": result}), flush=True)
