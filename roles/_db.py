@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bitcoin_supervisor.interfaces import BlockRef
+
 
 def open_database(path: Path, schema: str) -> sqlite3.Connection:
     """Open (creating if needed) the SQLite file at ``path`` and apply ``schema``.
@@ -49,3 +51,21 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def _statements(schema: str) -> list[str]:
     # executescript() would COMMIT on its own; split so the schema is one transaction.
     return [s.strip() for s in schema.split(";") if s.strip()]
+
+
+class BlockTableMixin:
+    """The processed-blocks marker both follower stores keep: table ``blocks(height, hash)``."""
+
+    _conn: sqlite3.Connection
+
+    def last_block(self) -> BlockRef | None:
+        """Return the last processed block, or None before any."""
+        row = self._conn.execute(
+            "SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
+        return None if row is None else BlockRef(height=row[0], hash=row[1])
+
+    def block_hash(self, height: int) -> str | None:
+        """Return the recorded hash at ``height``, or None."""
+        found = self._conn.execute("SELECT hash FROM blocks WHERE height = ?",
+                                   (height,)).fetchone()
+        return None if found is None else str(found[0])

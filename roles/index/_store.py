@@ -8,9 +8,9 @@ from pathlib import Path
 
 from bitcoin.core import CBlock, b2lx
 
-from bitcoin_supervisor.interfaces import Block, BlockRef
+from bitcoin_supervisor.interfaces import Block
 
-from .._db import open_database, transaction
+from .._db import BlockTableMixin, open_database, transaction
 
 INDEX_FILE = "txindex.sqlite"
 
@@ -36,7 +36,7 @@ class TxLocation:
     block_time: int
 
 
-class TxIndexStore:
+class TxIndexStore(BlockTableMixin):
     """The durable txindex. Every method commits before it returns, blocks on disk I/O
     and raises sqlite3.Error on storage failures."""
 
@@ -60,18 +60,6 @@ class TxIndexStore:
         if row is None:
             return None
         return TxLocation(row[0], bytes(row[1]), row[2], row[3], row[4], row[5])
-
-    def last_block(self) -> BlockRef | None:
-        """Return the last indexed block, or None before any."""
-        row = self._conn.execute(
-            "SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
-        return None if row is None else BlockRef(height=row[0], hash=row[1])
-
-    def block_hash(self, height: int) -> str | None:
-        """Return the indexed block hash at ``height``, or None."""
-        row = self._conn.execute("SELECT hash FROM blocks WHERE height = ?", (height,))
-        found = row.fetchone()
-        return None if found is None else str(found[0])
 
     def connect_block(self, block: Block, parsed: CBlock) -> None:
         """Index every transaction of ``block`` atomically with the block marker.

@@ -17,28 +17,18 @@ from bitcoin.core import CBlock, b2lx
 
 from bitcoin_supervisor.interfaces import RemoteError, RpcRequest
 
+from .._jsonrpc import (
+    RPC_INVALID_ADDRESS_OR_KEY,
+    RPC_INVALID_PARAMETER,
+    RPC_METHOD_NOT_FOUND,
+    RPC_MISC_ERROR,
+    RPC_TYPE_ERROR,
+    RpcError,
+)
 from . import _consensus as consensus
 from ._chain import NodeChain
 
-# bitcoind's error codes (src/rpc/protocol.h).
-RPC_INVALID_REQUEST = -32600
-RPC_METHOD_NOT_FOUND = -32601
-RPC_PARSE_ERROR = -32700
-RPC_MISC_ERROR = -1
-RPC_TYPE_ERROR = -3
-RPC_INVALID_ADDRESS_OR_KEY = -5
-RPC_INVALID_PARAMETER = -8
-
 _MAX_TIP_AGE = 24 * 60 * 60  # bitcoind's default -maxtipage: older tip means "in IBD"
-
-
-class RpcError(Exception):
-    """An RPC-level failure carrying a bitcoind error code; becomes the reply's ``error``."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 Params = list[Any]

@@ -20,7 +20,7 @@ from aiohttp import web
 from bitcoin_supervisor import log
 from bitcoin_supervisor.jsonfmt import dumps
 
-from ._rpc_methods import (
+from .._jsonrpc import (
     RPC_INVALID_REQUEST,
     RPC_METHOD_NOT_FOUND,
     RPC_MISC_ERROR,

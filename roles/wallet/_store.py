@@ -12,7 +12,7 @@ from bitcoin.core import CBlock, CTransaction, b2lx
 
 from bitcoin_supervisor.interfaces import Block, BlockRef
 
-from .._db import open_database, transaction
+from .._db import BlockTableMixin, open_database, transaction
 from ._keys import DerivedAddress
 
 WALLET_FILE = "wallet.sqlite"
@@ -50,7 +50,7 @@ class Output:
     descriptor: str
 
 
-class WalletStore:
+class WalletStore(BlockTableMixin):
     """The durable state of one wallet. Every method commits before it returns, blocks
     on disk I/O, and raises sqlite3.Error on storage failures."""
 
@@ -137,18 +137,6 @@ class WalletStore:
         return int(self._conn.execute("SELECT COUNT(*) FROM txs").fetchone()[0])
 
     # --- BlockStore ------------------------------------------------------------------
-
-    def last_block(self) -> BlockRef | None:
-        """Return the last processed block, or None before any."""
-        row = self._conn.execute(
-            "SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
-        return None if row is None else BlockRef(height=row[0], hash=row[1])
-
-    def block_hash(self, height: int) -> str | None:
-        """Return the recorded hash at ``height``, or None."""
-        row = self._conn.execute("SELECT hash FROM blocks WHERE height = ?", (height,))
-        found = row.fetchone()
-        return None if found is None else str(found[0])
 
     def connect_block(self, block: Block, parsed: CBlock) -> None:
         """Record outputs paying us and spends of ours in ``block``, atomically with the
