@@ -1,6 +1,35 @@
 """Applying a role's sandbox to a process about to serve; only importer of prctl/seccomp."""
 
 from ._apply import prepare_child
+from ._landlock import abi_version as landlock_abi_version
 from ._lifetime import PARENT_PID_ENV, bind_to_parent
+from ._loader import POLICY_DIR, load_policy
+from ._policy import (
+    ArgCompare,
+    FilesystemView,
+    LandlockRules,
+    Policy,
+    SeccompRules,
+    SyscallRule,
+)
+from ._seccomp import SeccompFilter, build_filter
+from ._steps import SandboxContext, apply
 
-__all__ = ["PARENT_PID_ENV", "bind_to_parent", "prepare_child"]
+__all__ = [
+    "PARENT_PID_ENV",
+    "POLICY_DIR",
+    "ArgCompare",
+    "FilesystemView",
+    "LandlockRules",
+    "Policy",
+    "SandboxContext",
+    "SeccompFilter",
+    "SeccompRules",
+    "SyscallRule",
+    "apply",
+    "bind_to_parent",
+    "build_filter",
+    "landlock_abi_version",
+    "load_policy",
+    "prepare_child",
+]

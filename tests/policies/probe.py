@@ -6,18 +6,22 @@ policy forbids with a killing action end the process with SIGSYS instead.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import dataclasses
 import errno
+import fcntl
 import json
 import os
 import signal
 import socket
 import sqlite3
+import struct
 import sys
 import threading
 from pathlib import Path
 
+from bitcoin_supervisor import log
 from bitcoin_supervisor.sandbox import Policy, SandboxContext, apply, load_policy
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -61,16 +65,28 @@ def _workload(datadir: Path) -> dict[str, object]:
     got: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: got.append(signum))
     os.kill(os.getpid(), signal.SIGTERM)
-    import asyncio  # already imported by sqlite3? no: it is in sys.modules from below
-    async def main() -> int:
-        loop = asyncio.get_running_loop()
-        ev = asyncio.Event()
-        loop.add_signal_handler(signal.SIGUSR1, ev.set)
-        os.kill(os.getpid(), signal.SIGUSR1)
-        await asyncio.wait_for(ev.wait(), 5)
-        return await loop.run_in_executor(None, lambda: 7)
-    executor = asyncio.run(main())
+    executor = asyncio.run(_loop_work())
     return {"rows": rows, "thread": result, "sigterm": got, "executor": executor}
+
+
+async def _loop_work() -> int:
+    """An event loop with a signal handler and an executor thread, like a role's."""
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR1, event.set)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    await asyncio.wait_for(event.wait(), 5)
+    return await loop.run_in_executor(None, lambda: 7)
+
+
+async def _serve() -> str:
+    """Say "ready", then wait for SIGTERM the way a role's loop does."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    return "terminated"
 
 
 def _try_open(paths: list[str], mode: str) -> dict[str, str]:
@@ -121,14 +137,14 @@ def _act(action: str, args: dict[str, object], datadir: Path) -> object:
             return out
         case "network":
             return _network()
+        case "serve":
+            return asyncio.run(_serve())
         case "bind":
             return _bind(list(args["ports"]))  # type: ignore[call-overload]
     raise ValueError(action)
 
 
 def _network() -> dict[str, object]:
-    import fcntl
-    import struct
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     req = struct.pack("16sH14s", b"lo", 0, b"")
     flags = struct.unpack("16sH14s", fcntl.ioctl(sock.fileno(), 0x8913, req))[1]
@@ -167,7 +183,7 @@ def _relax(policy: Policy, names: list[str]) -> Policy:
 
 
 def main() -> None:
-    import asyncio  # noqa: F401  (heavy import before the sandbox, like a role)
+    log.configure(json=True)  # events to stderr, as in a role; stdout carries results
     args = json.loads(sys.argv[1])
     datadirs = {k: Path(v) for k, v in args["datadirs"].items()}
     policy = load_policy(args["role"], datadirs=datadirs, options=args.get("options", {}))

@@ -25,6 +25,21 @@ def _raw(nr: int, *args: int) -> str:
     return "ok" if res >= 0 else errno.errorcode[ctypes.get_errno()]
 
 
+def _thread() -> list[int]:
+    box: list[int] = []
+    worker = threading.Thread(target=lambda: box.append(6 * 7))
+    worker.start()
+    worker.join()
+    return box
+
+
+def _signal() -> list[int]:
+    got: list[int] = []
+    signal.signal(signal.SIGUSR1, lambda signum, _frame: got.append(signum))
+    os.kill(os.getpid(), signal.SIGUSR1)
+    return got
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     rules = SeccompRules(
@@ -40,16 +55,9 @@ def main() -> None:
             case "clone3":
                 out[action] = _raw(435, 0, 0)
             case "thread":
-                box: list[int] = []
-                worker = threading.Thread(target=lambda: box.append(6 * 7))
-                worker.start()
-                worker.join()
-                out[action] = box
+                out[action] = _thread()
             case "signal":
-                got: list[int] = []
-                signal.signal(signal.SIGUSR1, lambda s, _f: got.append(s))
-                os.kill(os.getpid(), signal.SIGUSR1)
-                out[action] = got
+                out[action] = _signal()
             case "getppid":
                 out[action] = _raw(110)
             case "ioctl_tiocsti_high":

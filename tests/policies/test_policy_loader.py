@@ -86,6 +86,12 @@ def _edit(path: Path, old: str, new: str) -> int:
 
 @pytest.mark.parametrize(("file", "old", "new", "message"), [
     ("wallet", "[network]\nmode", "[network]\nmood = 1\nmode", "unknown key 'network.mood'"),
+    ("wallet", '[[seccomp.rule]]\nsyscall = "ioctl"\nargs = [{ arg = 1, eq = 0x5450 }]',
+     '[[seccomp.rule]]\nsyscall = "ioctl"\nargs = [{ arg = 9, eq = 0x5450 }]',
+     "argument index 'arg' must be 0..5"),
+    ("wallet", '[[seccomp.rule]]\nsyscall = "ioctl"\nargs = [{ arg = 1, eq = 0x5450 }]',
+     '[[seccomp.rule]]\nsyscall = "ioctll"\nargs = [{ arg = 1, eq = 0x5450 }]',
+     "unknown syscall 'ioctll'"),
     ("wallet", 'allow = []', 'allow = ["getpid", "no_such_call"]',
      "unknown syscall 'no_such_call'"),
     ("wallet", '"{datadir}"]', '"{datadri}"]', "unknown template {datadri}"),
@@ -105,15 +111,17 @@ def _edit(path: Path, old: str, new: str) -> int:
 def test_bad_policy_points_at_file_and_line(policy_dir: Path, file: str, old: str,
                                             new: str, message: str) -> None:
     path = policy_dir / f"{file}.toml"
-    line = _edit(path, old, new)
+    first = _edit(path, old, new)
+    # The changed line: the one of ``new`` that differs from ``old``.
+    changed = next(i for i, (a, b) in enumerate(zip(old.split("\n") + [""],
+                                                    new.split("\n"), strict=False)) if a != b)
     with pytest.raises(PolicyError) as caught:
         load_policy("wallet", datadirs=DATADIRS, policy_dir=policy_dir)
     err = caught.value
     assert isinstance(err, ConfigError)
     assert message in err.message
     assert err.path == str(path)
-    assert err.line == line + new[:new.find(message.split("'")[1]) if "'" in message
-                                  else 0].count("\n")
+    assert err.line == first + changed
     assert str(err).startswith(f"{path}:{err.line}:")
     assert err.hint
 

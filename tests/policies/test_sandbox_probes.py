@@ -6,16 +6,24 @@ a kernel feature that is missing makes these tests fail, never skip.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import select
 import signal
 import socket
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from bitcoin_supervisor.sandbox import landlock_abi_version
+from bitcoin_supervisor.interfaces import SandboxError
+from bitcoin_supervisor.sandbox import SandboxContext, apply, landlock_abi_version, load_policy
 
-from .conftest import NOBODY, Datadirs, run, run_many
+from .conftest import NOBODY, Datadirs, run, run_many, start
 
 SIGSYS = -signal.SIGSYS
+SANDBOX_DIR = Path(apply.__code__.co_filename).parent  # visible read-only in every view
 FORBIDDEN = ["execve", "ptrace", "mount", "unshare", "fork", "inet"]
 
 
@@ -78,7 +86,7 @@ def test_wallet_cannot_read_node_datadir_or_write_outside_its_own(
             f"{node}/blocks/blk00000.dat", f"{node}/peers.dat", "/etc/passwd",
             "/proc/1/environ"]),
         _spec(datadirs, "wallet", "write", paths=[
-            f"{wallet}/ok.txt", "/x", "/usr/x", "/work/main/sandbox/x", f"{node}/x"]),
+            f"{wallet}/ok.txt", "/x", "/usr/x", f"{SANDBOX_DIR}/x", f"{node}/x"]),
     ])
     assert reads.returncode == 0, reads.stderr
     assert reads.result == {f"{node}/blocks/blk00000.dat": "ENOENT",
@@ -139,3 +147,38 @@ def test_node_keeps_host_network_but_only_its_ports(datadirs: Datadirs) -> None:
     forbidden = run_many("probe.py", [_spec(datadirs, "node", a)
                                       for a in ("execve", "ptrace", "unshare")])
     assert [o.returncode for o in forbidden] == [SIGSYS] * 3
+
+
+def _wait_ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready", proc.stderr
+
+
+def test_sigterm_to_the_spawned_pid_reaches_the_sandboxed_role(datadirs: Datadirs) -> None:
+    proc = start("probe.py", _spec(datadirs, "wallet", "serve"))
+    _wait_ready(proc)
+    proc.send_signal(signal.SIGTERM)  # the supervisor only knows the outer pid
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["result"] == "terminated"
+
+
+def test_killing_the_spawned_pid_kills_the_sandboxed_role(datadirs: Datadirs) -> None:
+    proc = start("probe.py", _spec(datadirs, "wallet", "serve"))
+    _wait_ready(proc)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(children) == 1
+    inner = os.pidfd_open(int(children[0]))
+    try:
+        proc.kill()
+        proc.wait(timeout=10)
+        # pdeathsig: the inner process dies with its trampoline.
+        assert select.select([inner], [], [], 10)[0] == [inner]
+    finally:
+        os.close(inner)
+
+
+def test_root_without_an_outer_uid_is_refused(datadirs: Datadirs) -> None:
+    policy = load_policy("wallet", datadirs={"wallet": datadirs.base / "wallet"})
+    with pytest.raises(SandboxError, match="no \\[user\\] uid: refusing to run"):
+        apply(dataclasses.replace(policy, uid=None), SandboxContext(ipc_fd=None))

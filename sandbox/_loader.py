@@ -1,0 +1,217 @@
+"""Load ``policies/<role>.toml``: check every key, expand groups and templates, or raise
+PolicyError pointing at the offending ``file:line:col``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bitcoin_supervisor.interfaces import PolicyError
+
+from ._policy import (
+    LANDLOCK_SCOPES,
+    NAMESPACES,
+    RLIMITS,
+    FilesystemView,
+    LandlockRules,
+    Policy,
+)
+from ._seccomp_rules import load_groups, seccomp_rules
+from ._templates import TemplateError, expand_path, expand_port
+from ._tomldoc import TomlDoc
+
+__all__ = ["POLICY_DIR", "load_policy"]
+
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+_STRS = ("list", str)
+_INTS = ("list", int)
+_PORTS = ("list", (int, str))
+# Every key a policy may hold; a nested dict is a table, ("list", T) an array of T.
+_SCHEMA: dict[str, Any] = {
+    "version": int,
+    "role": str,
+    "namespaces": {"unshare": _STRS, "hostname": str},
+    "filesystem": {"read_only": _STRS, "read_write": _STRS, "tmpfs": _STRS,
+                   "devices": _STRS, "proc": bool},
+    "network": {"mode": str},
+    "capabilities": {"keep": _STRS},
+    "rlimits": {name: (int, str, list) for name in RLIMITS},
+    "landlock": {"enabled": bool, "scope": _STRS, "tcp_bind": _PORTS, "tcp_connect": _PORTS},
+    "seccomp": {"default_action": str, "groups": _STRS, "allow": _STRS, "errno": dict,
+                "rule": ("list", dict)},
+    "user": {"uid": int, "gid": int},
+    "fds": {"keep": _INTS},
+    "hardening": {"mdwe": bool},
+}
+_REQUIRED = ("version", "role", "namespaces", "filesystem", "network", "seccomp")
+_CAP_NAMES = frozenset(
+    "chown dac_override dac_read_search fowner fsetid kill setgid setuid setpcap "
+    "linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner "
+    "sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice "
+    "sys_resource sys_time sys_tty_config mknod lease audit_write audit_control setfcap "
+    "mac_override mac_admin syslog wake_alarm block_suspend audit_read perfmon bpf "
+    "checkpoint_restore".split())
+
+
+def load_policy(role: str, *, datadirs: Mapping[str, Path],
+                options: Mapping[str, object] | None = None,
+                policy_dir: Path | None = None) -> Policy:
+    """Return the resolved Policy of ``role`` from ``<policy_dir>/<role>.toml``.
+
+    ``datadirs`` maps role names to component datadirs and must hold ``role`` itself
+    (``{datadir}``); ``options`` are the component's settings (``{option:NAME}`` ports).
+    Pure: reads two files, touches no process state. Raises PolicyError (with
+    file:line:col) for unknown keys, wrong types, unknown syscalls, groups, actions,
+    errno names or templates, and when ``role``'s own datadir is missing.
+    """
+    base = policy_dir if policy_dir is not None else POLICY_DIR
+    path = base / f"{role}.toml"
+    if not path.is_file():
+        raise PolicyError(f"no sandbox policy for role {role!r}", path=str(path),
+                          hint=f"roles with a policy: {_roles_in(base)}")
+    doc = TomlDoc(path)
+    doc.check(doc.data, _SCHEMA)
+    for key in _REQUIRED:
+        if key not in doc.data:
+            raise doc.error((), f"missing required key {key!r}")
+    if doc.data["role"] != role:
+        raise doc.error(("role",), f"policy is for role {doc.data['role']!r}, not {role!r}")
+    if role not in datadirs:
+        raise PolicyError(f"no datadir given for role {role!r}", path=str(path))
+    groups = load_groups(base / "syscalls.toml")
+    data = doc.data
+    ctx = _Ctx(doc, role, datadirs, options or {})
+    return Policy(
+        role=role,
+        source=path,
+        namespaces=_namespaces(doc, data),
+        hostname=data["namespaces"].get("hostname"),
+        filesystem=ctx.filesystem(data["filesystem"]),
+        network=data["network"]["mode"],
+        capabilities=_capabilities(doc, data.get("capabilities", {})),
+        rlimits=_rlimits(doc, data.get("rlimits", {})),
+        landlock=ctx.landlock(data.get("landlock", {})),
+        seccomp=seccomp_rules(doc, data["seccomp"], groups),
+        uid=data.get("user", {}).get("uid"),
+        gid=data.get("user", {}).get("gid"),
+        keep_fds=tuple(data.get("fds", {}).get("keep", [0, 1, 2])),
+        mdwe=data.get("hardening", {}).get("mdwe", True),
+    )
+
+
+def _roles_in(base: Path) -> str:
+    names = sorted(p.stem for p in base.glob("*.toml") if p.stem != "syscalls")
+    return ", ".join(names) or "none"
+
+
+def _namespaces(doc: TomlDoc, data: Mapping[str, Any]) -> frozenset[str]:
+    names = data["namespaces"].get("unshare", [])
+    for name in names:
+        if name not in NAMESPACES or name == "net":
+            raise doc.error(("namespaces", "unshare"), f"unknown namespace {name!r}",
+                            needle=f'"{name}"', hint="one of " + ", ".join(
+                                n for n in NAMESPACES if n != "net")
+                            + " (the network namespace follows [network] mode)")
+    mode = data["network"].get("mode")
+    if mode not in ("none", "host"):
+        raise doc.error(("network", "mode"), f"unknown network mode {mode!r}",
+                        hint='"none" (fresh empty namespace) or "host"')
+    return frozenset(names) | ({"net"} if mode == "none" else set())
+
+
+def _capabilities(doc: TomlDoc, table: Mapping[str, Any]) -> tuple[str, ...]:
+    keep: list[str] = table.get("keep", [])
+    for name in keep:
+        if name.lower().removeprefix("cap_") not in _CAP_NAMES:
+            raise doc.error(("capabilities", "keep"), f"unknown capability {name!r}",
+                            needle=f'"{name}"', hint="names from capabilities(7), "
+                            "e.g. net_bind_service")
+    return tuple(name.lower().removeprefix("cap_") for name in keep)
+
+
+def _rlimits(doc: TomlDoc, table: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    for name, value in table.items():
+        pair = value if isinstance(value, list) else [value, value]
+        try:
+            soft, hard = (_limit(v) for v in pair)
+        except ValueError as exc:
+            raise doc.error(("rlimits", name), f"bad rlimit {name}: {exc}",
+                            hint='an integer, "infinity", or [soft, hard]') from exc
+        if soft > hard:
+            raise doc.error(("rlimits", name), f"rlimit {name}: soft {soft} > hard {hard}")
+        out[name] = (soft, hard)
+    return out
+
+
+def _limit(value: object) -> int:
+    if value == "infinity":
+        return -1 & 0xFFFFFFFFFFFFFFFF
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"{value!r} is not a limit")
+
+
+class _Ctx:
+    """Template expansion for one load: errors point into ``doc``."""
+
+    def __init__(self, doc: TomlDoc, role: str, datadirs: Mapping[str, Path],
+                 options: Mapping[str, object]) -> None:
+        self.doc, self.role, self.datadirs, self.options = doc, role, datadirs, options
+
+    def paths(self, keys: tuple[str, ...], entries: list[str],
+              optional: set[Path]) -> tuple[Path, ...]:
+        out: list[Path] = []
+        for entry in entries:
+            is_optional = entry.startswith("-")
+            try:
+                expanded = expand_path(entry.removeprefix("-"), self.role, self.datadirs)
+            except TemplateError as exc:
+                raise self.doc.error(keys, str(exc), needle=entry, hint=exc.hint) from exc
+            if expanded is None:
+                continue  # names a component that is not configured: nothing to bind
+            if is_optional:
+                optional.add(expanded)
+            if expanded not in out:
+                out.append(expanded)
+        return tuple(out)
+
+    def filesystem(self, table: Mapping[str, Any]) -> FilesystemView:
+        optional: set[Path] = set()
+        key = ("filesystem",)
+        return FilesystemView(
+            read_only=self.paths(key + ("read_only",), table.get("read_only", []), optional),
+            read_write=self.paths(key + ("read_write",), table.get("read_write", []),
+                                  optional),
+            tmpfs=self.paths(key + ("tmpfs",), table.get("tmpfs", []), optional),
+            devices=self.paths(key + ("devices",), table.get("devices", []), optional),
+            proc=table.get("proc", False),
+            optional=frozenset(optional),
+        )
+
+    def ports(self, key: str, entries: list[int | str]) -> tuple[int, ...]:
+        out: list[int] = []
+        for entry in entries:
+            try:
+                port = expand_port(entry, self.options)
+            except TemplateError as exc:
+                raise self.doc.error(("landlock", key), str(exc), needle=str(entry),
+                                     hint=exc.hint) from exc
+            if port is not None and port not in out:
+                out.append(port)
+        return tuple(out)
+
+    def landlock(self, table: Mapping[str, Any]) -> LandlockRules:
+        scope = table.get("scope", [])
+        for name in scope:
+            if name not in LANDLOCK_SCOPES:
+                raise self.doc.error(("landlock", "scope"), f"unknown scope {name!r}",
+                                     needle=f'"{name}"', hint=", ".join(LANDLOCK_SCOPES))
+        return LandlockRules(
+            enabled=table.get("enabled", True),
+            tcp_bind=self.ports("tcp_bind", table.get("tcp_bind", [])),
+            tcp_connect=self.ports("tcp_connect", table.get("tcp_connect", [])),
+            scope=frozenset(scope),
+        )
+

@@ -1,0 +1,100 @@
+"""The sandbox policy model: what one role may see and do, fully resolved (no templates)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "ArgCompare",
+    "FilesystemView",
+    "LandlockRules",
+    "Policy",
+    "SeccompRules",
+    "SyscallRule",
+]
+
+NAMESPACES = ("user", "mount", "pid", "net", "ipc", "uts", "cgroup")
+RLIMITS = ("as", "core", "cpu", "data", "fsize", "memlock", "nofile", "nproc", "stack",
+           "msgqueue", "nice", "rtprio", "sigpending", "locks")
+LANDLOCK_SCOPES = ("signal", "abstract_unix_socket")
+
+
+@dataclass(frozen=True)
+class ArgCompare:
+    """``(arg[index] & mask) == value`` on the low 32 bits (the width the kernel uses for
+    int arguments, so ``cmd | 1 << 32`` cannot slip past a 64-bit compare)."""
+
+    index: int
+    mask: int
+    value: int
+
+
+@dataclass(frozen=True)
+class SyscallRule:
+    """One conditional rule: ``action`` when every compare in ``args`` holds."""
+
+    syscall: str
+    action: str
+    args: tuple[ArgCompare, ...]
+
+
+@dataclass(frozen=True)
+class SeccompRules:
+    """A seccomp filter in policy terms; ``allow`` already has every group expanded.
+
+    Actions are ``"allow"``, ``"kill_process"``, ``"kill_thread"``, ``"trap"``, ``"log"``
+    or ``"errno:ENAME"``.
+    """
+
+    default_action: str
+    allow: frozenset[str]
+    errno: Mapping[str, int]
+    rules: tuple[SyscallRule, ...]
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FilesystemView:
+    """The mount view: absolute host paths, shown at the same paths inside.
+
+    ``optional`` holds the paths that are skipped (not an error) when missing on the host.
+    """
+
+    read_only: tuple[Path, ...]
+    read_write: tuple[Path, ...]
+    tmpfs: tuple[Path, ...]
+    devices: tuple[Path, ...]
+    proc: bool
+    optional: frozenset[Path] = frozenset()
+
+
+@dataclass(frozen=True)
+class LandlockRules:
+    """Landlock on top of the mount view; fs rights are derived from ``FilesystemView``."""
+
+    enabled: bool
+    tcp_bind: tuple[int, ...]
+    tcp_connect: tuple[int, ...]
+    scope: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One role's resolved sandbox policy (from ``load_policy``); immutable."""
+
+    role: str
+    source: Path
+    namespaces: frozenset[str]
+    hostname: str | None
+    filesystem: FilesystemView
+    network: str
+    capabilities: tuple[str, ...]
+    rlimits: Mapping[str, tuple[int, int]]
+    landlock: LandlockRules
+    seccomp: SeccompRules
+    uid: int | None
+    gid: int | None
+    keep_fds: tuple[int, ...] = (0, 1, 2)
+    mdwe: bool = True

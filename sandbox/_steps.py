@@ -1,0 +1,141 @@
+"""``apply``: run a role's whole sandbox on the calling process, step by step, timed,
+failing closed, in the order of ARCHITECTURE.md section 5 with seccomp last."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bitcoin_supervisor.interfaces import SandboxError
+from bitcoin_supervisor.log import get_logger
+
+from ._caps import drop_privileges, set_hostname, set_no_new_privs, set_rlimits
+from ._landlock import plan as landlock_plan
+from ._landlock import restrict_self
+from ._lifetime import bind_to_parent
+from ._mounts import pivot_into, stage_view
+from ._namespaces import (
+    close_fds,
+    drop_to_outer_user,
+    fork_into_pid_namespace,
+    unshare_namespaces,
+)
+from ._policy import Policy
+from ._seccomp import build_filter
+
+__all__ = ["SandboxContext", "apply"]
+
+
+@dataclass(frozen=True)
+class SandboxContext:
+    """Per-process facts ``apply`` needs besides the policy.
+
+    ``ipc_fd`` is the inherited IPC socket (it survives); ``pass_fds`` are further fds
+    to keep open (besides the policy's ``[fds] keep``).
+    """
+
+    ipc_fd: int | None
+    pass_fds: tuple[int, ...] = ()
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.steps[name] = (time.perf_counter() - start) * 1000
+
+
+def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
+    """Sandbox the calling process under ``policy`` and return each step's milliseconds.
+
+    Call after every heavy import and before creating the event loop; single-threaded
+    callers only (fork and unshare need it). With a pid namespace the process forks:
+    this call returns in the child (PID 1 inside), while the original process stays
+    behind as a signal-forwarding waiter and never returns. Irreversible. Raises
+    SandboxError at the first step that fails (the caller must exit: fail closed).
+    As root the role runs as the policy's outer uid/gid; unprivileged, it relies on
+    user namespaces.
+    """
+    timer = _Timer()
+    names = policy.namespaces
+    root = os.geteuid() == 0
+    if root and policy.uid is None:
+        raise SandboxError(f"policy {policy.source} has no [user] uid: refusing to run "
+                           f"role {policy.role!r} as root")
+    with timer.step("pdeathsig"):
+        bind_to_parent()
+    if root:
+        with timer.step("chown_datadir"):
+            _chown_tree(policy.filesystem.read_write, policy.uid, policy.gid)
+    if "mount" in names and root:
+        with timer.step("mount_view"):
+            unshare_namespaces(["mount"])
+            stage_view(policy.filesystem)
+        with timer.step("drop_uid"):
+            drop_to_outer_user(policy.uid or 0, policy.gid or policy.uid or 0)
+    with timer.step("unshare"):
+        unshare_namespaces(names)
+    if "mount" in names and not root:
+        with timer.step("mount_view"):
+            stage_view(policy.filesystem)
+    keep = set(policy.keep_fds) | set(context.pass_fds)
+    if context.ipc_fd is not None:
+        keep.add(context.ipc_fd)
+    if "pid" in names:
+        with timer.step("fork"):
+            fork_into_pid_namespace(keep)
+    with timer.step("close_fds"):
+        close_fds(keep)
+    _confine(policy, timer)
+    get_logger().info("sandbox.applied", role=policy.role, pid=os.getpid(),
+                      steps_ms={k: round(v, 3) for k, v in timer.steps.items()})
+    return timer.steps
+
+
+def _confine(policy: Policy, timer: _Timer) -> None:
+    """Steps 6-9 of section 5, inside the namespaces."""
+    if "mount" in policy.namespaces:
+        with timer.step("pivot_root"):
+            pivot_into(policy.filesystem)
+    if policy.hostname and "uts" in policy.namespaces:
+        with timer.step("hostname"):
+            set_hostname(policy.hostname)
+    with timer.step("rlimits"):
+        set_rlimits(policy.rlimits)
+    with timer.step("no_new_privs"):
+        # Before Landlock: restrict_self needs it unless CAP_SYS_ADMIN is held.
+        set_no_new_privs()
+    if policy.landlock.enabled:
+        with timer.step("landlock"):
+            restrict_self(landlock_plan(policy.filesystem, policy.landlock))
+    with timer.step("capabilities"):
+        drop_privileges(policy.capabilities, mdwe=policy.mdwe)
+    with timer.step("seccomp_build"):
+        flt = build_filter(policy.seccomp)
+    with timer.step("seccomp_load"):
+        flt.load()
+
+
+def _chown_tree(roots: tuple[Path, ...], uid: int | None, gid: int | None) -> None:
+    """Hand the writable binds to the role's outer uid while still root."""
+    if uid is None:
+        return
+    owner_gid = gid if gid is not None else uid
+    try:
+        for root in roots:
+            if not root.exists():
+                continue
+            os.lchown(root, uid, owner_gid)
+            for top, dirs, files in os.walk(root):
+                for name in dirs + files:
+                    os.lchown(os.path.join(top, name), uid, owner_gid)
+    except OSError as exc:
+        raise SandboxError(f"handing {exc.filename} to uid {uid}: {exc.strerror}") from exc
