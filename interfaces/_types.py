@@ -98,6 +98,10 @@ class ComponentSettings:
     datadir: str
     debug: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    # The sandbox policy to apply (a role name: policies/<sandbox>.toml); None: none.
+    sandbox: str | None = None
+    # Every configured component's datadir by role, for the policy's {datadir:ROLE}.
+    datadirs: dict[str, str] = field(default_factory=dict)
 
     def to_env(self) -> dict[str, str]:
         """Return the environment entry that carries these settings to a child."""
@@ -122,6 +126,8 @@ class ComponentSettings:
                 datadir=str(data["datadir"]),
                 debug=tuple(str(d) for d in data.get("debug", [])),
                 options=dict(data.get("options", {})),
+                sandbox=None if data.get("sandbox") is None else str(data["sandbox"]),
+                datadirs={str(k): str(v) for k, v in data.get("datadirs", {}).items()},
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{COMPONENT_SETTINGS_ENV} is malformed: {exc}") from exc

@@ -59,7 +59,7 @@ def run_role(factory: Callable[[], RoleProcess]) -> None:
     # Heavy imports (capnp, aiohttp, sqlite) are done by now: the sandbox may hide the
     # host filesystem from here on.
     try:
-        prepare_child(settings)
+        prepare_child(settings, fd)
     except SupervisorError as exc:
         logger.error("sandbox.failed", error=str(exc))
         sys.exit(EXIT_CONFIG)

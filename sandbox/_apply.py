@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from bitcoin_supervisor.interfaces import ComponentSettings
 from bitcoin_supervisor.log import get_logger
 
 from ._lifetime import bind_to_parent
+from ._loader import load_policy
+from ._steps import SandboxContext, apply
 
 
-def prepare_child(settings: ComponentSettings) -> dict[str, float]:
+def prepare_child(settings: ComponentSettings, ipc_fd: int | None = None) -> dict[str, float]:
     """Run the sandbox steps for this component, in order, and return per-step durations.
 
     Called after heavy imports and before the event loop and the IPC server exist
-    (ARCHITECTURE.md section 5). Today the only step is the lifetime binding; the
-    per-role policy steps (namespaces, mounts, Landlock, capabilities, seccomp last)
-    slot in here. Raises SandboxError and the caller exits: fail closed.
+    (ARCHITECTURE.md section 5), single-threaded. With a policy (``settings.sandbox``)
+    the whole policy is applied and, because of the pid namespace, the process forks:
+    this returns in the sandboxed child while the original process waits and mirrors
+    its exit. Without one, only the lifetime binding (PR_SET_PDEATHSIG) is done.
+    Raises SandboxError or PolicyError and the caller exits: fail closed.
     """
-    steps: dict[str, float] = {}
-    start = time.perf_counter()
-    bind_to_parent()
-    steps["pdeathsig"] = (time.perf_counter() - start) * 1000
-    get_logger().info(
-        "sandbox.applied", role=settings.role, steps_ms={k: round(v, 3) for k, v in steps.items()}
-    )
-    return steps
+    if settings.sandbox is None:
+        start = time.perf_counter()
+        bind_to_parent()
+        steps = {"pdeathsig": (time.perf_counter() - start) * 1000}
+        get_logger().warning("sandbox.disabled", role=settings.role,
+                             steps_ms={k: round(v, 3) for k, v in steps.items()})
+        return steps
+    datadirs = {role: Path(path) for role, path in settings.datadirs.items()}
+    datadirs[settings.sandbox] = Path(settings.datadir)
+    Path(settings.datadir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    policy = load_policy(settings.sandbox, datadirs=datadirs, options=settings.options)
+    return apply(policy, SandboxContext(ipc_fd=ipc_fd))

@@ -16,6 +16,7 @@ from ._policy import (
     FilesystemView,
     LandlockRules,
     Policy,
+    SeccompRules,
 )
 from ._seccomp_rules import load_groups, seccomp_rules
 from ._templates import TemplateError, expand_path, expand_port
@@ -98,6 +99,20 @@ def load_policy(role: str, *, datadirs: Mapping[str, Path],
         keep_fds=tuple(data.get("fds", {}).get("keep", [0, 1, 2])),
         mdwe=data.get("hardening", {}).get("mdwe", True),
     )
+
+
+def waiter_rules(policy_dir: Path | None = None) -> SeccompRules:
+    """The filter of the waiter left outside a pid namespace: group ``@waiter`` of
+    ``syscalls.toml``, everything else kills. Raises PolicyError like load_policy."""
+    base = policy_dir if policy_dir is not None else POLICY_DIR
+    groups = load_groups(base / "syscalls.toml")
+    try:
+        allowed = groups.expand("waiter")
+    except KeyError:
+        raise PolicyError("syscall group 'waiter' is missing", path=str(base / "syscalls.toml"),
+                          hint="the pid-namespace waiter needs it") from None
+    return SeccompRules(default_action="kill_process", allow=frozenset(allowed), errno={},
+                        rules=(), groups=("@waiter",))
 
 
 def _roles_in(base: Path) -> str:

@@ -8,13 +8,15 @@ import resource
 import select
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import prctl
 
 from bitcoin_supervisor.interfaces import SandboxError
 
 from ._libc import unshare
+
+EXIT_CONFINE_FAILED = 78  # EX_CONFIG: the supervisor must not restart in a loop
 
 __all__ = ["NS_FLAGS", "close_fds", "drop_to_outer_user", "fork_into_pid_namespace",
            "unshare_namespaces"]
@@ -73,11 +75,13 @@ def close_fds(keep: Iterable[int]) -> None:
         low = fd + 1
 
 
-def fork_into_pid_namespace(keep_fds: Iterable[int]) -> None:
+def fork_into_pid_namespace(keep_fds: Iterable[int],
+                            confine_waiter: Callable[[], None] | None = None) -> None:
     """Fork after unshare(CLONE_NEWPID). Returns only in the child (PID 1 of the new
     namespace, bound to die with its parent). The parent never returns: it closes every
-    fd (so the supervisor sees EOF when the child dies), forwards termination signals,
-    waits, and exits the way the child did (same code or same signal).
+    fd (so the supervisor sees EOF when the child dies), runs ``confine_waiter`` (the
+    waiter is the pid the supervisor sees, so it gets a filter of its own), forwards
+    termination signals, waits, and exits the way the child did (same code or signal).
     """
     alive_r, alive_w = os.pipe()
     pid = os.fork()
@@ -89,10 +93,10 @@ def fork_into_pid_namespace(keep_fds: Iterable[int]) -> None:
             os._exit(1)
         os.close(alive_r)
         return
-    _trampoline(pid, alive_w)
+    _trampoline(pid, alive_w, confine_waiter)
 
 
-def _trampoline(child: int, keep: int) -> None:
+def _trampoline(child: int, keep: int, confine: Callable[[], None] | None) -> None:
     close_fds([2, keep])
 
     def forward(signum: int, _frame: object) -> None:
@@ -100,6 +104,13 @@ def _trampoline(child: int, keep: int) -> None:
 
     for sig in _FORWARDED:
         signal.signal(sig, forward)
+    if confine is not None:
+        try:
+            confine()
+        except SandboxError:
+            # Fail closed: without its own confinement the waiter must not linger.
+            os.kill(child, signal.SIGKILL)
+            os._exit(EXIT_CONFINE_FAILED)
     _, status = os.waitpid(child, 0)
     sys.stderr.flush()
     if os.WIFSIGNALED(status):

@@ -25,7 +25,8 @@ from ._namespaces import (
     unshare_namespaces,
 )
 from ._policy import Policy
-from ._seccomp import build_filter
+from ._loader import waiter_rules
+from ._seccomp import SeccompFilter, build_filter
 
 __all__ = ["SandboxContext", "apply"]
 
@@ -90,8 +91,10 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
     if context.ipc_fd is not None:
         keep.add(context.ipc_fd)
     if "pid" in names:
+        with timer.step("waiter_filter"):
+            waiter_filter = build_filter(waiter_rules())
         with timer.step("fork"):
-            fork_into_pid_namespace(keep)
+            fork_into_pid_namespace(keep, lambda: _confine_waiter(waiter_filter))
     with timer.step("close_fds"):
         close_fds(keep)
     _confine(policy, timer)
@@ -122,6 +125,14 @@ def _confine(policy: Policy, timer: _Timer) -> None:
         flt = build_filter(policy.seccomp)
     with timer.step("seccomp_load"):
         flt.load()
+
+
+def _confine_waiter(waiter_filter: SeccompFilter) -> None:
+    """Lock down the process left outside the pid namespace: it only waits and forwards
+    signals, yet it is the pid the supervisor and operators see."""
+    set_no_new_privs()
+    drop_privileges((), mdwe=True)
+    waiter_filter.load()
 
 
 def _chown_tree(roots: tuple[Path, ...], uid: int | None, gid: int | None) -> None:

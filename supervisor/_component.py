@@ -54,7 +54,7 @@ class Component:
 
     def __init__(self, config: ComponentConfig, *, spawner: Spawner, protocol: Protocol,
                  broker: Broker, dependencies: list[Component], debug: tuple[str, ...],
-                 on_change: Callable[[], None]) -> None:
+                 datadirs: Mapping[str, str], on_change: Callable[[], None]) -> None:
         self.config = config
         self.name = config.name
         self.machine = StateMachine(config.name, clock=time.time)
@@ -64,6 +64,7 @@ class Component:
         self._protocol = protocol
         self._broker = broker
         self._deps = dependencies
+        self._datadirs = datadirs
         self._debug = tuple(sorted(set(debug) | set(config.debug)))
         self._tracker = RestartTracker(config.restart)
         self._on_change = on_change
@@ -271,7 +272,8 @@ class Component:
     def _child_env(self) -> dict[str, str]:
         settings = ComponentSettings(
             name=self.name, role=self.config.role, datadir=str(self.config.datadir),
-            debug=self._debug, options=dict(self.config.options))
+            debug=self._debug, options=dict(self.config.options),
+            sandbox=self.config.sandbox, datadirs=dict(self._datadirs))
         env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
         env.update(settings.to_env())
         env[PARENT_PID_ENV] = str(os.getpid())

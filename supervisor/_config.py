@@ -67,6 +67,7 @@ class ComponentConfig:
     stop_timeout_s: float
     options: Mapping[str, object]
     debug: tuple[str, ...]
+    sandbox: str | None = None  # the policy applied (policies/<sandbox>.toml); None: none
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,9 @@ ROLE_OPTIONS: Mapping[Role, Mapping[str, tuple[str, object]]] = {
 }
 _SUPERVISOR_KEYS = ("datadir", "debug")
 _COMPONENT_KEYS = ("role", "argv", "datadir", "depends_on", "restart", "stop_timeout_s",
-                   "debug")
+                   "debug", "sandbox")
+# `sandbox = "none"` runs a component without its policy (debugging only; logged loudly).
+SANDBOX_CHOICES = (*ROLES, "none")
 _ALL_OPTIONS = tuple(dict.fromkeys(k for opts in ROLE_OPTIONS.values() for k in opts))
 _RESTART_KEYS = ("policy", "backoff_initial_s", "backoff_max_s", "backoff_multiplier",
                  "start_limit_burst", "start_limit_interval_s")
@@ -296,10 +299,13 @@ class _Validator:
         stop_timeout = self.number(table, path, "stop_timeout_s", 10.0, 0.0)
         own_debug = self.strings(table.get("debug", []), path + ("debug",))
         merged_debug = tuple(dict.fromkeys(debug + own_debug))
+        sandbox = self.choice(table.get("sandbox", role), path + ("sandbox",), "sandbox",
+                              SANDBOX_CHOICES)
         return ComponentConfig(
             name=name, role=role, argv=argv, datadir=comp_dir, depends_on=depends,
             restart=restart, stop_timeout_s=stop_timeout,
-            options=MappingProxyType(self.options(table, path, options)), debug=merged_debug)
+            options=MappingProxyType(self.options(table, path, options)), debug=merged_debug,
+            sandbox=None if sandbox == "none" else sandbox)
 
     def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role:
         if "role" not in table:

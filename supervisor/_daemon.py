@@ -40,11 +40,12 @@ class Daemon:
         self._ready_sent = False
         self._started = time.monotonic()
         self.components: dict[str, Component] = {}
+        datadirs = {c.role: str(c.datadir) for c in config.components}
         for cfg in config.components:  # dependency order
             self.components[cfg.name] = Component(
                 cfg, spawner=self._spawner, protocol=protocol, broker=self._broker,
                 dependencies=[self.components[d] for d in cfg.depends_on],
-                debug=config.debug, on_change=self._on_change)
+                debug=config.debug, datadirs=datadirs, on_change=self._on_change)
 
     @property
     def socket_path(self) -> os.PathLike[str]:
