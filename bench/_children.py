@@ -12,7 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from bitcoin_supervisor.sandbox import PARENT_PID_ENV
 PROBE_SCRIPT = Path(__file__).resolve().parent / "_probe.py"
 PROBE_CALLS_ENV = "BENCH_PROBE_CALLS"
 ROLES = ("node", "wallet", "index")
+FLOOR_LABEL = "python child serving Echo (capnp only)"
 STOP_TIMEOUT_S = 10.0
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
 
@@ -31,18 +32,28 @@ _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
 class SpawnVariant:
     """One way of bringing a component up, measured side by side with the others.
 
-    ``spawner`` makes the Spawner (cold Popen today; a fork server later) and ``options``
-    are merged into every role's ``ComponentSettings.options`` (where a sandbox switch
-    goes). Add a variant to ``VARIANTS`` and every spawn benchmark measures it too.
+    ``spawner`` makes the Spawner (cold Popen today; a fork server later) and
+    ``sandboxed`` applies the role's own policy (``policies/<role>.toml``). Add a variant
+    to ``VARIANTS`` and every benchmark that compares variants measures it too; the
+    daemon benchmarks use only ``sandboxed`` (the daemon picks its own spawner).
     """
 
     name: str
     spawner: Callable[[], Spawner]
-    options: Mapping[str, Any] = field(default_factory=dict)
+    sandboxed: bool
+
+    def sandbox(self, role: str) -> str | None:
+        """The policy name a component of ``role`` runs under; None: unsandboxed."""
+        return role if self.sandboxed else None
+
+    def config_value(self, role: str) -> str:
+        """The component's ``sandbox`` value in a config file."""
+        return self.sandbox(role) or "none"
 
 
 VARIANTS: tuple[SpawnVariant, ...] = (
-    SpawnVariant("unsandboxed", PopenSpawner),
+    SpawnVariant("unsandboxed", PopenSpawner, sandboxed=False),
+    SpawnVariant("sandboxed", PopenSpawner, sandboxed=True),
 )
 
 
@@ -53,14 +64,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def role_settings(role: str, datadir: Path, variant: SpawnVariant) -> ComponentSettings:
-    """Settings for ``role`` with a private datadir; a node gets a free RPC port."""
+def role_settings(role: str, root: Path, variant: SpawnVariant) -> ComponentSettings:
+    """Settings for ``role`` as the daemon would make them, every role's datadir under
+    ``root`` (created); a node gets a free RPC port."""
+    datadirs = {r: root / r for r in ROLES}
+    for path in datadirs.values():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
     options: dict[str, Any] = {}
     if role == "node":
         options.update(rpcport=free_port(), rpcbind="127.0.0.1")
-    options.update(variant.options)
-    datadir.mkdir(parents=True, exist_ok=True)
-    return ComponentSettings(name=role, role=role, datadir=str(datadir), options=options)
+    return ComponentSettings(name=role, role=role, datadir=str(datadirs[role]),
+                             options=options, sandbox=variant.sandbox(role),
+                             datadirs={r: str(p) for r, p in datadirs.items()})
 
 
 def child_env(settings: ComponentSettings | None = None,
@@ -80,14 +95,20 @@ def role_argv(role: str) -> list[str]:
     return [f"bitcoin-supervisor-{role}", "-ipcfd", "{fd}"]
 
 
+def _interpreter() -> str:
+    # A bare name: the spawner finds it next to sys.executable and keeps the venv's path.
+    # An absolute path would be symlink-resolved to the base interpreter, outside the venv.
+    return Path(sys.executable).name
+
+
 def probe_argv() -> list[str]:
     """The minimal Python child: imports capnp and the ipc layer, serves Echo."""
-    return [sys.executable, str(PROBE_SCRIPT), "-ipcfd", "{fd}"]
+    return [_interpreter(), str(PROBE_SCRIPT), "-ipcfd", "{fd}"]
 
 
 def exec_floor_argv() -> list[str]:
     """An interpreter that imports nothing (no site) and exits: the cost of exec alone."""
-    return [sys.executable, "-S", "-c", "", "{fd}"]
+    return [_interpreter(), "-S", "-c", "", "{fd}"]
 
 
 class RunningChild:
@@ -97,6 +118,7 @@ class RunningChild:
         self.child = child
         self.stdout: asyncio.Queue[str | None] = asyncio.Queue()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.stderr_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._drains = [asyncio.create_task(self._drain_stdout()),
                         asyncio.create_task(self._drain_stderr())]
 
@@ -116,7 +138,18 @@ class RunningChild:
         stream = self.child.process.stderr
         assert stream is not None
         while line := await stream.readline():
-            self.stderr_tail.append(line.decode(errors="replace").rstrip("\n"))
+            text = line.decode(errors="replace").rstrip("\n")
+            self.stderr_tail.append(text)
+            try:
+                event = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self.stderr_events.append(event)
+
+    def logged(self, name: str) -> dict[str, Any] | None:
+        """The first JSON log event called ``name`` the child wrote to stderr, or None."""
+        return next((e for e in self.stderr_events if e.get("event") == name), None)
 
     async def next_json(self, timeout: float) -> dict[str, Any]:
         """Return the next stdout line that is a JSON object.

@@ -100,7 +100,8 @@ def default_json_path(root: Path) -> Path:
 
 
 def write_json(path: Path, results: Sequence[Result], *, quick: bool,
-               started_at: str, duration_s: float) -> None:
+               started_at: str, duration_s: float,
+               failures: dict[str, str] | None = None) -> None:
     """Write every result plus machine info to ``path`` (parents created); raises OSError."""
     document = {
         "schema": 1,
@@ -109,6 +110,7 @@ def write_json(path: Path, results: Sequence[Result], *, quick: bool,
         "quick": quick,
         "machine": machine_info(),
         "benchmarks": {r.name: r.to_json() for r in results},
+        "failures": dict(failures or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")

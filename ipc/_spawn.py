@@ -60,7 +60,7 @@ def resolve_executable(name: str) -> str:
         path = Path(name)
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise SpawnError(f"cannot execute {name}: not an executable file")
-        return str(path.resolve())
+        return str(path.absolute())  # not resolve(): a venv python is a symlink
     beside = Path(sys.executable).parent / name
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)

@@ -1,6 +1,6 @@
 """Applying a role's sandbox to a process about to serve; only importer of prctl/seccomp."""
 
-from ._apply import prepare_child
+from ._apply import policy_for, prepare_child
 from ._landlock import abi_version as landlock_abi_version
 from ._lifetime import PARENT_PID_ENV, bind_to_parent
 from ._loader import POLICY_DIR, load_policy
@@ -14,6 +14,7 @@ from ._policy import (
 )
 from ._seccomp import SeccompFilter, build_filter
 from ._steps import SandboxContext, apply
+from ._violations import find_violation
 
 __all__ = [
     "PARENT_PID_ENV",
@@ -29,7 +30,9 @@ __all__ = [
     "apply",
     "bind_to_parent",
     "build_filter",
+    "find_violation",
     "landlock_abi_version",
     "load_policy",
+    "policy_for",
     "prepare_child",
 ]

@@ -10,6 +10,7 @@ from bitcoin_supervisor.log import get_logger
 
 from ._lifetime import bind_to_parent
 from ._loader import load_policy
+from ._policy import Policy
 from ._steps import SandboxContext, apply
 
 
@@ -30,8 +31,20 @@ def prepare_child(settings: ComponentSettings, ipc_fd: int | None = None) -> dic
         get_logger().warning("sandbox.disabled", role=settings.role,
                              steps_ms={k: round(v, 3) for k, v in steps.items()})
         return steps
+    policy = policy_for(settings)
+    assert policy is not None
+    Path(settings.datadir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    return apply(policy, SandboxContext(ipc_fd=ipc_fd))
+
+
+def policy_for(settings: ComponentSettings) -> Policy | None:
+    """Resolve the policy a component runs under (None when it runs unsandboxed).
+
+    The supervisor calls this to validate before spawning anything; the component calls
+    it again to apply the same policy. Pure. Raises PolicyError with file:line.
+    """
+    if settings.sandbox is None:
+        return None
     datadirs = {role: Path(path) for role, path in settings.datadirs.items()}
     datadirs[settings.sandbox] = Path(settings.datadir)
-    Path(settings.datadir).mkdir(parents=True, exist_ok=True, mode=0o700)
-    policy = load_policy(settings.sandbox, datadirs=datadirs, options=settings.options)
-    return apply(policy, SandboxContext(ipc_fd=ipc_fd))
+    return load_policy(settings.sandbox, datadirs=datadirs, options=settings.options)

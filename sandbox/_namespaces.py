@@ -3,6 +3,7 @@ fork that makes the component PID 1 of its own pid namespace, and closing stray 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import select
@@ -100,7 +101,10 @@ def _trampoline(child: int, keep: int, confine: Callable[[], None] | None) -> No
     close_fds([2, keep])
 
     def forward(signum: int, _frame: object) -> None:
-        os.kill(child, signum)
+        # The child may be gone already; a traceback here would make the waiter open
+        # source files, which its filter (rightly) kills it for.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
 
     for sig in _FORWARDED:
         signal.signal(sig, forward)

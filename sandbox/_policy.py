@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ArgCompare",
@@ -98,3 +99,17 @@ class Policy:
     gid: int | None
     keep_fds: tuple[int, ...] = (0, 1, 2)
     mdwe: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        """The one-line-worthy facts ``status`` shows: namespaces, network, seccomp
+        default action and allowed-syscall count, Landlock, uid. Never raises."""
+        return {
+            "policy": str(self.source),
+            "namespaces": sorted(self.namespaces),
+            "network": self.network,
+            "seccomp_default": self.seccomp.default_action,
+            "seccomp_allowed": len(self.seccomp.allow | {r.syscall for r in self.seccomp.rules}),
+            "landlock": self.landlock.enabled,
+            "capabilities": list(self.capabilities),
+            "uid": self.uid,
+        }

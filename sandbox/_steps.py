@@ -17,6 +17,7 @@ from ._caps import drop_privileges, set_hostname, set_no_new_privs, set_rlimits
 from ._landlock import plan as landlock_plan
 from ._landlock import restrict_self
 from ._lifetime import bind_to_parent
+from ._loader import waiter_rules
 from ._mounts import pivot_into, stage_view
 from ._namespaces import (
     close_fds,
@@ -25,7 +26,6 @@ from ._namespaces import (
     unshare_namespaces,
 )
 from ._policy import Policy
-from ._loader import waiter_rules
 from ._seccomp import SeccompFilter, build_filter
 
 __all__ = ["SandboxContext", "apply"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -11,10 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from bitcoin_supervisor.interfaces import ComponentSettings, IpcError, SpawnError, SupervisorError
 from bitcoin_supervisor.ipc import ChildProcess, Connection, Protocol, Spawner
 from bitcoin_supervisor.log import get_logger
-from bitcoin_supervisor.sandbox import PARENT_PID_ENV
+from bitcoin_supervisor.sandbox import PARENT_PID_ENV, find_violation, policy_for
 
 from ._broker import Broker
 from ._config import ComponentConfig
@@ -22,6 +25,7 @@ from ._restart import RestartTracker
 from ._state import EX_CONFIG, ComponentState, ExitReason, StateMachine, classify_exit
 
 BOOTSTRAP_TIMEOUT_S = 30.0
+EXIT_GRACE_S = 1.0
 # Keep the child's environment small and explicit: nothing of the operator's shell leaks.
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
 
@@ -34,6 +38,7 @@ class ExitInfo:
     signal: int | None
     reason: ExitReason
     at: float  # wall clock
+    detail: str | None = None  # e.g. "killed by sandbox: syscall socket"
 
     def to_json(self) -> dict[str, Any]:
         """Return the ``last_exit`` object of ``status --json``."""
@@ -41,6 +46,7 @@ class ExitInfo:
             "exit_code": self.exit_code,
             "signal": signal.Signals(self.signal).name if self.signal else None,
             "reason": self.reason.value,
+            "detail": self.detail,
             "at": self.at,
         }
 
@@ -64,8 +70,13 @@ class Component:
         self._protocol = protocol
         self._broker = broker
         self._deps = dependencies
-        self._datadirs = datadirs
         self._debug = tuple(sorted(set(debug) | set(config.debug)))
+        self.settings = ComponentSettings(
+            name=self.name, role=config.role, datadir=str(config.datadir),
+            debug=self._debug, options=dict(config.options), sandbox=config.sandbox,
+            datadirs=dict(datadirs))
+        # Resolved now so that a bad policy stops the daemon before anything is spawned.
+        self.policy = policy_for(self.settings)
         self._tracker = RestartTracker(config.restart)
         self._on_change = on_change
         self._wanted = True
@@ -166,18 +177,32 @@ class Component:
                   for stream in ("stdout", "stderr")]
         self._log.info("component.spawned", pid=child.pid, argv=list(child.argv))
         connection = await self._bootstrap(child)
+        inner: list[int] = []
         if connection is not None:
             self._started_at = time.monotonic()
+            inner = _descendants(child.pid)
             self._set(ComponentState.RUNNING, ExitReason.NONE)
             await self._watch(child, connection)
         returncode = await self._ensure_stopped(child)
+        detail = None
+        if returncode == -signal.SIGSYS:
+            detail = await self._violation(child.pid, inner)
         await asyncio.gather(*drains, return_exceptions=True)
         self._broker.detach(self.name, self.config.role)
         if connection is not None:
             connection.close()
         self._child = None
         self._started_at = None
-        return self._after_exit(returncode, bootstrapped=connection is not None)
+        return self._after_exit(returncode, bootstrapped=connection is not None, detail=detail)
+
+    async def _violation(self, pid: int, inner: list[int]) -> str:
+        """Say which syscall the sandbox killed the component for (kernel audit log)."""
+        loop = asyncio.get_running_loop()
+        syscall = await loop.run_in_executor(None, find_violation, [pid, *inner])
+        detail = "killed by sandbox: " + (f"syscall {syscall}" if syscall
+                                          else "SIGSYS (syscall unknown: kernel log unreadable)")
+        self._log.error("sandbox.violation", pid=pid, syscall=syscall, detail=detail)
+        return detail
 
     async def _bootstrap(self, child: ChildProcess) -> Connection | None:
         """Connect to the child's Init and broker it; None if that failed or a stop came."""
@@ -224,6 +249,11 @@ class Component:
         """Return the child's returncode, terminating it first if it still runs."""
         if child.process.returncode is not None:
             return child.process.returncode
+        if not self._stop_now.is_set():
+            # The link broke on its own: the process is most likely exiting already
+            # (a sandboxed role's waiter follows its child within milliseconds).
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(child.wait(), timeout=EXIT_GRACE_S)
         self._set(ComponentState.STOP_SIGTERM, self.machine.reason)
         child.process.send_signal(signal.SIGTERM)
         try:
@@ -233,17 +263,19 @@ class Component:
             child.process.kill()
             return await child.wait()
 
-    def _after_exit(self, returncode: int, *, bootstrapped: bool) -> float | None:
+    def _after_exit(self, returncode: int, *, bootstrapped: bool,
+                    detail: str | None) -> float | None:
         code = returncode if returncode >= 0 else None
         sig = -returncode if returncode < 0 else None
         requested = self._stop_now.is_set() or not self._wanted
         decision = self._tracker.decide(
             code, sig, requested,
-            failure=None if bootstrapped or code == EX_CONFIG else ExitReason.BOOTSTRAP_FAILED)
+            failure=None if bootstrapped or code == EX_CONFIG or detail
+            else ExitReason.BOOTSTRAP_FAILED)
         reason = ExitReason.STOPPED_BY_USER if requested else classify_exit(code, sig)
-        if not bootstrapped and not requested and code != EX_CONFIG:
+        if not bootstrapped and not requested and code != EX_CONFIG and detail is None:
             reason = ExitReason.BOOTSTRAP_FAILED
-        self.last_exit = ExitInfo(code, sig, reason, time.time())
+        self.last_exit = ExitInfo(code, sig, reason, time.time(), detail)
         self._log.info("component.exited", pid=self.pid, exit_code=code,
                        signal=signal.Signals(sig).name if sig else None, reason=reason.value)
         if not decision.restart:
@@ -270,12 +302,8 @@ class Component:
             self._changed.notify_all()
 
     def _child_env(self) -> dict[str, str]:
-        settings = ComponentSettings(
-            name=self.name, role=self.config.role, datadir=str(self.config.datadir),
-            debug=self._debug, options=dict(self.config.options),
-            sandbox=self.config.sandbox, datadirs=dict(self._datadirs))
         env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
-        env.update(settings.to_env())
+        env.update(self.settings.to_env())
         env[PARENT_PID_ENV] = str(os.getpid())
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -308,3 +336,11 @@ class Component:
             emit(str(event["event"]), **{k: v for k, v in fields.items() if k != "component"})
         elif text:
             self._log.info("component.output", pid=pid, stream=which, line=text)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Pids below ``pid`` (a sandboxed role's waiter has the role itself as its child)."""
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []

@@ -8,8 +8,10 @@ import signal
 import time
 from typing import Any
 
+from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.ipc import PopenSpawner, Protocol, Spawner
 from bitcoin_supervisor.log import get_logger
+from bitcoin_supervisor.sandbox import landlock_abi_version
 
 from ._broker import Broker
 from ._component import Component
@@ -28,6 +30,15 @@ ERR_UNKNOWN_COMPONENT = 4
 ERR_FAILED = 1
 
 
+def _landlock_abi() -> int | None:
+    """The kernel's Landlock ABI for status; None where Landlock is absent (the sandbox
+    step itself then fails closed with a clear message)."""
+    try:
+        return landlock_abi_version()
+    except SandboxError:
+        return None
+
+
 class Daemon:
     """Owns the components, the broker and the control server of one running supervisor."""
 
@@ -39,6 +50,7 @@ class Daemon:
         self._shutdown = asyncio.Event()
         self._ready_sent = False
         self._started = time.monotonic()
+        self._landlock_abi = _landlock_abi()
         self.components: dict[str, Component] = {}
         datadirs = {c.role: str(c.datadir) for c in config.components}
         for cfg in config.components:  # dependency order
@@ -142,8 +154,7 @@ class Daemon:
             "components": [self._describe(c) for c in chosen],
         }
 
-    @staticmethod
-    def _describe(c: Component) -> dict[str, Any]:
+    def _describe(self, c: Component) -> dict[str, Any]:
         uptime = c.uptime_s()
         return {
             "name": c.name,
@@ -157,4 +168,10 @@ class Daemon:
             "since": c.machine.changed_at,
             "last_exit": c.last_exit.to_json() if c.last_exit else None,
             "datadir": str(c.config.datadir),
+            "sandbox": self._sandbox_summary(c),
         }
+
+    def _sandbox_summary(self, c: Component) -> dict[str, Any] | None:
+        if c.policy is None:
+            return None
+        return {**c.policy.summary(), "landlock_abi": self._landlock_abi}

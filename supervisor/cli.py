@@ -197,6 +197,17 @@ def _ago(seconds: float) -> str:
     return " ".join(parts[:2])
 
 
+def _sandbox_line(summary: dict[str, Any] | None) -> str:
+    if summary is None:
+        return "none (runs unsandboxed)"
+    landlock = (f"landlock ABI {summary.get('landlock_abi')}" if summary["landlock"]
+                else "landlock off")
+    return (f"ns {','.join(summary['namespaces'])}; network {summary['network']}; "
+            f"seccomp {summary['seccomp_default']} ({summary['seccomp_allowed']} syscalls "
+            f"allowed); {landlock}; caps {','.join(summary['capabilities']) or 'none'}; "
+            f"uid {summary['uid'] if summary['uid'] is not None else 'mapped'}")
+
+
 def format_status(reply: dict[str, Any], *, color: bool = False) -> str:
     """Render ``status`` like ``systemctl status``: one block per component."""
     sup = reply["supervisor"]
@@ -220,7 +231,9 @@ def format_status(reply: dict[str, Any], *, color: bool = False) -> str:
         if last:
             how = (f"signal {last['signal']}" if last["signal"]
                    else f"code {last['exit_code']}")
-            lines.append(f"  Last exit: {how} ({last['reason']})")
+            detail = f" {last['detail']}" if last.get("detail") else ""
+            lines.append(f"  Last exit: {how} ({last['reason']}){detail}")
+        lines.append(f"    Sandbox: {_sandbox_line(comp.get('sandbox'))}")
         lines.append(f"    Datadir: {comp['datadir']}")
         lines.append("")
     return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""A real ``bitcoin-supervisor start`` on a private datadir and a free port, whose JSON log
+events the benchmarks await (never sleep on)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._children import ROLES, SpawnVariant, free_port
+
+CLI = str(Path(sys.executable).parent / "bitcoin-supervisor")
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+Event = dict[str, Any]
+
+# The bundled components, with a wallet that restarts at once and without a start limit:
+# the benchmark measures the restart path itself, not the configured backoff.
+_CONFIG = """\
+[supervisor]
+datadir = "{datadir}"
+
+[components.node]
+role = "node"
+sandbox = "{sandbox_node}"
+rpcport = {rpcport}
+rpcbind = "127.0.0.1"
+
+[components.wallet]
+role = "wallet"
+sandbox = "{sandbox_wallet}"
+
+[components.wallet.restart]
+policy = "on-failure"
+backoff_initial_s = 0.0
+backoff_max_s = 0.0
+start_limit_interval_s = 0.0
+
+[components.index]
+role = "index"
+sandbox = "{sandbox_index}"
+"""
+
+
+def state_changed(component: str, new: str) -> Callable[[Event], bool]:
+    """Predicate: ``component`` entered state ``new``."""
+    return lambda e: (e.get("event") == "component.state_changed"
+                      and e.get("component") == component and e.get("new") == new)
+
+
+def event_named(name: str, component: str | None = None) -> Callable[[Event], bool]:
+    """Predicate: an event called ``name`` (about ``component`` if given)."""
+    return lambda e: e.get("event") == name and (component is None
+                                                  or e.get("component") == component)
+
+
+class RunningDaemon:
+    """The daemon process plus every JSON event it has logged so far, in order."""
+
+    def __init__(self, process: asyncio.subprocess.Process, config: Path) -> None:
+        self.process = process
+        self.config = config
+        self.events: list[Event] = []
+        self._raw: list[str] = []
+        self._changed = asyncio.Condition()
+        self._ended = False
+        self._reader = asyncio.create_task(self._read())
+
+    @property
+    def pid(self) -> int:
+        """The daemon's pid (the CLI runs it in the foreground)."""
+        return self.process.pid
+
+    async def _read(self) -> None:
+        stream = self.process.stderr
+        assert stream is not None
+        while line := await stream.readline():
+            text = line.decode(errors="replace")
+            self._raw.append(text)
+            try:
+                event = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                async with self._changed:
+                    self.events.append(event)
+                    self._changed.notify_all()
+        async with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    async def wait_event(self, predicate: Callable[[Event], bool], *, after: int = 0,
+                         timeout: float = START_TIMEOUT_S) -> tuple[int, Event]:
+        """Return (index, event) of the first event at or after ``after`` that matches.
+
+        Raises RuntimeError (with the log tail) if the daemon exits first, TimeoutError
+        after ``timeout`` seconds.
+        """
+        def find() -> tuple[int, Event] | None:
+            for index in range(after, len(self.events)):
+                if predicate(self.events[index]):
+                    return index, self.events[index]
+            return None
+
+        async with asyncio.timeout(timeout), self._changed:
+            while (found := find()) is None:
+                if self._ended:
+                    raise RuntimeError("daemon exited; last lines:\n" + "".join(self._raw[-20:]))
+                await self._changed.wait()
+        return found
+
+    def component_pids(self) -> dict[str, int]:
+        """The latest spawned pid of every component, from ``component.spawned`` events."""
+        return {e["component"]: int(e["pid"]) for e in self.events
+                if e.get("event") == "component.spawned"}
+
+    async def stop(self) -> None:
+        """SIGTERM the daemon and wait (SIGKILL its process group after a timeout)."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def start_daemon(workdir: Path, variant: SpawnVariant) -> RunningDaemon:
+    """Start a daemon under ``workdir`` whose components are sandboxed as ``variant`` says
+    and return once it logged ``supervisor.ready``.
+
+    Raises RuntimeError (with the log tail) if a component fails or the daemon exits.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "bench.toml"
+    config.write_text(_CONFIG.format(
+        datadir=workdir / "data", rpcport=free_port(),
+        **{f"sandbox_{role}": variant.config_value(role) for role in ROLES}))
+    process = await asyncio.create_subprocess_exec(
+        CLI, "start", "--config", str(config), "--log-format", "json",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    daemon = RunningDaemon(process, config)
+    try:
+        _, first = await daemon.wait_event(
+            lambda e: event_named("supervisor.ready")(e)
+            or (e.get("event") == "component.state_changed" and e.get("new") == "failed"))
+        if first["event"] != "supervisor.ready":
+            raise RuntimeError(f"component failed to start: {first}")
+    except BaseException:
+        await daemon.stop()
+        raise
+    return daemon
+
+
+async def run_cli(daemon: RunningDaemon, *args: str) -> None:
+    """Run ``bitcoin-supervisor <verb> --config <daemon's> <args...>``; RuntimeError if it
+    exits non-zero."""
+    process = await asyncio.create_subprocess_exec(
+        CLI, args[0], "--config", str(daemon.config), *args[1:],
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"bitcoin-supervisor {' '.join(args)} exited "
+                           f"{process.returncode}: {err.decode(errors='replace').strip()}")

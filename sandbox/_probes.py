@@ -1,0 +1,387 @@
+"""The per-role regression probe matrix: every operation a role must be refused (with
+its exact outcome) or granted, each run in its own really sandboxed child process.
+
+A probe that the filter kills takes its process with it, so each probe runs in a fresh
+child: ``python3 -m bitcoin_supervisor.sandbox._probes ROLE PROBE --datadirs BASE``
+applies the role's real policy, does one operation and prints one JSON line
+(``{"probe": ..., "observed": "ok" | "ENAME"}``); a kill shows as death by SIGSYS.
+``run_probe_matrix`` runs the whole table a few children at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyseccomp as seccomp
+
+from ._loader import load_policy
+from ._steps import SandboxContext, apply
+from ._templates import ROLES
+
+__all__ = ["MATRIX", "OK", "SIGSYS", "Probe", "ProbeResult", "run_probe_matrix"]
+
+_MODULE = "bitcoin_supervisor.sandbox._probes"
+OK = "ok"
+SIGSYS = "SIGSYS"
+_S, _N, _W, _I = SIGSYS, "node", "wallet", "index"
+_ALL_SIGSYS = {_N: _S, _W: _S, _I: _S}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One operation and its exact expected outcome for one role: ``"ok"``, an errno
+    name (``"ENOENT"``) or ``"SIGSYS"`` (the seccomp filter kills the process)."""
+
+    name: str
+    what: str
+    expected: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one sandboxed probe child did; ``detail`` explains an unexpected end."""
+
+    role: str
+    probe: str
+    what: str
+    expected: str
+    observed: str
+    seconds: float
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True when the observed outcome is exactly the expected one."""
+        return self.observed == self.expected
+
+
+# name, what it does, expected outcome per role (a role missing from the dict skips it).
+_TABLE: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("inet_socket", "socket(AF_INET, SOCK_STREAM)", {_N: OK, _W: _S, _I: _S}),
+    ("connect_leaked", "connect() a leaked host AF_INET socket to 127.0.0.1:9",
+     {_N: "EACCES", _W: _S, _I: _S}),
+    ("bind_rpcport", "bind 127.0.0.1:<rpcport> (the node's JSON-RPC)", {_N: OK}),
+    ("bind_other_port", "bind 127.0.0.1:<rpcport+1>", {_N: "EACCES"}),
+    # The datadirs' parent exists in the view only as a root-owned folder on /tmp's tmpfs.
+    ("write_outside_datadir", "create a file next to the datadirs", {
+        _N: "EACCES", _W: "EACCES", _I: "EACCES"}),
+    ("write_usr", "create /usr/probe", {_N: "EROFS", _W: "EROFS", _I: "EROFS"}),
+    ("read_node_datadir", "read <node datadir>/peers.dat", {_W: "ENOENT", _I: "ENOENT"}),
+    ("read_wallet_datadir", "read <wallet datadir>/wallet.dat",
+     {_N: "ENOENT", _I: "ENOENT"}),
+    ("read_index_datadir", "read <index datadir>/index.db", {_N: "ENOENT", _W: "ENOENT"}),
+    ("read_node_blocks", "read <node datadir>/blocks/blk00000.dat", {_W: "ENOENT", _I: OK}),
+    ("write_node_blocks", "write <node datadir>/blocks/blk00000.dat", {_I: "EROFS"}),
+    ("read_shadow", "read /etc/shadow", {_N: "ENOENT", _W: "ENOENT", _I: "ENOENT"}),
+    ("list_root", "list /root", {_N: "ENOENT", _W: "ENOENT", _I: "ENOENT"}),
+    ("execve", "execve /usr/bin/true", _ALL_SIGSYS),
+    ("fork", "fork (clone without CLONE_THREAD)", _ALL_SIGSYS),
+    ("ptrace", "ptrace(PTRACE_TRACEME)", _ALL_SIGSYS),
+    ("mount", "mount a tmpfs on /tmp", _ALL_SIGSYS),
+    ("unshare", "unshare(CLONE_NEWUSER)", _ALL_SIGSYS),
+    ("setns", "setns(0, 0)", _ALL_SIGSYS),
+    ("bpf", "bpf(BPF_MAP_CREATE, NULL, 0)", _ALL_SIGSYS),
+    ("io_uring_setup", "io_uring_setup(1, NULL)", _ALL_SIGSYS),
+    ("userfaultfd", "userfaultfd(0)", _ALL_SIGSYS),
+    ("keyctl", "keyctl(KEYCTL_GET_KEYRING_ID, session)", _ALL_SIGSYS),
+    ("perf_event_open", "perf_event_open(NULL, 0, -1, -1, 0)", _ALL_SIGSYS),
+    ("kill_supervisor", "kill(<supervisor's host pid>, 0)",
+     {_N: "ESRCH", _W: "ESRCH", _I: "ESRCH"}),
+    ("kill_outside_pid", "kill(<same-uid pid outside the sandbox>, 0)",
+     {_N: "ESRCH", _W: "ESRCH", _I: "ESRCH"}),
+    ("wx_mmap", "mmap PROT_WRITE|PROT_EXEC", {_N: "EACCES", _W: "EACCES", _I: "EACCES"}),
+    ("wx_mprotect", "mprotect a written page to PROT_EXEC",
+     {_N: "EACCES", _W: "EACCES", _I: "EACCES"}),
+    ("write_fsync_datadir", "write + fsync a file in its datadir", {_N: OK, _W: OK, _I: OK}),
+    ("sqlite_datadir", "SQLite WAL commit in its datadir", {_N: OK, _W: OK, _I: OK}),
+    ("thread", "start and join a thread", {_N: OK, _W: OK, _I: OK}),
+    ("signal_self", "SIGUSR1 to itself, handled", {_N: OK, _W: OK, _I: OK}),
+)
+
+MATRIX: Mapping[str, tuple[Probe, ...]] = {
+    role: tuple(Probe(name, what, expected[role]) for name, what, expected in _TABLE
+                if role in expected)
+    for role in ROLES
+}
+
+
+def run_probe_matrix(roles: Sequence[str] | None = None, *, parallel: int = 4,
+                     user: int | None = None,
+                     on_result: Callable[[ProbeResult], None] | None = None,
+                     ) -> list[ProbeResult]:
+    """Run every probe of ``roles`` (default: all) in its own sandboxed child and return
+    the results in table order.
+
+    Blocks until all are done, ``parallel`` children at a time. Fake datadirs for every
+    component (with files to find) are made in a fresh temporary directory per probe and
+    removed afterwards. ``user`` runs the children as that uid (unprivileged path);
+    ``on_result`` is called as each probe finishes. Raises KeyError for an unknown role.
+    """
+    chosen = list(roles) if roles is not None else list(ROLES)
+    jobs = [(role, probe) for role in chosen for probe in MATRIX[role]]
+    rpcport = _free_port()
+    with tempfile.TemporaryDirectory(prefix="policy-test-") as tmp:
+        base = Path(tmp)
+        if user is not None:
+            os.chmod(base, 0o755)
+
+        def one(index: int, role: str, probe: Probe) -> ProbeResult:
+            result = _spawn(role, probe, _fake_datadirs(base / str(index), user),
+                            rpcport, user)
+            if on_result is not None:
+                on_result(result)
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            futures = [pool.submit(one, i, role, probe)
+                       for i, (role, probe) in enumerate(jobs)]
+            return [f.result() for f in futures]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _fake_datadirs(base: Path, owner: int | None) -> Path:
+    """Three component datadirs, each holding a file the others must not reach."""
+    files = {"node/peers.dat": b"node-private", "node/blocks/blk00000.dat": b"node-block",
+             "wallet/wallet.dat": b"wallet-keys", "index/index.db": b"index-data"}
+    for rel, data in files.items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_bytes(data)
+    if owner is not None:
+        for path in [base, *base.rglob("*")]:
+            os.chown(path, owner, owner)
+    return base
+
+
+def _spawn(role: str, probe: Probe, base: Path, rpcport: int,
+           user: int | None) -> ProbeResult:
+    # -W: this module is imported by the package before runpy executes it as __main__.
+    cmd = [sys.executable, "-W", "ignore::RuntimeWarning:runpy", "-m", _MODULE,
+           role, probe.name, "--datadirs", str(base), "--rpcport", str(rpcport)]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, user=user,
+                              group=user, extra_groups=[] if user is not None else None)
+    except subprocess.TimeoutExpired:
+        return ProbeResult(role, probe.name, probe.what, probe.expected, "timeout",
+                           time.monotonic() - start, "no result within 30 s")
+    observed, detail = _observed(proc)
+    return ProbeResult(role, probe.name, probe.what, probe.expected, observed,
+                       time.monotonic() - start, detail)
+
+
+def _observed(proc: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    if proc.returncode < 0:
+        return signal.Signals(-proc.returncode).name, ""
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode == 0 and lines:
+        data = json.loads(lines[-1])
+        return str(data["observed"]), str(data.get("detail", ""))
+    tail = (proc.stderr.strip().splitlines() or [""])[-1]
+    return f"exit {proc.returncode}", tail
+
+
+# ---- inside the sandboxed child ----------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_PROT_R, _PROT_W, _PROT_X = 1, 2, 4
+_MAP_PRIVATE_ANON = 0x02 | 0x20
+_MAP_FAILED = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """What an operation may use: datadirs, ports and pids taken before sandboxing."""
+
+    role: str
+    datadirs: Mapping[str, Path]
+    rpcport: int
+    supervisor_pid: int
+    outside_pid: int
+    leaked: int | None
+
+
+def _check(result: int) -> None:
+    if result == -1:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _sys(name: str, *args: int) -> None:
+    """Call syscall ``name`` by number (no libc wrapper needed); OSError on failure."""
+    number = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
+    _check(int(_libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))))
+
+
+def _write(path: Path) -> None:
+    with open(path, "wb") as fh:
+        fh.write(b"probe")
+
+
+def _read(path: Path) -> None:
+    with open(path, "rb") as fh:
+        fh.read(1)
+
+
+def _write_fsync(ctx: _Ctx) -> None:
+    with open(ctx.datadirs[ctx.role] / "fsync.bin", "wb") as fh:
+        fh.write(b"x" * 4096)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _sqlite(ctx: _Ctx) -> None:
+    db = sqlite3.connect(ctx.datadirs[ctx.role] / "probe.sqlite")
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        with db:
+            db.execute("CREATE TABLE t (v BLOB)")
+            db.executemany("INSERT INTO t VALUES (?)", [(os.urandom(32),)] * 50)
+        if db.execute("SELECT count(*) FROM t").fetchone()[0] != 50:
+            raise OSError(errno.EIO, "rows lost")
+    finally:
+        db.close()
+
+
+def _thread(_ctx: _Ctx) -> None:
+    box: list[int] = []
+    worker = threading.Thread(target=lambda: box.append(42))
+    worker.start()
+    worker.join()
+    if box != [42]:
+        raise OSError(errno.EIO, "thread did not run")
+
+
+def _signal_self(_ctx: _Ctx) -> None:
+    got: list[int] = []
+    signal.signal(signal.SIGUSR1, lambda signum, _frame: got.append(signum))
+    os.kill(os.getpid(), signal.SIGUSR1)
+    if got != [signal.SIGUSR1]:
+        raise OSError(errno.EIO, "signal not delivered")
+
+
+def _bind(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+
+
+def _connect_leaked(ctx: _Ctx) -> None:
+    assert ctx.leaked is not None
+    with socket.socket(fileno=ctx.leaked) as sock:
+        sock.connect(("127.0.0.1", 9))
+
+
+def _wx_mmap(_ctx: _Ctx) -> None:
+    addr = _libc.mmap(None, 4096, _PROT_R | _PROT_W | _PROT_X, _MAP_PRIVATE_ANON, -1, 0)
+    _check(-1 if addr == _MAP_FAILED else 0)
+
+
+def _wx_mprotect(_ctx: _Ctx) -> None:
+    addr = _libc.mmap(None, 4096, _PROT_R | _PROT_W, _MAP_PRIVATE_ANON, -1, 0)
+    _check(-1 if addr == _MAP_FAILED else 0)
+    ctypes.memset(addr, 0xC3, 1)  # a `ret`: the page now holds code-to-be
+    _check(_libc.mprotect(addr, 4096, _PROT_R | _PROT_X))
+
+
+_OPS: dict[str, Callable[[_Ctx], object]] = {
+    "inet_socket": lambda c: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(),
+    "connect_leaked": _connect_leaked,
+    "bind_rpcport": lambda c: _bind(c.rpcport),
+    "bind_other_port": lambda c: _bind(c.rpcport + 1),
+    "write_outside_datadir": lambda c: _write(c.datadirs[c.role].parent / "outside.txt"),
+    "write_usr": lambda c: _write(Path("/usr/probe")),
+    "read_node_datadir": lambda c: _read(c.datadirs["node"] / "peers.dat"),
+    "read_wallet_datadir": lambda c: _read(c.datadirs["wallet"] / "wallet.dat"),
+    "read_index_datadir": lambda c: _read(c.datadirs["index"] / "index.db"),
+    "read_node_blocks": lambda c: _read(c.datadirs["node"] / "blocks" / "blk00000.dat"),
+    "write_node_blocks": lambda c: _write(c.datadirs["node"] / "blocks" / "blk00000.dat"),
+    "read_shadow": lambda c: _read(Path("/etc/shadow")),
+    "list_root": lambda c: os.listdir("/root"),
+    "execve": lambda c: os.execv("/usr/bin/true", ["true"]),
+    "fork": lambda c: os.fork(),
+    "ptrace": lambda c: _sys("ptrace", 0, 0, 0, 0),
+    "mount": lambda c: _check(_libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)),
+    "unshare": lambda c: _sys("unshare", 0x10000000),
+    "setns": lambda c: _sys("setns", 0, 0),
+    "bpf": lambda c: _sys("bpf", 0, 0, 0),
+    "io_uring_setup": lambda c: _sys("io_uring_setup", 1, 0),
+    "userfaultfd": lambda c: _sys("userfaultfd", 0),
+    "keyctl": lambda c: _sys("keyctl", 0, -3, 0),
+    "perf_event_open": lambda c: _sys("perf_event_open", 0, 0, -1, -1, 0),
+    "kill_supervisor": lambda c: os.kill(c.supervisor_pid, 0),
+    "kill_outside_pid": lambda c: os.kill(c.outside_pid, 0),
+    "wx_mmap": _wx_mmap,
+    "wx_mprotect": _wx_mprotect,
+    "write_fsync_datadir": _write_fsync,
+    "sqlite_datadir": _sqlite,
+    "thread": _thread,
+    "signal_self": _signal_self,
+}
+assert set(_OPS) == {name for name, _, _ in _TABLE}
+
+
+def probe_main(argv: Sequence[str] | None = None) -> int:
+    """Entry of the probe child: sandbox this process as ROLE, do PROBE, print one JSON
+    line on stdout and return 0 — or die by the filter. Exit 2 for bad arguments."""
+    parser = argparse.ArgumentParser(prog="python3 -m bitcoin_supervisor.sandbox._probes")
+    parser.add_argument("role", choices=ROLES)
+    parser.add_argument("probe", choices=sorted(_OPS))
+    parser.add_argument("--datadirs", type=Path, required=True,
+                        help="folder holding node/, wallet/ and index/")
+    parser.add_argument("--rpcport", type=int, default=18443)
+    args = parser.parse_args(argv)
+    from bitcoin_supervisor import log
+
+    log.configure(json=True)  # stderr; stdout carries the one result line
+    datadirs = {role: args.datadirs / role for role in ROLES}
+    leaked = None
+    if args.probe == "connect_leaked":
+        # Made on the host before any wall goes up, as a descriptor leak would be.
+        leaked = socket.socket(socket.AF_INET, socket.SOCK_STREAM).detach()
+    ctx = _Ctx(args.role, datadirs, args.rpcport, supervisor_pid=os.getppid(),
+               outside_pid=os.getpid(), leaked=leaked)
+    policy = load_policy(args.role, datadirs=datadirs, options={"rpcport": args.rpcport})
+    apply(policy, SandboxContext(ipc_fd=None,
+                                 pass_fds=() if leaked is None else (leaked,)))
+    # After apply this is the inner process; the pid taken above is its trampoline,
+    # a process outside the sandbox with the same uid.
+    observed, detail = OK, ""
+    try:
+        _OPS[args.probe](ctx)
+    except OSError as exc:
+        observed = errno.errorcode.get(exc.errno or 0, f"errno {exc.errno}")
+        detail = str(exc)
+    print(json.dumps({"probe": args.probe, "observed": observed, "detail": detail}),
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(probe_main())

@@ -1,0 +1,106 @@
+"""The bundled system runs sandboxed: what /proc shows, what status says, and a
+component killed by its filter is reported as such and restarted as a failure."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import psutil
+
+from .conftest import CLI, LogWatcher, System, free_port, stop_system
+
+_ZERO_CAPS = "0000000000000000"
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        return {k: v.strip() for k, v in (line.split(":", 1) for line in fh)}
+
+
+def test_every_process_is_confined(system: System) -> None:
+    host_net = os.readlink("/proc/self/ns/net")
+    uids = set()
+    for comp in system.status()["components"]:
+        waiter = psutil.Process(comp["pid"])
+        inner = waiter.children()
+        assert len(inner) == 1, f"{comp['name']}: the role runs as the waiter's only child"
+        for proc in (waiter, inner[0]):
+            status = _proc_status(proc.pid)
+            assert status["Seccomp"] == "2", (comp["name"], proc.pid)
+            assert status["NoNewPrivs"] == "1"
+            for key in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
+                assert status[key] == _ZERO_CAPS, (comp["name"], key)
+        net = os.readlink(f"/proc/{inner[0].pid}/ns/net")
+        assert (net == host_net) == (comp["name"] == "node")
+        if os.geteuid() == 0:
+            uid = inner[0].uids().real
+            assert uid != 0
+            uids.add(uid)
+        summary = comp["sandbox"]
+        assert summary["seccomp_default"] == "kill_process"
+        assert summary["seccomp_allowed"] > 50
+        assert summary["network"] == ("host" if comp["name"] == "node" else "none")
+        assert summary["landlock"] is True and summary["landlock_abi"] >= 1
+    if os.geteuid() == 0:
+        assert len(uids) == 3, "each role runs as its own outer uid"
+    assert "Sandbox: ns cgroup,ipc,mount,net,pid,user,uts; network none; seccomp " \
+           "kill_process" in system.cli("status", "wallet").stdout
+
+
+# An index whose process opens an AF_INET socket shortly after it starts serving: its
+# policy forbids that, so the kernel kills it with SIGSYS.
+_VIOLATOR = """
+import asyncio, socket
+from bitcoin_supervisor.roles._main import run_role
+from bitcoin_supervisor.roles.index import IndexProcess
+
+class Violator(IndexProcess):
+    async def start(self, settings):
+        init = await super().start(settings)
+        asyncio.get_running_loop().call_later(0.3, socket.socket, socket.AF_INET)
+        return init
+
+run_role(Violator)
+"""
+
+
+def test_sandbox_kill_is_reported_and_restarted(tmp_path: Path) -> None:
+    config = tmp_path / "violator.toml"
+    config.write_text(f"""
+[supervisor]
+datadir = "{tmp_path / 'data'}"
+[components.node]
+rpcport = {free_port()}
+[components.index]
+argv = ["{sys.executable}", "-c", '''{_VIOLATOR}''', "-ipcfd", "{{fd}}"]
+[components.index.restart]
+policy = "on-failure"
+backoff_initial_s = 0.05
+start_limit_burst = 2
+start_limit_interval_s = 30
+""")
+    proc = __import__("subprocess").Popen([CLI, "start", "--config", str(config)],
+                                          stderr=__import__("subprocess").PIPE, text=True)
+    watcher = LogWatcher(proc.stderr)
+    watcher.start()
+    system = System(config, tmp_path / "data", 0, proc, watcher)
+    try:
+        violation = watcher.wait_for(lambda e: e.get("event") == "sandbox.violation")
+        expected = "syscall socket" if os.geteuid() == 0 else "SIGSYS"
+        assert expected in violation["detail"]
+        watcher.wait_for(lambda e: e.get("event") == "component.state_changed"
+                         and e.get("component") == "index" and e.get("new") == "failed")
+        index = system.component("index")
+        assert index["reason"] == "start-limit-hit"
+        assert index["last_exit"]["signal"] == "SIGSYS"
+        assert index["last_exit"]["reason"] == "sandbox"
+        assert index["last_exit"]["detail"].startswith("killed by sandbox: ")
+        restarts = [e for e in watcher.events if e.get("event") == "component.restarting"
+                    and e.get("component") == "index"]
+        assert len(restarts) == 1, "a sandbox kill counts as a failure for the restart policy"
+        human = system.cli("status", "index").stdout
+        assert "Last exit: signal SIGSYS (sandbox) killed by sandbox: syscall socket" in human
+    finally:
+        stop_system(system)
