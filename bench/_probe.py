@@ -8,6 +8,7 @@ imports only capnp and the project's ipc layer: nothing of the benchmark package
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -79,7 +80,7 @@ def main() -> None:
         sys.exit(f"usage: {sys.argv[0]} -ipcfd <fd>")
     sock = socket.socket(fileno=int(sys.argv[2]))
     # stdout carries results; logs go to stderr, warnings only.
-    log.configure(json=True, stream=sys.stderr, level=30)
+    log.configure(json=True, stream=sys.stderr, level=logging.WARNING)
     protocol = make_protocol()
     init = ProbeInit(int(os.environ.get(CALLS_ENV, "0")))
     protocol.run(lambda: protocol.serve(sock, init, name="bench-probe"))

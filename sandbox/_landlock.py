@@ -73,10 +73,12 @@ class LandlockPlan:
 
 def plan(view: FilesystemView, rules: LandlockRules) -> LandlockPlan:
     """Derive path rights from the view: read for read-only binds and /proc, read-write
-    for writable binds and tmpfs, read-write-ioctl for device nodes. Pure."""
+    for writable binds and tmpfs, read-write-ioctl for device nodes, read-execute for
+    the view's ``executable`` files (nothing else may be executed). Pure."""
     paths = [(p, READ) for p in view.read_only]
     paths += [(p, WRITE) for p in view.read_write + view.tmpfs]
     paths += [(p, DEVICE) for p in view.devices]
+    paths += [(p, READ_FILE | EXECUTE) for p in view.executable]
     if view.proc:
         paths.append((Path("/proc"), READ))
     return LandlockPlan(paths=tuple(paths), rules=rules)

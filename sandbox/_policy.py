@@ -61,6 +61,8 @@ class FilesystemView:
     """The mount view: absolute host paths, shown at the same paths inside.
 
     ``optional`` holds the paths that are skipped (not an error) when missing on the host.
+    ``executable`` lists the files Landlock lets ``execve`` open (the program and its ELF
+    interpreter); empty for the roles, which never exec (``sandbox run`` fills it).
     """
 
     read_only: tuple[Path, ...]
@@ -69,6 +71,7 @@ class FilesystemView:
     devices: tuple[Path, ...]
     proc: bool
     optional: frozenset[Path] = frozenset()
+    executable: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

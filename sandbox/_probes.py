@@ -78,9 +78,8 @@ _TABLE: tuple[tuple[str, str, dict[str, str]], ...] = (
      {_N: "EACCES", _W: _S, _I: _S}),
     ("bind_rpcport", "bind 127.0.0.1:<rpcport> (the node's JSON-RPC)", {_N: OK}),
     ("bind_other_port", "bind 127.0.0.1:<rpcport+1>", {_N: "EACCES"}),
-    # The datadirs' parent exists in the view only as a root-owned folder on /tmp's tmpfs.
-    ("write_outside_datadir", "create a file next to the datadirs", {
-        _N: "EACCES", _W: "EACCES", _I: "EACCES"}),
+    ("write_outside_datadir", "create /probe (the view's root)", {
+        _N: "EROFS", _W: "EROFS", _I: "EROFS"}),
     ("write_usr", "create /usr/probe", {_N: "EROFS", _W: "EROFS", _I: "EROFS"}),
     ("read_node_datadir", "read <node datadir>/peers.dat", {_W: "ENOENT", _I: "ENOENT"}),
     ("read_wallet_datadir", "read <wallet datadir>/wallet.dat",
@@ -315,7 +314,7 @@ _OPS: dict[str, Callable[[_Ctx], object]] = {
     "connect_leaked": _connect_leaked,
     "bind_rpcport": lambda c: _bind(c.rpcport),
     "bind_other_port": lambda c: _bind(c.rpcport + 1),
-    "write_outside_datadir": lambda c: _write(c.datadirs[c.role].parent / "outside.txt"),
+    "write_outside_datadir": lambda c: _write(Path("/probe")),
     "write_usr": lambda c: _write(Path("/usr/probe")),
     "read_node_datadir": lambda c: _read(c.datadirs["node"] / "peers.dat"),
     "read_wallet_datadir": lambda c: _read(c.datadirs["wallet"] / "wallet.dat"),

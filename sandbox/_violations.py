@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Iterable
+import select
+import time
+from collections.abc import Iterable, Iterator
 
 import pyseccomp as seccomp
 
@@ -16,35 +18,52 @@ _RECORD = re.compile(r"type=1326 .*?\bpid=(?P<pid>\d+)\b.*?\bsyscall=(?P<nr>\d+)
 KMSG = "/dev/kmsg"
 
 
-def find_violation(pids: Iterable[int], kmsg: str = KMSG) -> str | None:
+def find_violation(pids: Iterable[int], kmsg: str = KMSG, wait_s: float = 0.5) -> str | None:
     """Return the name of the last syscall a seccomp filter killed one of ``pids`` for.
 
-    Returns None when no record names those pids or the kernel log is unreadable (not
-    root under ``dmesg_restrict``): the caller still knows it was SIGSYS. Never raises.
-    Reads the whole ring buffer without blocking; call it only after such a death.
+    Returns None when no record names those pids within ``wait_s``, the kernel log is
+    unreadable (not root under ``dmesg_restrict``) or the kernel dropped the record
+    (audit messages are printk rate-limited when no auditd runs): the caller still
+    knows it was SIGSYS.
+    Never raises. Blocks up to ``wait_s``: without auditd the kernel's audit thread
+    prints the record asynchronously, so it may land just after the process died.
     """
     wanted = {str(p) for p in pids}
-    found: str | None = None
     try:
         fd = os.open(kmsg, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
+    found: str | None = None
+    deadline = time.monotonic() + wait_s
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     try:
         while True:
-            try:
-                record = os.read(fd, 8192)
-            except OSError as exc:
-                if exc.errno == errno.EPIPE:  # overwritten while reading: skip it
-                    continue
-                break  # EAGAIN: end of buffer
-            if not record:
-                break
-            match = _RECORD.search(record.decode(errors="replace"))
-            if match and match["pid"] in wanted:
-                found = _name(int(match["nr"]))
+            for record in _drain(fd):
+                for line in record.splitlines():  # a plain file (tests) reads many at once
+                    match = _RECORD.search(line)
+                    if match and match["pid"] in wanted:
+                        found = _name(int(match["nr"]))
+            remaining = deadline - time.monotonic()
+            if found is not None or remaining <= 0:
+                return found
+            poller.poll(remaining * 1000)
     finally:
         os.close(fd)
-    return found
+
+
+def _drain(fd: int) -> Iterator[str]:
+    """Yield every record readable now (one per read, as /dev/kmsg hands them out)."""
+    while True:
+        try:
+            record = os.read(fd, 8192)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # overwritten while we read: skip it
+                continue
+            return  # EAGAIN: nothing more for now
+        if not record:
+            return
+        yield record.decode(errors="replace")
 
 
 def _name(number: int) -> str:

@@ -199,8 +199,9 @@ class Component:
         """Say which syscall the sandbox killed the component for (kernel audit log)."""
         loop = asyncio.get_running_loop()
         syscall = await loop.run_in_executor(None, find_violation, [pid, *inner])
-        detail = "killed by sandbox: " + (f"syscall {syscall}" if syscall
-                                          else "SIGSYS (syscall unknown: kernel log unreadable)")
+        detail = "killed by sandbox: " + (
+            f"syscall {syscall}" if syscall
+            else "SIGSYS (the kernel log names no syscall: unreadable or rate-limited)")
         self._log.error("sandbox.violation", pid=pid, syscall=syscall, detail=detail)
         return detail
 

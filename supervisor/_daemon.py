@@ -174,4 +174,7 @@ class Daemon:
     def _sandbox_summary(self, c: Component) -> dict[str, Any] | None:
         if c.policy is None:
             return None
-        return {**c.policy.summary(), "landlock_abi": self._landlock_abi}
+        summary = {**c.policy.summary(), "landlock_abi": self._landlock_abi}
+        if os.geteuid() != 0:
+            summary["uid"] = None  # the policy's outer uid applies only under root
+        return summary

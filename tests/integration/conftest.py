@@ -149,12 +149,16 @@ def write_config(tmp_path: Path, rpcport: int) -> Path:
     return path
 
 
-def start_system(tmp_path: Path, *extra: str) -> System:
+def start_system(tmp_path: Path, *extra: str, uid: int | None = None) -> System:
+    """Start the bundled config; with ``uid``, the daemon runs as that unprivileged user
+    (``tmp_path`` must then be reachable and writable by it)."""
     port = free_port()
     config = write_config(tmp_path, port)
-    proc = subprocess.Popen([CLI, "start", "--config", str(config), "--log-format", "json",
-                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    prefix = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                     "--clear-groups", "--"]
+    proc = subprocess.Popen([*prefix, CLI, "start", "--config", str(config), "--log-format",
+                             "json", *extra], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     watcher = LogWatcher(proc.stderr)
     watcher.start()
     system = System(config, tmp_path / "data", port, proc, watcher)

@@ -1,0 +1,37 @@
+"""``python -m bench --quick`` runs every benchmark and writes a complete JSON file.
+
+Only the shape is checked: timings are never asserted (benchmarks never gate CI).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import BENCHMARKS, VARIANTS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_bench_writes_every_benchmark_with_positive_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=110)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(out.read_text())
+    assert document["failures"] == {}
+    assert document["machine"]["nproc"] >= 1
+    assert set(document["benchmarks"]) == set(BENCHMARKS)
+    for name, bench in document["benchmarks"].items():
+        assert bench["rows"], name
+        for row in bench["rows"]:
+            numbers = {k: v for k, v in row.items()
+                       if isinstance(v, int | float) and not isinstance(v, bool)}
+            assert {"n", "median", "p90"} <= set(numbers), (name, row)
+            assert all(v > 0 for v in numbers.values()), (name, row)
+        # Each table is printed for the user, under the benchmark's name.
+        assert f"== {name}:" in result.stdout
+    spawned = {row["variant"] for row in document["benchmarks"]["spawn_to_init"]["rows"]}
+    assert {v.name for v in VARIANTS} <= spawned
