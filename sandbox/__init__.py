@@ -36,3 +36,33 @@ __all__ = [
     "policy_for",
     "prepare_child",
 ]
+
+# One-shot confinement of any command (``sandbox run``) and the per-role probe matrix.
+from ._probes import MATRIX, OK, SIGSYS, Probe, ProbeResult, run_probe_matrix  # noqa: E402
+from ._run import (  # noqa: E402
+    EXIT_CANNOT_EXECUTE,
+    EXIT_NOT_FOUND,
+    EXIT_SANDBOX_FAILED,
+    RunOutcome,
+    allow_entry_execve,
+    exec_chain,
+    resolve_command,
+    run_sandboxed,
+)
+
+__all__ += [
+    "EXIT_CANNOT_EXECUTE",
+    "EXIT_NOT_FOUND",
+    "EXIT_SANDBOX_FAILED",
+    "MATRIX",
+    "OK",
+    "Probe",
+    "ProbeResult",
+    "RunOutcome",
+    "SIGSYS",
+    "allow_entry_execve",
+    "exec_chain",
+    "resolve_command",
+    "run_probe_matrix",
+    "run_sandboxed",
+]

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pyseccomp as seccomp
 
+from bitcoin_supervisor import log
+
 from ._loader import load_policy
 from ._steps import SandboxContext, apply
 from ._templates import ROLES
@@ -356,8 +358,6 @@ def probe_main(argv: Sequence[str] | None = None) -> int:
                         help="folder holding node/, wallet/ and index/")
     parser.add_argument("--rpcport", type=int, default=18443)
     args = parser.parse_args(argv)
-    from bitcoin_supervisor import log
-
     log.configure(json=True)  # stderr; stdout carries the one result line
     datadirs = {role: args.datadirs / role for role in ROLES}
     leaked = None

@@ -88,7 +88,7 @@ def resolve_command(name: str, policy: Policy, search_path: str) -> Path | None:
         return path if _visible(path, policy) else None
     for folder in search_path.split(os.pathsep):
         candidate = Path(folder or ".") / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             resolved = Path(os.path.realpath(candidate))
             if _visible(resolved, policy):
                 return resolved
@@ -98,7 +98,7 @@ def resolve_command(name: str, policy: Policy, search_path: str) -> Path | None:
 def _visible(path: Path, policy: Policy) -> bool:
     view = policy.filesystem
     roots = [Path(os.path.realpath(p)) for p in view.read_only + view.read_write]
-    return path.exists() and any(path.is_relative_to(root) for root in roots)
+    return os.path.exists(path) and any(path.is_relative_to(root) for root in roots)
 
 
 def exec_chain(executable: Path) -> tuple[Path, ...]:
@@ -138,9 +138,10 @@ def _elf_interpreter(fh: BinaryIO, head: bytes) -> str | None:
         kind, = struct.unpack_from(order + "I", entry, 0)
         if kind != _PT_INTERP:
             continue
-        offset, size = (struct.unpack_from(order + "QQ", entry, 8) if wide
-                        else (struct.unpack_from(order + "I", entry, 4)[0],
-                              struct.unpack_from(order + "I", entry, 16)[0]))
+        # p_offset and p_filesz: at 8 and 32 in an Elf64_Phdr, at 4 and 16 in Elf32.
+        field, at_offset, at_size = ("Q", 8, 32) if wide else ("I", 4, 16)
+        offset, = struct.unpack_from(order + field, entry, at_offset)
+        size, = struct.unpack_from(order + field, entry, at_size)
         fh.seek(offset)
         return os.fsdecode(fh.read(size).rstrip(b"\0"))
     return None
@@ -210,7 +211,7 @@ def run_sandboxed(policy: Policy, executable: Path, argv: Sequence[str], *,
     envp = _c_strings([os.fsencode(f"{k}={v}") for k, v in environ.items()])
     # The sandboxed process says hello over this pair before it execs; SO_PASSCRED makes
     # the kernel attach its pid translated into our pid namespace (for the audit log).
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -229,9 +229,12 @@ class Component:
         task.cancel()
         try:
             await task
-        except (asyncio.CancelledError, IpcError, SupervisorError) as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                self._log.error("component.bootstrap_failed", pid=child.pid, error=str(exc))
+        except asyncio.CancelledError:
+            pass
+        except (IpcError, SupervisorError) as exc:
+            self._log.error("component.bootstrap_failed", pid=child.pid, error=str(exc))
+        except Exception:  # noqa: BLE001 - loop boundary: any failure here is a failed start
+            self._log.exception("component.bootstrap_failed", pid=child.pid)
         return None
 
     async def _watch(self, child: ChildProcess, connection: Connection) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from bitcoin_supervisor import jsonfmt, log
 from bitcoin_supervisor.interfaces import ConfigError, SupervisorError
 
+from . import _policycli
 from ._config import Config, load_config
 from ._control import DaemonNotRunning, request_sync
 from ._daemon import CONTROL_SOCKET, ERR_UNKNOWN_COMPONENT
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     rpc.add_argument("method")
     rpc.add_argument("params", nargs="*", help="parameters; JSON values or plain strings")
     _common(rpc)
+    _policycli.add_verbs(verbs)
     return parser
 
 
@@ -118,6 +120,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_OK
         case "status":
             return _status(args)
+        case "sandbox" | "policy":
+            return _policycli.dispatch(args)
         case "shutdown":
             request_sync(_socket_path(args), {"verb": "shutdown"})
             print("shutdown requested")

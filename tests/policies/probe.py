@@ -1,13 +1,13 @@
-"""A sandboxed probe: apply a role's policy to itself, then try one thing and report.
+"""A sandboxed probe for what the package's probe matrix cannot express: whole-process
+facts (status), a role-like workload, walls behind a relaxed filter, signal handling.
 
-Run as ``python probe.py '<json>'``; prints one JSON line on stdout. Actions that the
-policy forbids with a killing action end the process with SIGSYS instead.
+Run as ``python probe.py '<json>'``; prints one JSON line on stdout. The per-operation
+allowed/forbidden matrix lives in ``bitcoin_supervisor.sandbox`` (``policy test``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import dataclasses
 import errno
 import fcntl
@@ -23,8 +23,6 @@ from pathlib import Path
 
 from bitcoin_supervisor import log
 from bitcoin_supervisor.sandbox import Policy, SandboxContext, apply, load_policy
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _errname(exc: OSError) -> str:
@@ -89,58 +87,16 @@ async def _serve() -> str:
     return "terminated"
 
 
-def _try_open(paths: list[str], mode: str) -> dict[str, str]:
-    out = {}
-    for path in paths:
-        try:
-            with open(path, mode) as fh:
-                if "w" in mode:
-                    fh.write("x")
-                else:
-                    fh.read(1)
-            out[path] = "ok"
-        except OSError as exc:
-            out[path] = _errname(exc)
-    return out
-
-
-def _act(action: str, args: dict[str, object], datadir: Path) -> object:
+def _act(action: str) -> object:
     match action:
         case "status":
             return _status()
         case "workload":
-            return _workload(datadir)
-        case "read":
-            return _try_open(list(args["paths"]), "r")  # type: ignore[call-overload]
-        case "write":
-            return _try_open(list(args["paths"]), "w")  # type: ignore[call-overload]
-        case "execve":
-            os.execv("/usr/bin/true", ["true"])
-        case "ptrace":
-            return _libc.ptrace(0, 0, None, None)
-        case "mount":
-            return _libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)
-        case "unshare":
-            return _libc.unshare(0x10000000)
-        case "fork":
-            return os.fork()
-        case "inet":
-            return socket.socket(socket.AF_INET, socket.SOCK_STREAM).fileno()
-        case "kill_outside":
-            out = {}
-            for pid in (2, 300, int(args.get("pid", 1))):  # type: ignore[call-overload]
-                try:
-                    os.kill(pid, 0)
-                    out[str(pid)] = "ok"
-                except OSError as exc:
-                    out[str(pid)] = _errname(exc)
-            return out
+            return _workload(Path.cwd())
         case "network":
             return _network()
         case "serve":
             return asyncio.run(_serve())
-        case "bind":
-            return _bind(list(args["ports"]))  # type: ignore[call-overload]
     raise ValueError(action)
 
 
@@ -158,18 +114,6 @@ def _network() -> dict[str, object]:
         except OSError as exc:
             out[host] = _errname(exc)
         probe.close()
-    return out
-
-
-def _bind(ports: list[int]) -> dict[str, str]:
-    out = {}
-    for port in ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-                out[str(port)] = "ok"
-            except OSError as exc:
-                out[str(port)] = _errname(exc)
     return out
 
 
@@ -195,7 +139,8 @@ def main() -> None:
         policy = dataclasses.replace(policy, landlock=dataclasses.replace(
             policy.landlock, enabled=False))
     steps = apply(policy, SandboxContext(ipc_fd=None))
-    result = _act(args["action"], args, datadirs[args["role"]])
+    os.chdir(datadirs[args["role"]])
+    result = _act(args["action"])
     print(json.dumps({"steps": steps, "result": result}), flush=True)
 
 
