@@ -3,6 +3,7 @@ PolicyError pointing at the offending ``file:line:col``."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,17 @@ from ._policy import (
     LANDLOCK_SCOPES,
     NAMESPACES,
     RLIMITS,
+    CgroupLimits,
     FilesystemView,
     LandlockRules,
     Policy,
     SeccompRules,
 )
-from ._seccomp_rules import load_groups, seccomp_rules
+from ._seccomp_rules import load_dangerous, load_groups, seccomp_rules
 from ._templates import TemplateError, expand_path, expand_port
 from ._tomldoc import TomlDoc
 
-__all__ = ["POLICY_DIR", "load_policy"]
+__all__ = ["POLICY_DIR", "dangerous_syscalls", "load_policy", "unjustified_syscalls"]
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 _STRS = ("list", str)
@@ -40,10 +42,11 @@ _SCHEMA: dict[str, Any] = {
     "rlimits": {name: (int, str, list) for name in RLIMITS},
     "landlock": {"enabled": bool, "scope": _STRS, "tcp_bind": _PORTS, "tcp_connect": _PORTS},
     "seccomp": {"default_action": str, "groups": _STRS, "allow": _STRS, "errno": dict,
-                "rule": ("list", dict)},
+                "rule": ("list", dict), "justification": dict},
     "user": {"uid": int, "gid": int},
     "fds": {"keep": _INTS},
     "hardening": {"mdwe": bool},
+    "cgroup": {"memory_max": (int, str), "pids_max": (int, str), "optional": (bool, str)},
 }
 _REQUIRED = ("version", "role", "namespaces", "filesystem", "network", "seccomp")
 _CAP_NAMES = frozenset(
@@ -98,7 +101,31 @@ def load_policy(role: str, *, datadirs: Mapping[str, Path],
         gid=data.get("user", {}).get("gid"),
         keep_fds=tuple(data.get("fds", {}).get("keep", [0, 1, 2])),
         mdwe=data.get("hardening", {}).get("mdwe", True),
+        cgroup=_cgroup(doc, data["cgroup"]) if "cgroup" in data else None,
     )
+
+
+def dangerous_syscalls(policy_dir: Path | None = None) -> frozenset[str]:
+    """The ``dangerous`` list of ``<policy_dir>/syscalls.toml``: syscalls a policy may
+    allow only with a ``[seccomp.justification]``. Pure; raises PolicyError (file:line)."""
+    base = policy_dir if policy_dir is not None else POLICY_DIR
+    return load_dangerous(base / "syscalls.toml")
+
+
+def unjustified_syscalls(policy: Policy, dangerous: frozenset[str]) -> tuple[str, ...]:
+    """Return, sorted, every syscall in ``dangerous`` that ``policy`` lets through
+    (groups, ``allow``, rules with an allowing action, or a permissive default action)
+    without a non-empty ``[seccomp.justification]``. Pure, never raises."""
+    rules = policy.seccomp
+    allowing = ("allow", "log")
+    allowed = set(rules.allow) | {r.syscall for r in rules.rules if r.action in allowing}
+    if rules.default_action in allowing:
+        # Everything not explicitly refused passes; an argument rule refuses only some calls.
+        refused = set(rules.errno) | {r.syscall for r in rules.rules
+                                      if r.action not in allowing and not r.args}
+        allowed |= dangerous - refused
+    return tuple(sorted(name for name in allowed & dangerous
+                        if not rules.justification.get(name, "").strip()))
 
 
 def waiter_rules(policy_dir: Path | None = None) -> SeccompRules:
@@ -158,6 +185,49 @@ def _rlimits(doc: TomlDoc, table: Mapping[str, Any]) -> dict[str, tuple[int, int
             raise doc.error(("rlimits", name), f"rlimit {name}: soft {soft} > hard {hard}")
         out[name] = (soft, hard)
     return out
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_CGROUP_OPTIONAL = {False: "no", True: "yes", "unprivileged": "unprivileged"}
+
+
+def _cgroup(doc: TomlDoc, table: Mapping[str, Any]) -> CgroupLimits:
+    try:
+        memory = _cgroup_limit(table.get("memory_max", "max"), units=True)
+        if memory is not None and memory < _UNITS["M"]:
+            raise ValueError(f"{memory} bytes is below 1M: the role could not even run")
+    except ValueError as exc:
+        raise doc.error(("cgroup", "memory_max"), f"bad memory_max: {exc}",
+                        hint='bytes, a size such as "512M" or "2G" (K/M/G/T, powers of '
+                             '1024), or "max"') from exc
+    try:
+        pids = _cgroup_limit(table.get("pids_max", "max"), units=False)
+    except ValueError as exc:
+        raise doc.error(("cgroup", "pids_max"), f"bad pids_max: {exc}",
+                        hint='a positive number of processes and threads, or "max"') from exc
+    optional = table.get("optional", False)
+    if optional not in _CGROUP_OPTIONAL:
+        raise doc.error(("cgroup", "optional"), f"bad optional value {optional!r}",
+                        hint='false (fail closed), true (warn and run without limits) or '
+                             '"unprivileged" (fail closed only as root)')
+    return CgroupLimits(memory_max=memory, pids_max=pids,
+                        optional=_CGROUP_OPTIONAL[optional])
+
+
+def _cgroup_limit(value: object, *, units: bool) -> int | None:
+    """A positive limit, or None for "max"; raises ValueError with the reason."""
+    if value == "max":
+        return None
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and units:
+        match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)\s*", value, re.IGNORECASE)
+        if match:
+            number = int(match[1]) * _UNITS[match[2].upper()]
+    if number is None or number <= 0:
+        raise ValueError(f"{value!r} is not a positive limit")
+    return number
 
 
 def _limit(value: object) -> int:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "ArgCompare",
+    "CgroupLimits",
     "FilesystemView",
     "LandlockRules",
     "Policy",
@@ -54,6 +55,9 @@ class SeccompRules:
     errno: Mapping[str, int]
     rules: tuple[SyscallRule, ...]
     groups: tuple[str, ...] = ()
+    # Why a syscall on the dangerous list (syscalls.toml) is allowed anyway; no effect on
+    # the filter, checked by the policy lint.
+    justification: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,26 @@ class LandlockRules:
 
 
 @dataclass(frozen=True)
+class CgroupLimits:
+    """The ``[cgroup]`` limits of a role; ``None`` means no limit ("max").
+
+    ``optional`` says what happens where the limits cannot be applied (no controller, no
+    permission): ``"no"`` fails closed, ``"yes"`` warns and continues, ``"unprivileged"``
+    fails closed only when the process is root (an unprivileged supervisor without a
+    delegated cgroup warns and continues, as it runs without the outer uid switch too).
+    """
+
+    memory_max: int | None
+    pids_max: int | None
+    optional: str = "no"
+
+    def controllers(self) -> tuple[str, ...]:
+        """The controllers these limits need, in the order they are applied."""
+        return tuple(name for name, limit in (("memory", self.memory_max),
+                                              ("pids", self.pids_max)) if limit is not None)
+
+
+@dataclass(frozen=True)
 class Policy:
     """One role's resolved sandbox policy (from ``load_policy``); immutable."""
 
@@ -102,6 +126,7 @@ class Policy:
     gid: int | None
     keep_fds: tuple[int, ...] = (0, 1, 2)
     mdwe: bool = True
+    cgroup: CgroupLimits | None = None
 
     def summary(self) -> dict[str, Any]:
         """The one-line-worthy facts ``status`` shows: namespaces, network, seccomp

@@ -12,7 +12,7 @@ import pyseccomp as seccomp
 from ._policy import ArgCompare, SeccompRules, SyscallRule
 from ._tomldoc import TomlDoc
 
-__all__ = ["ACTIONS", "load_groups", "seccomp_rules"]
+__all__ = ["ACTIONS", "load_dangerous", "load_groups", "seccomp_rules"]
 
 ACTIONS = ("allow", "kill_process", "kill_thread", "trap", "log")
 _RULE_KEYS: dict[str, Any] = {"syscall": str, "action": str, "args": ("list", dict)}
@@ -21,6 +21,7 @@ _LOW32 = 0xFFFFFFFF
 # libseccomp's "unknown name" value; other negative numbers are syscalls of other arches.
 _NR_ERROR = -1
 _SYSCALL_HINT = "a typo? names are the kernel's, e.g. newfstatat, pread64"
+_SYSCALLS_SCHEMA: dict[str, Any] = {"version": int, "groups": dict, "dangerous": ("list", str)}
 
 
 class Groups:
@@ -50,7 +51,7 @@ class Groups:
 def load_groups(path: Path) -> Groups:
     """Parse and fully check ``syscalls.toml``; raises PolicyError with file:line."""
     doc = TomlDoc(path)
-    doc.check(doc.data, {"version": int, "groups": dict})
+    doc.check(doc.data, _SYSCALLS_SCHEMA)
     table = doc.data.get("groups", {})
     for name, members in table.items():
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
@@ -59,6 +60,18 @@ def load_groups(path: Path) -> Groups:
     for name in table:
         groups.expand(name)
     return groups
+
+
+def load_dangerous(path: Path) -> frozenset[str]:
+    """Return the ``dangerous`` list of ``syscalls.toml``: syscalls a role may only allow
+    with a ``[seccomp.justification]``. Raises PolicyError (file:line) for an unknown
+    name; an absent list is empty."""
+    doc = TomlDoc(path)
+    doc.check(doc.data, _SYSCALLS_SCHEMA)
+    names = doc.data.get("dangerous", [])
+    for name in names:
+        check_syscall(doc, ("dangerous",), name)
+    return frozenset(names)
 
 
 def check_syscall(doc: TomlDoc, keys: tuple[str, ...], name: str) -> None:
@@ -102,13 +115,27 @@ def seccomp_rules(doc: TomlDoc, table: Mapping[str, Any], groups: Groups) -> Sec
                             hint="a name such as ENOSYS or EPERM")
         errnos[name] = code
     rules = tuple(_rule(doc, i, r) for i, r in enumerate(table.get("rule", [])))
+    justification = _justification(doc, table.get("justification", {}))
     clash = (set(errnos) & allow) | {r.syscall for r in rules} & (allow | set(errnos))
     if clash:
         raise doc.error(("seccomp",), "syscalls both unconditional and in a rule or errno: "
                         + ", ".join(sorted(clash)),
                         hint="an unconditional allow or errno already decides them")
     return SeccompRules(default_action=default, allow=frozenset(allow), errno=errnos,
-                        rules=rules, groups=tuple(table.get("groups", [])))
+                        rules=rules, groups=tuple(table.get("groups", [])),
+                        justification=justification)
+
+
+def _justification(doc: TomlDoc, table: Mapping[str, Any]) -> dict[str, str]:
+    keys = ("seccomp", "justification")
+    for name, why in table.items():
+        if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) == _NR_ERROR:
+            raise doc.error(keys + (name,), f"justification for unknown syscall {name!r}",
+                            hint=_SYSCALL_HINT)
+        if not isinstance(why, str) or not why.strip():
+            raise doc.error(keys + (name,), f"justification for {name!r} must be a "
+                            "non-empty string", hint='syscall = "why this role needs it"')
+    return dict(table)
 
 
 def _rule(doc: TomlDoc, index: int, table: Mapping[str, Any]) -> SyscallRule:

@@ -52,7 +52,7 @@ class Daemon:
         self._started = time.monotonic()
         self._landlock_abi = _landlock_abi()
         self.components: dict[str, Component] = {}
-        datadirs = {c.role: str(c.datadir) for c in config.components}
+        datadirs: dict[str, str] = {c.role: str(c.datadir) for c in config.components}
         for cfg in config.components:  # dependency order
             self.components[cfg.name] = Component(
                 cfg, spawner=self._spawner, protocol=protocol, broker=self._broker,
