@@ -66,3 +66,25 @@ __all__ += [
     "run_probe_matrix",
     "run_sandboxed",
 ]
+
+# Per-component cgroup limits ([cgroup]) and the dangerous-syscall lint.
+from ._cgroups import (  # noqa: E402
+    CGROUP_PARENT,
+    cgroup_dirs,
+    cgroup_summary,
+    cgroup_usage,
+    remove_cgroups,
+)
+from ._loader import dangerous_syscalls, unjustified_syscalls  # noqa: E402
+from ._policy import CgroupLimits  # noqa: E402
+
+__all__ += [
+    "CGROUP_PARENT",
+    "CgroupLimits",
+    "cgroup_dirs",
+    "cgroup_summary",
+    "cgroup_usage",
+    "dangerous_syscalls",
+    "remove_cgroups",
+    "unjustified_syscalls",
+]

@@ -34,7 +34,7 @@ def prepare_child(settings: ComponentSettings, ipc_fd: int | None = None) -> dic
     policy = policy_for(settings)
     assert policy is not None
     Path(settings.datadir).mkdir(parents=True, exist_ok=True, mode=0o700)
-    return apply(policy, SandboxContext(ipc_fd=ipc_fd))
+    return apply(policy, SandboxContext(ipc_fd=ipc_fd, name=settings.name))
 
 
 def policy_for(settings: ComponentSettings) -> Policy | None:

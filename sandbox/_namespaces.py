@@ -121,7 +121,9 @@ def _trampoline(child: int, keep: int, confine: Callable[[], None] | None) -> No
         sig = signal.Signals(os.WTERMSIG(status))
         for forwarded in _FORWARDED:
             signal.signal(forwarded, signal.SIG_DFL)
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            # Their disposition cannot be changed (EINVAL): an OOM kill is SIGKILL.
+            signal.signal(sig, signal.SIG_DFL)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # re-raising SIGSYS must not dump
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)

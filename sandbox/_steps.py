@@ -14,6 +14,7 @@ from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.log import get_logger
 
 from ._caps import drop_privileges, set_hostname, set_no_new_privs, set_rlimits
+from ._cgroups import join_cgroups
 from ._landlock import plan as landlock_plan
 from ._landlock import restrict_self
 from ._lifetime import bind_to_parent
@@ -36,11 +37,13 @@ class SandboxContext:
     """Per-process facts ``apply`` needs besides the policy.
 
     ``ipc_fd`` is the inherited IPC socket (it survives); ``pass_fds`` are further fds
-    to keep open (besides the policy's ``[fds] keep``).
+    to keep open (besides the policy's ``[fds] keep``); ``name`` is the component's name,
+    which names its cgroup (empty: the policy's role).
     """
 
     ipc_fd: int | None
     pass_fds: tuple[int, ...] = ()
+    name: str = ""
 
 
 class _Timer:
@@ -63,7 +66,8 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
     behind as a signal-forwarding waiter and never returns. Irreversible. Raises
     SandboxError at the first step that fails (the caller must exit: fail closed).
     As root the role runs as the policy's outer uid/gid; unprivileged, it relies on
-    user namespaces.
+    user namespaces. With a ``[cgroup]`` section, the calling process (so the waiter and
+    the role forked from it) first joins ``bitcoin-supervisor/<name>-<pid>``.
     """
     timer = _Timer()
     names = policy.namespaces
@@ -73,6 +77,11 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
                            f"role {policy.role!r} as root")
     with timer.step("pdeathsig"):
         bind_to_parent()
+    if policy.cgroup is not None:
+        with timer.step("cgroup"):
+            # Root may still create cgroups here; unshare(CGROUP) later roots the role's
+            # cgroup namespace at this cgroup.
+            join_cgroups(policy.cgroup, context.name or policy.role, policy.source)
     if root:
         with timer.step("chown_datadir"):
             _chown_tree(policy.filesystem.read_write, policy.uid, policy.gid)
