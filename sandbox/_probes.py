@@ -32,6 +32,7 @@ import pyseccomp as seccomp
 
 from bitcoin_supervisor import log
 
+from ._cgroups import remove_cgroups
 from ._loader import load_policy
 from ._steps import SandboxContext, apply
 from ._templates import ROLES
@@ -180,13 +181,19 @@ def _spawn(role: str, probe: Probe, base: Path, rpcport: int,
     cmd = [sys.executable, "-W", "ignore::RuntimeWarning:runpy", "-m", _MODULE,
            role, probe.name, "--datadirs", str(base), "--rpcport", str(rpcport)]
     start = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, user=user,
-                              group=user, extra_groups=[] if user is not None else None)
-    except subprocess.TimeoutExpired:
-        return ProbeResult(role, probe.name, probe.what, probe.expected, "timeout",
-                           time.monotonic() - start, "no result within 30 s")
-    observed, detail = _observed(proc)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          user=user, group=user,
+                          extra_groups=[] if user is not None else None) as child:
+        try:
+            out, err = child.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            remove_cgroups(role, child.pid)
+            return ProbeResult(role, probe.name, probe.what, probe.expected, "timeout",
+                               time.monotonic() - start, "no result within 30 s")
+    remove_cgroups(role, child.pid)  # the probe joined <role>-<its pid> (apply's name)
+    observed, detail = _observed(subprocess.CompletedProcess(cmd, child.returncode, out, err))
     return ProbeResult(role, probe.name, probe.what, probe.expected, observed,
                        time.monotonic() - start, detail)
 

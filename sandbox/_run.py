@@ -33,6 +33,7 @@ from typing import BinaryIO, NoReturn
 
 from bitcoin_supervisor.interfaces import SandboxError, SupervisorError
 
+from ._cgroups import remove_cgroups
 from ._policy import ArgCompare, Policy, SyscallRule
 from ._steps import SandboxContext, apply
 from ._violations import find_violation
@@ -225,6 +226,7 @@ def run_sandboxed(policy: Policy, executable: Path, argv: Sequence[str], *,
     try:
         inner = _sandboxed_pid(ours)
         status = os.waitpid(pid, 0)[1]
+        remove_cgroups(policy.role, pid)
     finally:
         ours.close()
         for sig, handler in previous.items():

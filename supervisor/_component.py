@@ -17,7 +17,12 @@ import psutil
 from bitcoin_supervisor.interfaces import ComponentSettings, IpcError, SpawnError, SupervisorError
 from bitcoin_supervisor.ipc import ChildProcess, Connection, Protocol, Spawner
 from bitcoin_supervisor.log import get_logger
-from bitcoin_supervisor.sandbox import PARENT_PID_ENV, find_violation, policy_for
+from bitcoin_supervisor.sandbox import (
+    PARENT_PID_ENV,
+    find_violation,
+    policy_for,
+    remove_cgroups,
+)
 
 from ._broker import Broker
 from ._config import ComponentConfig
@@ -184,6 +189,9 @@ class Component:
             self._set(ComponentState.RUNNING, ExitReason.NONE)
             await self._watch(child, connection)
         returncode = await self._ensure_stopped(child)
+        if self.policy is not None and self.policy.cgroup is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, remove_cgroups, self.settings.name, child.pid)
         detail = None
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)

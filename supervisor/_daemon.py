@@ -11,7 +11,7 @@ from typing import Any
 from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.ipc import PopenSpawner, Protocol, Spawner
 from bitcoin_supervisor.log import get_logger
-from bitcoin_supervisor.sandbox import landlock_abi_version
+from bitcoin_supervisor.sandbox import cgroup_summary, cgroup_usage, landlock_abi_version
 
 from ._broker import Broker
 from ._component import Component
@@ -174,7 +174,10 @@ class Daemon:
     def _sandbox_summary(self, c: Component) -> dict[str, Any] | None:
         if c.policy is None:
             return None
-        summary = {**c.policy.summary(), "landlock_abi": self._landlock_abi}
+        summary = {**c.policy.summary(), "landlock_abi": self._landlock_abi,
+                   "cgroup": cgroup_summary(c.policy)}
+        if c.pid is not None and c.policy.cgroup is not None:
+            summary["cgroup"]["usage"] = cgroup_usage(c.name, c.pid)
         if os.geteuid() != 0:
             summary["uid"] = None  # the policy's outer uid applies only under root
         return summary

@@ -209,7 +209,20 @@ def _sandbox_line(summary: dict[str, Any] | None) -> str:
     return (f"ns {','.join(summary['namespaces'])}; network {summary['network']}; "
             f"seccomp {summary['seccomp_default']} ({summary['seccomp_allowed']} syscalls "
             f"allowed); {landlock}; caps {','.join(summary['capabilities']) or 'none'}; "
-            f"uid {summary['uid'] if summary['uid'] is not None else 'mapped'}")
+            f"uid {summary['uid'] if summary['uid'] is not None else 'mapped'}; "
+            f"{_cgroup_text(summary.get('cgroup'))}")
+
+
+def _cgroup_text(cgroup: dict[str, Any] | None) -> str:
+    if not cgroup or cgroup.get("unavailable"):
+        reason = cgroup.get("unavailable") if cgroup else "none"
+        return f"cgroup limits off ({reason})"
+    def size(value: int | None) -> str:
+        return "max" if value is None else f"{value // (1 << 20)}M"
+    usage = cgroup.get("usage") or {}
+    used = f", using {size(usage['memory_bytes'])}" if "memory_bytes" in usage else ""
+    return (f"cgroup {cgroup['version']} memory {size(cgroup['memory_max'])} "
+            f"pids {cgroup['pids_max'] if cgroup['pids_max'] is not None else 'max'}{used}")
 
 
 def format_status(reply: dict[str, Any], *, color: bool = False) -> str:
