@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -90,6 +91,8 @@ def _socket_path(args: argparse.Namespace) -> Path:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``bitcoin-supervisor`` console script; exits with a status."""
     args = build_parser().parse_args(argv)
+    # Client verbs print results on stdout; library events go to stderr, warnings only.
+    log.configure(level=logging.WARNING)
     try:
         code = _dispatch(args)
     except ConfigError as exc:
