@@ -40,7 +40,8 @@ _SCHEMA: dict[str, Any] = {
     "network": {"mode": str},
     "capabilities": {"keep": _STRS},
     "rlimits": {name: (int, str, list) for name in RLIMITS},
-    "landlock": {"enabled": bool, "scope": _STRS, "tcp_bind": _PORTS, "tcp_connect": _PORTS},
+    "landlock": {"enabled": bool, "optional": bool, "scope": _STRS, "tcp_bind": _PORTS,
+                 "tcp_connect": _PORTS},
     "seccomp": {"default_action": str, "groups": _STRS, "allow": _STRS, "errno": dict,
                 "rule": ("list", dict), "justification": dict},
     "user": {"uid": int, "gid": int},
@@ -298,5 +299,6 @@ class _Ctx:
             tcp_bind=self.ports("tcp_bind", table.get("tcp_bind", [])),
             tcp_connect=self.ports("tcp_connect", table.get("tcp_connect", [])),
             scope=frozenset(scope),
+            optional=table.get("optional", False),
         )
 

@@ -86,6 +86,8 @@ class LandlockRules:
     tcp_bind: tuple[int, ...]
     tcp_connect: tuple[int, ...]
     scope: frozenset[str]
+    # True: a kernel without Landlock logs a warning and the role runs without it.
+    optional: bool = False
 
 
 @dataclass(frozen=True)

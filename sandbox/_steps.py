@@ -15,6 +15,7 @@ from bitcoin_supervisor.log import get_logger
 
 from ._caps import drop_privileges, set_hostname, set_no_new_privs, set_rlimits
 from ._cgroups import join_cgroups
+from ._landlock import abi_version as landlock_abi
 from ._landlock import plan as landlock_plan
 from ._landlock import restrict_self
 from ._lifetime import bind_to_parent
@@ -125,7 +126,7 @@ def _confine(policy: Policy, timer: _Timer) -> None:
     with timer.step("no_new_privs"):
         # Before Landlock: restrict_self needs it unless CAP_SYS_ADMIN is held.
         set_no_new_privs()
-    if policy.landlock.enabled:
+    if policy.landlock.enabled and _landlock_usable(policy):
         with timer.step("landlock"):
             restrict_self(landlock_plan(policy.filesystem, policy.landlock))
     with timer.step("capabilities"):
@@ -134,6 +135,19 @@ def _confine(policy: Policy, timer: _Timer) -> None:
         flt = build_filter(policy.seccomp)
     with timer.step("seccomp_load"):
         flt.load()
+
+
+def _landlock_usable(policy: Policy) -> bool:
+    """False only when Landlock is missing and the policy marks it optional; a missing
+    Landlock that is not optional raises SandboxError (fail closed)."""
+    try:
+        landlock_abi()
+    except SandboxError as exc:
+        if not policy.landlock.optional:
+            raise
+        get_logger().warning("sandbox.layer_skipped", layer="landlock", error=str(exc))
+        return False
+    return True
 
 
 def _confine_waiter(waiter_filter: SeccompFilter) -> None:
