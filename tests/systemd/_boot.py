@@ -90,13 +90,12 @@ def host_cgroup2_root() -> Path:
 class BootedSystemd:
     """A systemd running as PID 1 of its own namespaces; drive it with :meth:`run`."""
 
-    def __init__(self, state: Path, cgroups: list[Path], script: subprocess.Popen[bytes],
-                 v1_controllers: list[str]) -> None:
+    def __init__(self, state: Path, v1_controllers: list[str]) -> None:
         self.state = state
-        self.cgroup = cgroups[0]
-        self._cgroups = cgroups
         self.v1_controllers = v1_controllers
-        self._script = script
+        self.cgroup = Path()  # set by _launch: the cgroup2 root of the namespace
+        self._cgroups: list[Path] = []
+        self._script: subprocess.Popen[bytes] | None = None
         self.pid1 = 0
 
     @property
@@ -151,10 +150,31 @@ class BootedSystemd:
         return path.read_text(errors="replace") if path.exists() else ""
 
     # -- lifecycle ---------------------------------------------------------------------
+    def _launch(self, parents: list[Path]) -> None:
+        """Create a fresh cgroup below each of ``parents`` (cgroup2 first) and start the
+        launcher, which joins them and becomes systemd in new namespaces."""
+        name = f"systemd-test-{os.getpid()}-{secrets.token_hex(3)}"
+        for parent in parents:
+            (parent / name).mkdir()
+            self._cgroups.append(parent / name)
+        self.cgroup = self._cgroups[0]
+        _populate(self.state, self.v1_controllers)
+        st = self.state
+        # script(1) allocates the pty that becomes /dev/console and logs it; the shell
+        # joins the fresh cgroups (they become the cgroup namespace's roots) first.
+        join = " && ".join(f"echo $$ > {cgroup}/cgroup.procs" for cgroup in self._cgroups)
+        shell = (f"{join} && echo $$ > {st}/unshare.pid && exec unshare --pid --fork "
+                 f"--mount-proc --mount --uts --ipc --net --cgroup --propagation private "
+                 f"{st}/inner.sh {st}")
+        self._script = subprocess.Popen(
+            ["script", "-q", "-f", "-e", "-c", shell, str(st / "console.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+
     def _wait_up(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._script.poll() is not None:
+            if self._script is None or self._script.poll() is not None:
                 break
             pid1 = _first_child(_read_int(self.state / "unshare.pid"))
             if pid1 and _comm(pid1) == "systemd":
@@ -162,8 +182,10 @@ class BootedSystemd:
                 if self.inside("/run/systemd/private").is_socket():
                     return
             time.sleep(0.05)  # nothing to wait on: systemd signals readiness to nobody
-        raise BootError(f"systemd did not come up within {timeout:.0f}s; console:\n"
-                        + self.console_log())
+        exited = self._script.poll() if self._script is not None else None
+        why = (f"its launcher exited with status {exited}" if exited is not None
+               else f"not up within {timeout:.0f}s")
+        raise BootError(f"systemd did not boot ({why}); console:\n" + self.console_log())
 
     def poweroff(self, timeout: float = 20.0) -> None:
         """Power systemd off (SIGRTMIN+4), SIGKILL it (and so its whole PID namespace)
@@ -175,11 +197,12 @@ class BootedSystemd:
             if not _wait_gone(self.pid1, timeout):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid1, signal.SIGKILL)
-        try:
-            self._script.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._script.kill()
-            self._script.wait()
+        if self._script is not None:
+            try:
+                self._script.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._script.kill()
+                self._script.wait()
         for cgroup in self._cgroups:
             _remove_cgroup(cgroup)
 
@@ -191,25 +214,11 @@ def booted_systemd(state: Path, boot_timeout: float = 30.0) -> Iterator[BootedSy
     clean up on exit, also when the body raises. Must run as root. Raises BootError."""
     if os.geteuid() != 0:
         raise BootError("booting systemd needs root")
-    cgroups = [host_cgroup2_root()]
     v1 = _v1_hierarchies()
-    cgroups += [point / own.lstrip("/") for point, own in v1.values()]
-    name = f"systemd-test-{os.getpid()}-{secrets.token_hex(3)}"
-    cgroups = [parent / name for parent in cgroups]
-    for cgroup in cgroups:
-        cgroup.mkdir()
-    _populate(state, list(v1))
-    # script(1) allocates the pty that becomes /dev/console and logs it; the shell moves
-    # itself into the fresh cgroups (which become the cgroup namespace's roots) first.
-    join = " && ".join(f"echo $$ > {cgroup}/cgroup.procs" for cgroup in cgroups)
-    shell = (f"{join} && echo $$ > {state}/unshare.pid && "
-             f"exec unshare --pid --fork --mount-proc --mount --uts --ipc --net --cgroup "
-             f"--propagation private {state}/inner.sh {state}")
-    script = subprocess.Popen(["script", "-q", "-f", "-e", "-c", shell, str(state / "console.log")],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    booted = BootedSystemd(state, cgroups, script, sorted(v1))
+    parents = [host_cgroup2_root(), *(point / own.lstrip("/") for point, own in v1.values())]
+    booted = BootedSystemd(state, list(v1))
     try:
+        booted._launch(parents)
         booted._wait_up(boot_timeout)
         result = booted.run("systemctl", "is-system-running", "--wait", check=False,
                             timeout=boot_timeout)

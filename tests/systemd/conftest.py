@@ -1,0 +1,139 @@
+"""The shipped unit with this checkout's paths, and a real systemd to run it under."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._boot import INNER_STATE, BootedSystemd, booted_systemd
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT_NAME = "bitcoin-supervisor.service"
+UNIT_FILE = REPO / "systemd" / UNIT_NAME
+VENV = REPO / ".venv"
+# The template paths of the shipped unit (systemd/README.md).
+TEMPLATE_VENV = "/opt/bitcoin-supervisor/.venv"
+TEMPLATE_CONFIG = "/etc/bitcoin-supervisor/multiprocess.toml"
+STATE_DIR = "/var/lib/bitcoin-supervisor"
+COMPONENTS = {"node", "wallet", "index"}
+
+
+def unit_text(config: str) -> str:
+    """The shipped unit with the repository's venv and ``config`` substituted."""
+    text = UNIT_FILE.read_text()
+    for template in (TEMPLATE_VENV, TEMPLATE_CONFIG):
+        assert template in text, f"{UNIT_FILE} no longer names the template path {template}"
+    return text.replace(TEMPLATE_VENV, str(VENV)).replace(TEMPLATE_CONFIG, config)
+
+
+def free_port() -> int:
+    """A TCP port free on the host now (the booted systemd shares no network with it,
+    but its own loopback starts empty, so any free port is free there too)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Return ``check()``'s first truthy value; AssertionError after ``timeout`` s.
+
+    Polls: systemd announces an automatic restart only as D-Bus property changes, and
+    this harness has no bus client to await them with.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Service:
+    """The unit under test inside a booted systemd, with helpers to observe it."""
+
+    systemd: BootedSystemd
+
+    def show(self, *props: str) -> dict[str, str]:
+        """Unit properties (``systemctl show``), timestamps in µs UTC."""
+        out = self.systemd.systemctl("show", "--timestamp=us+utc", "-p", ",".join(props),
+                                     UNIT_NAME)
+        return dict(line.split("=", 1) for line in out.splitlines())
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's ``status --json`` over its control socket, run inside."""
+        out = self.systemd.run(str(VENV / "bin" / "bitcoin-supervisor"), "status",
+                               "--datadir", STATE_DIR, "--json").stdout
+        return dict(json.loads(out))
+
+    def running_pids(self) -> dict[str, int]:
+        """Pid (as the daemon sees it) of every component the daemon reports running."""
+        return {c["name"]: c["pid"] for c in self.status()["components"]
+                if c["state"] == "active" and c["substate"] == "running"}
+
+    def cgroup(self) -> Path:
+        """Host path of the unit's cgroup (cgroup v2)."""
+        return self.systemd.cgroup / "system.slice" / UNIT_NAME
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The daemon's JSON log lines from the journal, oldest first."""
+        self.systemd.run("journalctl", "--sync")
+        out = self.systemd.run("journalctl", "-u", UNIT_NAME, "-o", "cat", "--no-pager").stdout
+        events = []
+        for line in out.splitlines():
+            if line.startswith("{"):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    events.append(event)
+        return events
+
+    def journal(self) -> str:
+        """Everything the journal holds about the unit (for failure messages)."""
+        return self.systemd.run("journalctl", "-u", UNIT_NAME, "-o", "cat", "--no-pager",
+                                check=False).stdout
+
+
+def parse_show_time(value: str) -> datetime:
+    """Parse a ``--timestamp=us+utc`` value such as ``Tue 2026-11-24 16:11:59.315262 UTC``."""
+    return datetime.strptime(value, "%a %Y-%m-%d %H:%M:%S.%f %Z").replace(tzinfo=UTC)
+
+
+def parse_log_time(value: str) -> datetime:
+    """Parse the daemon's ISO-8601 UTC log timestamp."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    """A freshly booted systemd with the shipped unit installed (not started), pointing
+    at this checkout's venv and a config with a free RPC port and the StateDirectory as
+    its datadir. systemd is powered off afterwards, also when the test fails."""
+    state = tmp_path / "systemd"
+    with booted_systemd(state) as systemd:
+        config = state / "multiprocess.toml"
+        text = (REPO / "multiprocess.toml").read_text()
+        text, n = re.subn(r"(?m)^rpcport\s*=\s*\d+", f"rpcport = {free_port()}", text)
+        assert n == 1, "bundled config has no rpcport line to override"
+        text, n = re.subn(r'(?m)^datadir\s*=\s*"[^"]*"', f'datadir = "{STATE_DIR}"', text)
+        assert n == 1, "bundled config has no [supervisor] datadir line to override"
+        config.write_text(text)
+        if systemd.v1_controllers:
+            # This harness (not a real host) mounts the host's v1 memory/pids hierarchies
+            # outside /sys/fs/cgroup, so the unit's ReadWritePaths= cannot name them.
+            dropin = systemd.units / f"{UNIT_NAME}.d"
+            dropin.mkdir()
+            (dropin / "cgroup-v1.conf").write_text(
+                f"[Service]\nReadWritePaths={INNER_STATE}/cgroup-v1\n")
+        systemd.install(UNIT_NAME, unit_text(systemd.inner(config)))
+        yield Service(systemd)

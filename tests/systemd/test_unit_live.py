@@ -1,0 +1,97 @@
+"""The shipped unit under a real systemd: readiness, clean stop, restart after a crash."""
+
+from __future__ import annotations
+
+import time
+
+from ._boot import alive, cgroup_pids
+from .conftest import (
+    COMPONENTS,
+    UNIT_NAME,
+    Service,
+    parse_log_time,
+    parse_show_time,
+    wait_until,
+)
+
+
+def _start(service: Service) -> float:
+    began = time.monotonic()
+    result = service.systemd.run("systemctl", "start", UNIT_NAME, check=False, timeout=60)
+    took = time.monotonic() - began
+    assert result.returncode == 0, f"systemctl start failed:\n{result.stderr}\n{service.journal()}"
+    print(f"systemctl start returned after {took:.2f}s")
+    return took
+
+
+def test_start_returns_once_every_component_runs(service: Service) -> None:
+    _start(service)
+    props = service.show("ActiveState", "SubState", "ActiveEnterTimestamp", "MainPID")
+    assert (props["ActiveState"], props["SubState"]) == ("active", "running")
+    pids = service.running_pids()
+    assert set(pids) == COMPONENTS, service.status()
+    assert service.status()["supervisor"]["pid"] == int(props["MainPID"])
+
+    # systemd turned the unit active only on READY=1, which the daemon sends after it saw
+    # every component run: the daemon stamps its log lines before sending.
+    active_at = parse_show_time(props["ActiveEnterTimestamp"])
+    events = service.log_events()
+    ready = [e for e in events if e["event"] == "supervisor.ready"]
+    assert len(ready) == 1, service.journal()
+    ready_at = parse_log_time(ready[0]["timestamp"])
+    assert ready_at <= active_at
+    running_at = {e["component"]: parse_log_time(e["timestamp"]) for e in events
+                  if e["event"] == "component.state_changed" and e["new"] == "running"}
+    assert set(running_at) == COMPONENTS
+    assert max(running_at.values()) <= ready_at
+
+
+def test_stop_stops_components_and_leaves_nothing_in_the_cgroup(service: Service) -> None:
+    _start(service)
+    before = cgroup_pids(service.cgroup())
+    # daemon + per component a waiter outside and the role inside its pid namespace
+    assert len(before) >= 1 + len(COMPONENTS), before
+
+    began = time.monotonic()
+    service.systemd.systemctl("stop", UNIT_NAME)
+    print(f"systemctl stop returned after {time.monotonic() - began:.2f}s")
+
+    props = service.show("ActiveState", "Result", "ExecMainStatus")
+    # Result=success with exit status 0: the daemon stopped its components itself and
+    # exited before TimeoutStopSec; nothing was left for systemd's SIGKILL.
+    assert props == {"ActiveState": "inactive", "Result": "success",
+                     "ExecMainStatus": "0"}, props
+    systemd_lines = [line for line in service.journal().splitlines()
+                     if not line.startswith("{")]
+    assert not [line for line in systemd_lines if "SIGKILL" in line], systemd_lines
+    assert not alive(before), f"left running after stop: {alive(before)}"
+    assert not cgroup_pids(service.cgroup())
+    terminated = [e["component"] for e in service.log_events()
+                  if e["event"] == "component.state_changed" and e["new"] == "stop-sigterm"]
+    assert set(terminated) == COMPONENTS and terminated[-1] == "node", terminated
+
+def test_killed_daemon_is_restarted_without_orphans(service: Service) -> None:
+    _start(service)
+    props = service.show("MainPID", "NRestarts")
+    old_main = int(props["MainPID"])
+    old_components = service.running_pids()
+    before = cgroup_pids(service.cgroup())
+    assert props["NRestarts"] == "0"
+
+    service.systemd.run("kill", "-9", str(old_main))
+    began = time.monotonic()
+
+    def restarted() -> bool:
+        now = service.show("ActiveState", "SubState", "NRestarts", "MainPID")
+        return (now["NRestarts"] == "1" and now["ActiveState"] == "active"
+                and now["SubState"] == "running" and int(now["MainPID"]) != old_main)
+
+    wait_until(restarted, timeout=30, what="systemd to restart the killed daemon")
+    print(f"active again {time.monotonic() - began:.2f}s after kill -9 (RestartSec=5s)")
+
+    new_components = service.running_pids()
+    assert set(new_components) == COMPONENTS, service.status()
+    assert not set(new_components.values()) & set(old_components.values())
+    # Every process of the first daemon's run is gone: no component outlived it.
+    assert not alive(before), f"orphans of the killed daemon: {alive(before)}"
+    assert not before & cgroup_pids(service.cgroup())
