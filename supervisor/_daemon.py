@@ -30,6 +30,14 @@ ERR_UNKNOWN_COMPONENT = 4
 ERR_FAILED = 1
 
 
+def _notify_systemd(message: str) -> None:
+    """sd_notify that never takes the daemon down: an unreachable socket is logged."""
+    try:
+        sd_notify(message)
+    except OSError as exc:
+        log.warning("supervisor.notify_failed", message=message, error=str(exc))
+
+
 def _landlock_abi() -> int | None:
     """The kernel's Landlock ABI for status; None where Landlock is absent (the sandbox
     step itself then fails closed with a clear message)."""
@@ -49,6 +57,7 @@ class Daemon:
         self._broker = Broker()
         self._shutdown = asyncio.Event()
         self._ready_sent = False
+        self._last_status = ""
         self._started = time.monotonic()
         self._landlock_abi = _landlock_abi()
         self.components: dict[str, Component] = {}
@@ -83,7 +92,7 @@ class Daemon:
         try:
             await self._shutdown.wait()
             log.info("supervisor.stopping")
-            sd_notify("STOPPING=1")
+            _notify_systemd("STOPPING=1")
             for component in reversed(list(self.components.values())):
                 await component.request_stop()
         finally:
@@ -97,11 +106,20 @@ class Daemon:
         return 0
 
     def _on_change(self) -> None:
+        # systemd shows STATUS= in `systemctl status`: a component that cannot boot is
+        # visible there even though READY=1 never comes.
+        status = ", ".join(f"{c.name} {public_state(c.state).value}"
+                           + (f" ({c.machine.reason.value})"
+                              if c.state is ComponentState.FAILED else "")
+                           for c in self.components.values())
+        if status != self._last_status:
+            self._last_status = status
+            _notify_systemd(f"STATUS={status}")
         if not self._ready_sent and all(c.state is ComponentState.RUNNING
                                         for c in self.components.values()):
             self._ready_sent = True
             log.info("supervisor.ready")
-            sd_notify("READY=1")
+            _notify_systemd("READY=1")
 
     # -- control socket ----------------------------------------------------------------
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
