@@ -17,7 +17,7 @@ from ._broker import Broker
 from ._component import Component
 from ._config import Config
 from ._control import ControlServer
-from ._notify import sd_notify
+from ._notify import sd_notify, watchdog_interval
 from ._state import ComponentState, public_state
 
 log = get_logger()
@@ -36,6 +36,14 @@ def _notify_systemd(message: str) -> None:
         sd_notify(message)
     except OSError as exc:
         log.warning("supervisor.notify_failed", message=message, error=str(exc))
+
+
+async def _watchdog(interval: float) -> None:
+    """Ping systemd's watchdog from the event loop itself: if the loop ever blocks (and
+    with it every brokered call), the pings stop and systemd restarts the daemon."""
+    while True:
+        _notify_systemd("WATCHDOG=1")
+        await asyncio.sleep(interval)
 
 
 def _landlock_abi() -> int | None:
@@ -89,6 +97,9 @@ class Daemon:
                  datadir=str(self.config.datadir), components=list(self.components))
         tasks = [asyncio.create_task(c.run(), name=f"component:{n}")
                  for n, c in self.components.items()]
+        interval = watchdog_interval()
+        if interval is not None:
+            tasks.append(asyncio.create_task(_watchdog(interval), name="watchdog"))
         try:
             await self._shutdown.wait()
             log.info("supervisor.stopping")

@@ -22,3 +22,15 @@ def sd_notify(message: str, environ: dict[str, str] | None = None) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         sock.sendto(message.encode(), address)
     return True
+
+
+def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
+    """Seconds between ``WATCHDOG=1`` pings (half of systemd's ``WatchdogSec=``), or None
+    when no watchdog is asked for this process (``$WATCHDOG_USEC`` unset, or
+    ``$WATCHDOG_PID`` names another process). Never raises."""
+    env = os.environ if environ is None else environ
+    usec = env.get("WATCHDOG_USEC", "")
+    pid = env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2_000_000

@@ -42,7 +42,8 @@ def test_ready_notification_reaches_notify_socket(tmp_path: Path) -> None:
     notify.settimeout(60)
     config = write_config(tmp_path, free_port())
     proc = subprocess.Popen([CLI, "start", "--config", str(config)], env={
-        **os.environ, "NOTIFY_SOCKET": str(notify_path)}, stderr=subprocess.PIPE, text=True)
+        **os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "200000"},
+        stderr=subprocess.PIPE, text=True)
     watcher = LogWatcher(proc.stderr)
     watcher.start()
     system = System(config, tmp_path / "data", 0, proc, watcher)
@@ -50,8 +51,12 @@ def test_ready_notification_reaches_notify_socket(tmp_path: Path) -> None:
         messages = []
         while "READY=1" not in messages:
             messages.append(notify.recv(4096).decode())
-        assert messages[-2] == "STATUS=node active, wallet active, index active"
-        assert all(m.startswith("STATUS=") for m in messages[:-1])
+        states = [m for m in messages if m != "WATCHDOG=1"]
+        assert states[-2] == "STATUS=node active, wallet active, index active"
+        assert all(m.startswith("STATUS=") for m in states[:-1])
+        # Watchdog pings keep coming from the daemon's loop (every WATCHDOG_USEC / 2).
+        pings = [notify.recv(4096).decode() for _ in range(3)]
+        assert pings == ["WATCHDOG=1"] * 3
         # READY=1 only once every component runs.
         states = {c["name"]: c["state"] for c in system.status()["components"]}
         assert set(states.values()) == {"active"}
