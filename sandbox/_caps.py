@@ -3,6 +3,7 @@ and the resource limits and hostname that still need privilege to set."""
 
 from __future__ import annotations
 
+import functools
 import resource
 import socket
 from collections.abc import Mapping
@@ -51,7 +52,16 @@ def set_no_new_privs() -> None:
         raise SandboxError("no_new_privs did not take effect")
 
 
-def _last_cap() -> int:
+@functools.cache
+def last_cap() -> int:
+    """The kernel's highest capability number (python-prctl's list can lag behind).
+
+    Cached: the first call must happen while /proc/sys is visible (apply() makes it
+    before pivot_root; the role's view mounts proc with subset=pid)."""
+    return _read_last_cap()
+
+
+def _read_last_cap() -> int:
     with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as fh:
         return int(fh.read())
 
@@ -65,7 +75,7 @@ def drop_privileges(keep: tuple[str, ...], *, mdwe: bool) -> None:
     """
     wanted = {getattr(prctl, f"CAP_{name.upper()}") for name in keep}
     try:
-        last = _last_cap()  # python-prctl's list can lag behind the kernel's
+        last = last_cap()
         for cap in range(last + 1):
             if cap not in wanted:
                 raw_prctl(_PR_CAPBSET_DROP, cap)

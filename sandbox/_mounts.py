@@ -4,6 +4,7 @@ and device nodes, then pivot_root into it so the host tree is gone."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from bitcoin_supervisor.interfaces import SandboxError
@@ -50,7 +51,7 @@ def stage_view(view: FilesystemView) -> None:
         for path, attrs, source in sources:
             if attrs is None or source is None:
                 target = _mkdir(path)
-                libc.mount("tmpfs", target, "tmpfs", 0, "mode=1777,size=16m")
+                libc.mount("tmpfs", target, "tmpfs", 0, "mode=1777,size=16m,nr_inodes=4096")
                 libc.mount_setattr(target, _RW, recursive=False)
             else:
                 _bind(path, attrs, source)
@@ -65,15 +66,26 @@ def stage_view(view: FilesystemView) -> None:
 
 
 def _open_source(path: Path, optional: bool) -> int | str | None:
-    """An O_PATH fd for a bind source, or the symlink target text for a symlink."""
+    """An O_PATH fd for a bind source, or the symlink target text for a symlink.
+
+    O_NOFOLLOW pins the very inode that was checked: this runs as real root with the
+    host tree visible, and another role may own the path (the index binds the node's
+    blocks/), so a check-then-open would let it swap in a symlink to any host directory.
+    """
     try:
-        if path.is_symlink():
-            return os.readlink(path)
-        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError as exc:
         if optional:
             return None
         raise SandboxError(f"{path} does not exist (the policy binds it)") from exc
+    if not stat.S_ISLNK(os.fstat(fd).st_mode):
+        return fd
+    os.close(fd)
+    try:
+        # Recreated inside the view, a symlink only points at what the view shows.
+        return os.readlink(path)
+    except OSError as exc:
+        raise SandboxError(f"{path} changed while the view was built") from exc
 
 
 def _bind(path: Path, attrs: int, source: int | str) -> None:
@@ -107,8 +119,10 @@ def pivot_into(view: FilesystemView) -> None:
     """
     try:
         if view.proc:
+            # subset=pid: only the (namespaced) processes, none of /proc/sys, mounts
+            # or kernel state of the host.
             libc.mount("proc", STAGING + "/proc", "proc",
-                       libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
+                       libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC, "subset=pid")
         # Built by real root, the staged tmpfs is a locked mount in this user namespace's
         # copy, and pivot_root refuses a locked new_root (EINVAL): re-bind it as our own.
         libc.mount(STAGING, STAGING, None, libc.MS_BIND | libc.MS_REC)

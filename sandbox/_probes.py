@@ -77,6 +77,11 @@ class ProbeResult:
 # name, what it does, expected outcome per role (a role missing from the dict skips it).
 _TABLE: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("inet_socket", "socket(AF_INET, SOCK_STREAM)", {_N: OK, _W: _S, _I: _S}),
+    ("udp_socket", "socket(AF_INET, SOCK_DGRAM): UDP escapes Landlock's TCP rules",
+     {_N: _S, _W: _S, _I: _S}),
+    ("netlink_socket", "socket(AF_NETLINK, SOCK_RAW)", {_N: _S, _W: _S, _I: _S}),
+    ("chmod_setuid", "chmod u+s a file in its datadir", {_N: _S, _W: _S, _I: _S}),
+    ("chmod_plain", "chmod 0600 a file in its datadir", {_N: OK, _W: OK, _I: OK}),
     ("connect_leaked", "connect() a leaked host AF_INET socket to 127.0.0.1:9",
      {_N: "EACCES", _W: _S, _I: _S}),
     ("bind_rpcport", "bind 127.0.0.1:<rpcport> (the node's JSON-RPC)", {_N: OK}),
@@ -263,6 +268,12 @@ def _write_fsync(ctx: _Ctx) -> None:
         os.fsync(fh.fileno())
 
 
+def _chmod(ctx: _Ctx, mode: int) -> None:
+    path = ctx.datadirs[ctx.role] / "chmod.bin"
+    path.write_bytes(b"#!/bin/sh\n")
+    os.chmod(path, mode)
+
+
 def _sqlite(ctx: _Ctx) -> None:
     db = sqlite3.connect(ctx.datadirs[ctx.role] / "probe.sqlite")
     try:
@@ -320,6 +331,10 @@ def _wx_mprotect(_ctx: _Ctx) -> None:
 
 _OPS: dict[str, Callable[[_Ctx], object]] = {
     "inet_socket": lambda c: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(),
+    "udp_socket": lambda c: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close(),
+    "netlink_socket": lambda c: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW).close(),
+    "chmod_setuid": lambda c: _chmod(c, 0o4755),
+    "chmod_plain": lambda c: _chmod(c, 0o600),
     "connect_leaked": _connect_leaked,
     "bind_rpcport": lambda c: _bind(c.rpcport),
     "bind_other_port": lambda c: _bind(c.rpcport + 1),

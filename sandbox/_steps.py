@@ -13,7 +13,7 @@ from pathlib import Path
 from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.log import get_logger
 
-from ._caps import drop_privileges, set_hostname, set_no_new_privs, set_rlimits
+from ._caps import drop_privileges, last_cap, set_hostname, set_no_new_privs, set_rlimits
 from ._cgroups import join_cgroups
 from ._landlock import abi_version as landlock_abi
 from ._landlock import plan as landlock_plan
@@ -71,6 +71,7 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
     the role forked from it) first joins ``bitcoin-supervisor/<name>-<pid>``.
     """
     timer = _Timer()
+    last_cap()  # read /proc/sys now: the view's proc shows processes only
     names = policy.namespaces
     root = os.geteuid() == 0
     if root and policy.uid is None:

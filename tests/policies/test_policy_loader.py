@@ -25,7 +25,8 @@ NEVER = {"execve", "execveat", "ptrace", "mount", "umount2", "pivot_root", "unsh
 def test_every_role_forbids_the_dangerous_syscalls(role: str) -> None:
     policy = load_policy(role, datadirs=DATADIRS)
     assert not NEVER & policy.seccomp.allow
-    assert {r.syscall for r in policy.seccomp.rules} <= {"clone", "socket", "ioctl"}
+    assert {r.syscall for r in policy.seccomp.rules} <= {"clone", "socket", "ioctl", "chmod",
+                                                         "fchmod", "fchmodat"}
     assert policy.seccomp.errno == {"clone3": errno.ENOSYS}
     assert "rt_sigreturn" in policy.seccomp.allow
     assert policy.seccomp.default_action == "kill_process"
@@ -65,7 +66,10 @@ def test_node_keeps_host_network_and_its_rpc_port() -> None:
     policy = load_policy("node", datadirs=DATADIRS, options={"rpcport": 18500})
     assert policy.network == "host" and "net" not in policy.namespaces
     assert policy.landlock.tcp_bind == (18500,)
-    assert "socket" in policy.seccomp.allow
+    # socket() only by argument rules: AF_UNIX, and TCP over IPv4/IPv6 (no UDP, netlink).
+    assert "socket" not in policy.seccomp.allow
+    domains = {r.args[0].value for r in policy.seccomp.rules if r.syscall == "socket"}
+    assert domains == {1, 2, 10}
 
 
 @pytest.fixture
