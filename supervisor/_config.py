@@ -102,6 +102,9 @@ ROLE_OPTIONS: Mapping[Role, Mapping[str, tuple[str, object]]] = {
 _SUPERVISOR_KEYS = ("datadir", "debug")
 _COMPONENT_KEYS = ("role", "argv", "datadir", "depends_on", "restart", "stop_timeout_s",
                    "debug", "sandbox")
+_SYSTEM_DIRS = frozenset(Path(p) for p in (
+    "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
+    "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
 # `sandbox = "none"` runs a component without its policy (debugging only; logged loudly).
 SANDBOX_CHOICES = (*ROLES, "none")
 _ALL_OPTIONS = tuple(dict.fromkeys(k for opts in ROLE_OPTIONS.values() for k in opts))
@@ -273,6 +276,7 @@ class _Validator:
                              'add a table such as [components.node] with role = "node"')
         parsed = [self.component(name, body, datadir, debug) for name, body in comps.items()]
         self.check_unique(parsed)
+        self.check_datadirs(parsed, datadir)
         return Config(path=path, datadir=datadir, debug=debug,
                       components=self.ordered(parsed))
 
@@ -395,7 +399,31 @@ class _Validator:
                 raise self.error(path + ("datadir",), f"datadir of {_table_name(path)} is "
                                  f"already used by [components.{seen_dirs[comp.datadir]}]",
                                  "give each component its own datadir")
+            for other_dir, other in seen_dirs.items():
+                # Nested datadirs would put one role's files inside another's view (a
+                # wallet below the node's datadir is readable by the node).
+                if comp.datadir.is_relative_to(other_dir) or other_dir.is_relative_to(
+                        comp.datadir):
+                    raise self.error(path + ("datadir",), f"datadir of {_table_name(path)} "
+                                     f"({comp.datadir}) overlaps the one of "
+                                     f"[components.{other}] ({other_dir})",
+                                     "give each component its own, separate datadir")
             seen_dirs[comp.datadir] = comp.name
+
+    def check_datadirs(self, comps: Sequence[ComponentConfig], datadir: Path) -> None:
+        """A component datadir is handed to the role's uid (recursively, as root) and
+        bound read-write into its view: it must be a directory of its own, never the
+        supervisor's datadir (control socket), nor a system directory."""
+        for comp in comps:
+            path = ("components", comp.name, "datadir")
+            resolved = comp.datadir
+            if resolved == datadir or datadir.is_relative_to(resolved):
+                raise self.error(path, f"datadir {resolved} of {_table_name(path[:2])} "
+                                 "contains the supervisor's datadir",
+                                 "use a subdirectory of [supervisor].datadir (the default)")
+            if resolved.parent == resolved or resolved in _SYSTEM_DIRS:
+                raise self.error(path, f"datadir {resolved} of {_table_name(path[:2])} is a "
+                                 "system directory", "use a directory of its own")
 
     def ordered(self, comps: Sequence[ComponentConfig]) -> tuple[ComponentConfig, ...]:
         """Dependencies first; ties keep file order, so the order is predictable."""

@@ -411,3 +411,32 @@ def test_locator_handles_quotes_strings_and_arrays() -> None:
     assert pos.find(("components", "my node", "restart", "backoff", "x")) == (10, 40)
     # An absent key falls back to the nearest present ancestor.
     assert pos.find(("components", "my node", "missing")) == (5, 1)
+
+
+def test_nested_datadirs_are_refused(tmp_path: Path) -> None:
+    node_dir = (tmp_path / "data" / "node").resolve()
+    assert error_of(tmp_path, """
+        [supervisor]
+        datadir = "data"
+        [components.node]
+        [components.wallet]
+        datadir = "node/wallets"
+        """) == (f"5:1: datadir of [components.wallet] ({node_dir / 'wallets'}) overlaps the "
+                 f"one of [components.node] ({node_dir}) "
+                 "(hint: give each component its own, separate datadir)")
+
+
+def test_datadir_holding_the_supervisor_or_system_is_refused(tmp_path: Path) -> None:
+    data = (tmp_path / "data").resolve()
+    assert error_of(tmp_path, """
+        [supervisor]
+        datadir = "data"
+        [components.node]
+        datadir = "."
+        """) == (f"4:1: datadir {data} of [components.node] contains the supervisor's "
+                 "datadir (hint: use a subdirectory of [supervisor].datadir (the default))")
+    assert error_of(tmp_path, """
+        [components.node]
+        datadir = "/etc"
+        """) == ("2:1: datadir /etc of [components.node] is a system directory "
+                 "(hint: use a directory of its own)")
