@@ -86,7 +86,10 @@ class PopenSpawner(Spawner):
 
     async def spawn(self, argv_template: Sequence[str], *, env: Mapping[str, str],
                     cwd: Path | None = None) -> ChildProcess:
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:  # EMFILE/ENFILE: the daemon is out of descriptors
+            raise SpawnError(f"cannot create the IPC socketpair: {exc.strerror}") from exc
         try:
             argv = expand_argv(argv_template, child_end.fileno())
             process = await asyncio.create_subprocess_exec(

@@ -85,9 +85,10 @@ class Component:
         self._tracker = RestartTracker(config.restart)
         self._on_change = on_change
         self._wanted = True
+        self._start_pending = False
         self._wake = asyncio.Event()
         self._stop_now = asyncio.Event()
-        self._changed = asyncio.Condition()
+        self._waiters: list[tuple[Callable[[Component], bool], asyncio.Future[None]]] = []
         self._child: ChildProcess | None = None
         self._started_at: float | None = None
         self._log = get_logger(component=config.name)
@@ -111,14 +112,22 @@ class Component:
 
     async def wait_until(self, predicate: Callable[[Component], bool]) -> None:
         """Block until ``predicate(self)`` holds (checked at every state change)."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: predicate(self))
+        if predicate(self):
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (predicate, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(entry)
 
     # -- commands --------------------------------------------------------------------
     def request_start(self) -> None:
         """Want the component running again; clears the start limit (user's decision)."""
         self._tracker.reset()
         self._wanted = True
+        self._start_pending = True
         self._wake.set()
 
     async def request_stop(self) -> None:
@@ -136,6 +145,8 @@ class Component:
 
     def _settled(self) -> bool:
         """True once a start attempt has come to rest (running, failed, or given up)."""
+        if self._start_pending:  # the asked-for attempt has not begun yet
+            return False
         return (self.state in (ComponentState.RUNNING, ComponentState.FAILED)
                 or (self.state is ComponentState.STOPPED and not self._wanted))
 
@@ -148,21 +159,39 @@ class Component:
                 self._wake.clear()
                 continue
             self._stop_now.clear()
+            self._start_pending = False
             if not await self._wait_for_dependencies():
                 continue
             delay = await self._run_once()
             if delay is not None:
                 await self._backoff(delay)
 
+    @property
+    def wanted(self) -> bool:
+        """Whether the component should be running (False after stop or a final failure)."""
+        return self._wanted
+
     async def _wait_for_dependencies(self) -> bool:
+        """Wait until every dependency runs; False (and a settled state) when a stop
+        came meanwhile or a dependency will not come back without a user action."""
         for dep in self._deps:
-            waiter = asyncio.create_task(
-                dep.wait_until(lambda c: c.state is ComponentState.RUNNING))
+            waiter = asyncio.create_task(dep.wait_until(
+                lambda c: c.state is ComponentState.RUNNING or not c.wanted))
             stopper = asyncio.create_task(self._stop_now.wait())
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             stopper.cancel()
             if self._stop_now.is_set():
+                if self.state not in (ComponentState.STOPPED, ComponentState.FAILED):
+                    self._set(ComponentState.STOPPED, ExitReason.STOPPED_BY_USER)
+                return False
+            if dep.state is not ComponentState.RUNNING:
+                self._log.warning("component.dependency_down", dependency=dep.name,
+                                  dependency_state=dep.state.value)
+                self._wanted = False
+                if self.state is ComponentState.FAILED:  # the table has no FAILED -> FAILED
+                    self._set(ComponentState.STOPPED, self.machine.reason)
+                self._set(ComponentState.FAILED, ExitReason.DEPENDENCY)
                 return False
         return True
 
@@ -201,7 +230,8 @@ class Component:
             connection.close()
         self._child = None
         self._started_at = None
-        return self._after_exit(returncode, bootstrapped=connection is not None, detail=detail)
+        return self._after_exit(returncode, child.pid, bootstrapped=connection is not None,
+                                detail=detail)
 
     async def _violation(self, pid: int, inner: list[int]) -> str:
         """Say which syscall the sandbox killed the component for (kernel audit log)."""
@@ -228,12 +258,15 @@ class Component:
         task = asyncio.create_task(connect_and_attach())
         stopper = asyncio.create_task(self._stop_now.wait())
         exited = asyncio.create_task(child.wait())
-        await asyncio.wait({task, stopper, exited}, timeout=BOOTSTRAP_TIMEOUT_S,
-                           return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({task, stopper, exited}, timeout=BOOTSTRAP_TIMEOUT_S,
+                                     return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         exited.cancel()
         if task.done() and not task.cancelled() and task.exception() is None:
             return task.result()
+        if not done:
+            self._log.error("component.bootstrap_failed", pid=child.pid,
+                            error=f"no Init within {BOOTSTRAP_TIMEOUT_S:.0f} s")
         task.cancel()
         try:
             await task
@@ -275,7 +308,7 @@ class Component:
             child.process.kill()
             return await child.wait()
 
-    def _after_exit(self, returncode: int, *, bootstrapped: bool,
+    def _after_exit(self, returncode: int, pid: int, *, bootstrapped: bool,
                     detail: str | None) -> float | None:
         code = returncode if returncode >= 0 else None
         sig = -returncode if returncode < 0 else None
@@ -288,9 +321,9 @@ class Component:
         if not bootstrapped and not requested and code != EX_CONFIG and detail is None:
             reason = ExitReason.BOOTSTRAP_FAILED
         self.last_exit = ExitInfo(code, sig, reason, time.time(), detail)
-        self._log.info("component.exited", pid=self.pid, exit_code=code,
+        self._log.info("component.exited", pid=pid, exit_code=code,
                        signal=signal.Signals(sig).name if sig else None, reason=reason.value)
-        if not decision.restart:
+        if not decision.restart and not requested:
             self._wanted = False
         self._set(decision.next_state, decision.reason)
         return decision.delay_s if decision.restart else None
@@ -307,11 +340,10 @@ class Component:
     def _set(self, state: ComponentState, reason: ExitReason) -> None:
         self.machine.set_state(state, reason)
         self._on_change()
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        # Checked at the transition itself, so no waiter can miss a short-lived state.
+        for predicate, waiter in list(self._waiters):
+            if not waiter.done() and predicate(self):
+                waiter.set_result(None)
 
     def _child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
@@ -326,8 +358,9 @@ class Component:
         while True:
             try:
                 line = await stream.readline()
-            except ValueError:  # a line beyond the stream limit: drop it, keep draining
-                await stream.read(65536)
+            except ValueError:  # beyond the stream limit: readline already dropped it
+                self._log.warning("component.output_dropped", pid=child.pid, stream=which,
+                                  why="line longer than the stream limit")
                 continue
             if not line:
                 return
@@ -336,7 +369,7 @@ class Component:
     def _log_child_line(self, pid: int, which: str, text: str) -> None:
         try:
             event: Mapping[str, Any] = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON (or absurdly nested): log raw
             event = {}
         if isinstance(event, dict) and "event" in event:
             fields = {k: v for k, v in event.items() if k not in ("event", "timestamp", "level")}

@@ -231,6 +231,8 @@ class ControlServer:
             req = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _error(f"malformed request: not JSON ({exc})", BAD_REQUEST)
+        except RecursionError:
+            return _error("malformed request: nested too deeply", BAD_REQUEST)
         if not isinstance(req, dict) or not isinstance(req.get("verb"), str):
             return _error('malformed request: expected an object with a string "verb"',
                           BAD_REQUEST)

@@ -62,7 +62,8 @@ class Daemon:
         self.config = config
         self._protocol = protocol
         self._spawner = spawner or PopenSpawner()
-        self._broker = Broker()
+        self._broker = Broker(on_stale=self._restart_stale)
+        self._background: set[asyncio.Task[None]] = set()
         self._shutdown = asyncio.Event()
         self._ready_sent = False
         self._last_status = ""
@@ -97,6 +98,8 @@ class Daemon:
                  datadir=str(self.config.datadir), components=list(self.components))
         tasks = [asyncio.create_task(c.run(), name=f"component:{n}")
                  for n, c in self.components.items()]
+        for task in tasks:
+            task.add_done_callback(self._component_task_ended)
         interval = watchdog_interval()
         if interval is not None:
             tasks.append(asyncio.create_task(_watchdog(interval), name="watchdog"))
@@ -115,6 +118,22 @@ class Daemon:
                 loop.remove_signal_handler(sig)
         log.info("supervisor.stopped")
         return 0
+
+    def _component_task_ended(self, task: asyncio.Task[None]) -> None:
+        """A component's task only ends at shutdown; anything else is a bug, made loud:
+        it is logged and the daemon shuts down rather than leave a component unmanaged."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        log.error("supervisor.component_task_died", task=task.get_name(),
+                  error=repr(exc), exc_info=exc)
+        self._shutdown.set()
+
+    def _restart_stale(self, name: str) -> None:
+        """The broker could not hand a component the node's new Chain: restart it."""
+        task = asyncio.get_running_loop().create_task(self.components[name].request_restart())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _on_change(self) -> None:
         # systemd shows STATUS= in `systemctl status`: a component that cannot boot is
@@ -137,6 +156,8 @@ class Daemon:
         """Answer one control request; see cli.py for the verbs."""
         verb = request.get("verb")
         name = request.get("name")
+        if name is not None and not isinstance(name, str):
+            return {"ok": False, "code": ERR_BAD_REQUEST, "error": "'name' must be a string"}
         if verb == "status":
             return self._status(name)
         if verb == "shutdown":

@@ -117,6 +117,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "rpc":
             config = _load(args, required=True)
             assert config is not None
+            # Exit 3 like every verb when no daemon runs (not "cannot read the cookie").
+            request_sync(config.datadir / CONTROL_SOCKET, {"verb": "status", "name": None})
             result = call(RpcEndpoint.from_config(config), args.method,
                           parse_cli_params(args.params), wallet=args.wallet)
             _print_rpc_result(result)

@@ -34,3 +34,11 @@ def test_help_everywhere() -> None:
     for verb in ("start", "status", "stop", "restart", "shutdown", "rpc"):
         result = run(verb, "--help")
         assert result.returncode == 0 and "--config" in result.stdout
+
+
+def test_rpc_without_daemon_exits_3(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[supervisor]\ndatadir = "{tmp_path / "d"}"\n[components.node]\n')
+    result = run("rpc", "--config", str(config), "getblockcount")
+    assert result.returncode == 3
+    assert "not running" in result.stderr
