@@ -133,8 +133,10 @@ class Component:
     async def request_stop(self) -> None:
         """Stop the component (SIGTERM, then SIGKILL after its timeout); returns when down."""
         self._wanted = False
+        self._start_pending = False  # a start still waiting to begin is overridden
         self._stop_now.set()
         self._wake.set()
+        self._check_waiters()
         await self.wait_until(lambda c: c.state in (ComponentState.STOPPED, ComponentState.FAILED))
 
     async def request_restart(self) -> None:
@@ -340,7 +342,10 @@ class Component:
     def _set(self, state: ComponentState, reason: ExitReason) -> None:
         self.machine.set_state(state, reason)
         self._on_change()
-        # Checked at the transition itself, so no waiter can miss a short-lived state.
+        self._check_waiters()
+
+    def _check_waiters(self) -> None:
+        # Called at each transition itself, so no waiter can miss a short-lived state.
         for predicate, waiter in list(self._waiters):
             if not waiter.done() and predicate(self):
                 waiter.set_result(None)
