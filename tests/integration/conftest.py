@@ -149,19 +149,26 @@ def write_config(tmp_path: Path, rpcport: int) -> Path:
     return path
 
 
-def start_system(tmp_path: Path, *extra: str, uid: int | None = None) -> System:
-    """Start the bundled config; with ``uid``, the daemon runs as that unprivileged user
-    (``tmp_path`` must then be reachable and writable by it)."""
-    port = free_port()
-    config = write_config(tmp_path, port)
+def launch(config: Path, *extra: str, uid: int | None = None,
+           env: dict[str, str] | None = None, rpcport: int = 0) -> System:
+    """Start a daemon on ``config`` without waiting for it; its JSON log is watched.
+    With ``uid``, the daemon runs as that unprivileged user."""
     prefix = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}",
                                      "--clear-groups", "--"]
     proc = subprocess.Popen([*prefix, CLI, "start", "--config", str(config), "--log-format",
                              "json", *extra], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=env)
     watcher = LogWatcher(proc.stderr)
     watcher.start()
-    system = System(config, tmp_path / "data", port, proc, watcher)
+    return System(config, config.parent / "data", rpcport, proc, watcher)
+
+
+def start_system(tmp_path: Path, *extra: str, uid: int | None = None) -> System:
+    """Start the bundled config and wait until every component runs; with ``uid``, the
+    daemon runs as that unprivileged user (``tmp_path`` must be reachable by it)."""
+    port = free_port()
+    system = launch(write_config(tmp_path, port), *extra, uid=uid, rpcport=port)
     try:
         first = system.log.wait_for(
             lambda e: e.get("event") == "supervisor.ready"
@@ -169,11 +176,31 @@ def start_system(tmp_path: Path, *extra: str, uid: int | None = None) -> System:
             timeout=60)
         if first["event"] != "supervisor.ready":
             raise AssertionError(f"component failed to start: {first}\n"
-                                 + "".join(watcher.raw))
+                                 + "".join(system.log.raw))
     except BaseException:
         stop_system(system)
         raise
     return system
+
+
+def index_override_config(tmp_path: Path, argv: list[str], start_limit_burst: int) -> Path:
+    """A node plus an index started by ``argv`` that restarts fast up to a start limit."""
+    config = tmp_path / "override.toml"
+    config.write_text(f"""
+[supervisor]
+datadir = "{tmp_path / 'data'}"
+[components.node]
+rpcport = {free_port()}
+[components.index]
+argv = {json.dumps(argv)}
+[components.index.restart]
+policy = "on-failure"
+backoff_initial_s = 0.05
+backoff_max_s = 0.2
+start_limit_burst = {start_limit_burst}
+start_limit_interval_s = 30
+""")
+    return config
 
 
 def stop_system(system: System) -> None:

@@ -6,10 +6,9 @@ import json
 import os
 import re
 import socket
-import subprocess
 from pathlib import Path
 
-from .conftest import CLI, LogWatcher, System, free_port, stop_system, write_config
+from .conftest import System, free_port, index_override_config, launch, stop_system, write_config
 
 
 def test_stop_and_start_one_component(system: System) -> None:
@@ -40,13 +39,8 @@ def test_ready_notification_reaches_notify_socket(tmp_path: Path) -> None:
     notify_path = tmp_path / "notify.sock"
     notify.bind(str(notify_path))
     notify.settimeout(60)
-    config = write_config(tmp_path, free_port())
-    proc = subprocess.Popen([CLI, "start", "--config", str(config)], env={
-        **os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "200000"},
-        stderr=subprocess.PIPE, text=True)
-    watcher = LogWatcher(proc.stderr)
-    watcher.start()
-    system = System(config, tmp_path / "data", 0, proc, watcher)
+    system = launch(write_config(tmp_path, free_port()), env={
+        **os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "200000"})
     try:
         messages = []
         while "READY=1" not in messages:
@@ -63,30 +57,12 @@ def test_ready_notification_reaches_notify_socket(tmp_path: Path) -> None:
     finally:
         stop_system(system)
         notify.close()
-    assert proc.returncode == 0
+    assert system.process.returncode == 0
 
 
 def test_component_that_cannot_boot_hits_start_limit(tmp_path: Path) -> None:
-    config = tmp_path / "limit.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
-[components.node]
-rpcport = {free_port()}
-[components.index]
-argv = ["/bin/false", "{{fd}}"]
-[components.index.restart]
-policy = "on-failure"
-backoff_initial_s = 0.05
-backoff_max_s = 0.2
-start_limit_burst = 3
-start_limit_interval_s = 30
-""")
-    proc = subprocess.Popen([CLI, "start", "--config", str(config)], stderr=subprocess.PIPE,
-                            text=True)
-    watcher = LogWatcher(proc.stderr)
-    watcher.start()
-    system = System(config, tmp_path / "data", 0, proc, watcher)
+    system = launch(index_override_config(tmp_path, ["/bin/false", "{fd}"], 3))
+    watcher = system.log
     try:
         watcher.wait_for(lambda e: e.get("event") == "component.state_changed"
                          and e.get("component") == "index" and e.get("new") == "failed")

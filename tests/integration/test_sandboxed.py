@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import psutil
 
-from .conftest import CLI, GENESIS, LogWatcher, System, free_port, start_system, stop_system
+from .conftest import GENESIS, System, index_override_config, launch, start_system, stop_system
 
 _ZERO_CAPS = "0000000000000000"
 
@@ -71,25 +70,9 @@ run_role(Violator)
 
 
 def test_sandbox_kill_is_reported_and_restarted(tmp_path: Path) -> None:
-    config = tmp_path / "violator.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
-[components.node]
-rpcport = {free_port()}
-[components.index]
-argv = ["{sys.executable}", "-c", '''{_VIOLATOR}''', "-ipcfd", "{{fd}}"]
-[components.index.restart]
-policy = "on-failure"
-backoff_initial_s = 0.05
-start_limit_burst = 2
-start_limit_interval_s = 30
-""")
-    proc = subprocess.Popen([CLI, "start", "--config", str(config)],
-                            stderr=subprocess.PIPE, text=True)
-    watcher = LogWatcher(proc.stderr)
-    watcher.start()
-    system = System(config, tmp_path / "data", 0, proc, watcher)
+    system = launch(index_override_config(
+        tmp_path, [sys.executable, "-c", _VIOLATOR, "-ipcfd", "{fd}"], 2))
+    watcher = system.log
     try:
         violation = watcher.wait_for(lambda e: e.get("event") == "sandbox.violation")
         # The first kill of the run: its audit record is not rate-limited away.
