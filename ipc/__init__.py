@@ -1,14 +1,26 @@
-"""Protocol-agnostic IPC: spawning component processes and the Protocol/Connection faces."""
+"""Protocol-agnostic IPC: launching component processes and the Protocol/Connection faces."""
 
+from ._launch import (
+    FD_PLACEHOLDER,
+    ChildHandle,
+    Endpoint,
+    Launcher,
+    LaunchRequest,
+    SocketpairLauncher,
+    expand_argv,
+    resolve_executable,
+)
 from ._protocol import Connection, Protocol
-from ._spawn import ChildProcess, PopenSpawner, Spawner, expand_argv, resolve_executable
 
 __all__ = [
-    "ChildProcess",
+    "FD_PLACEHOLDER",
+    "ChildHandle",
     "Connection",
-    "PopenSpawner",
+    "Endpoint",
+    "LaunchRequest",
+    "Launcher",
     "Protocol",
-    "Spawner",
+    "SocketpairLauncher",
     "expand_argv",
     "make_protocol",
     "resolve_executable",

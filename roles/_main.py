@@ -12,7 +12,6 @@ from typing import Protocol as TypingProtocol
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import ComponentSettings, Init, SupervisorError
 from bitcoin_supervisor.ipc import Protocol, make_protocol
-from bitcoin_supervisor.sandbox import prepare_child
 
 # Reserved exit codes the supervisor reads (gunicorn's idea): a component that cannot
 # boot because of how it was started must not be restarted in a loop.
@@ -54,15 +53,9 @@ def run_role(factory: Callable[[], RoleProcess]) -> None:
         sys.exit(EXIT_CONFIG)
     log.configure(json=True)
     log.bind(component=settings.name)
-    logger = log.get_logger()
+    # Confinement is the launcher's job: this process was confined by the supervisor's
+    # sandbox trampoline before its first instruction.
     protocol = make_protocol()
-    # Heavy imports (capnp, aiohttp, sqlite) are done by now: the sandbox may hide the
-    # host filesystem from here on.
-    try:
-        prepare_child(settings, fd)
-    except SupervisorError as exc:
-        logger.error("sandbox.failed", error=str(exc))
-        sys.exit(EXIT_CONFIG)
     code = protocol.run(lambda: _serve(factory(), settings, sock, protocol))
     sys.exit(code)
 

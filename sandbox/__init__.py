@@ -1,8 +1,8 @@
-"""Applying a role's sandbox to a process about to serve; only importer of prctl/seccomp."""
+"""Applying a role's sandbox to a process about to run; only importer of prctl/seccomp."""
 
-from ._apply import policy_for, prepare_child
+from ._apply import policy_for, trampoline_argv
 from ._landlock import abi_version as landlock_abi_version
-from ._lifetime import PARENT_PID_ENV, bind_to_parent
+from ._lifetime import bind_to_parent
 from ._loader import POLICY_DIR, load_policy
 from ._policy import (
     ArgCompare,
@@ -14,12 +14,13 @@ from ._policy import (
 )
 from ._seccomp import SeccompFilter, build_filter
 from ._steps import SandboxContext, apply
+from ._verify import Confinement, verify_confinement
 from ._violations import find_violation
 
 __all__ = [
-    "PARENT_PID_ENV",
     "POLICY_DIR",
     "ArgCompare",
+    "Confinement",
     "FilesystemView",
     "LandlockRules",
     "Policy",
@@ -34,26 +35,27 @@ __all__ = [
     "landlock_abi_version",
     "load_policy",
     "policy_for",
-    "prepare_child",
+    "trampoline_argv",
+    "verify_confinement",
 ]
 
 # One-shot confinement of any command (``sandbox run``) and the per-role probe matrix.
-from ._probes import MATRIX, OK, SIGSYS, Probe, ProbeResult, run_probe_matrix  # noqa: E402
-from ._run import (  # noqa: E402
-    EXIT_CANNOT_EXECUTE,
-    EXIT_NOT_FOUND,
-    EXIT_SANDBOX_FAILED,
-    RunOutcome,
+from ._plan import (  # noqa: E402
+    LaunchPlan,
     allow_entry_execve,
     exec_chain,
-    resolve_command,
-    run_sandboxed,
+    make_plan,
+    plan_fd,
 )
+from ._probes import MATRIX, OK, SIGSYS, Probe, ProbeResult, run_probe_matrix  # noqa: E402
+from ._run import RunOutcome, resolve_command, run_sandboxed  # noqa: E402
+from ._trampoline import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SANDBOX_FAILED  # noqa: E402
 
 __all__ += [
     "EXIT_CANNOT_EXECUTE",
     "EXIT_NOT_FOUND",
     "EXIT_SANDBOX_FAILED",
+    "LaunchPlan",
     "MATRIX",
     "OK",
     "Probe",
@@ -62,6 +64,8 @@ __all__ += [
     "SIGSYS",
     "allow_entry_execve",
     "exec_chain",
+    "make_plan",
+    "plan_fd",
     "resolve_command",
     "run_probe_matrix",
     "run_sandboxed",

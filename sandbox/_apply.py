@@ -1,50 +1,33 @@
-"""The child-side entry into the sandbox: every step a component runs before it serves."""
+"""The supervisor's side of confinement: which policy a component runs under, and the
+trampoline command line that applies it."""
 
 from __future__ import annotations
 
-import time
+import sys
 from pathlib import Path
 
 from bitcoin_supervisor.interfaces import ComponentSettings
-from bitcoin_supervisor.log import get_logger
 
-from ._lifetime import bind_to_parent
 from ._loader import load_policy
 from ._policy import Policy
-from ._steps import SandboxContext, apply
-
-
-def prepare_child(settings: ComponentSettings, ipc_fd: int | None = None) -> dict[str, float]:
-    """Run the sandbox steps for this component, in order, and return per-step durations.
-
-    Called after heavy imports and before the event loop and the IPC server exist
-    (ARCHITECTURE.md section 5), single-threaded. With a policy (``settings.sandbox``)
-    the whole policy is applied and, because of the pid namespace, the process forks:
-    this returns in the sandboxed child while the original process waits and mirrors
-    its exit. Without one, only the lifetime binding (PR_SET_PDEATHSIG) is done.
-    Raises SandboxError or PolicyError and the caller exits: fail closed.
-    """
-    if settings.sandbox is None:
-        start = time.perf_counter()
-        bind_to_parent()
-        steps = {"pdeathsig": (time.perf_counter() - start) * 1000}
-        get_logger().warning("sandbox.disabled", role=settings.role,
-                             steps_ms={k: round(v, 3) for k, v in steps.items()})
-        return steps
-    policy = policy_for(settings)
-    assert policy is not None
-    Path(settings.datadir).mkdir(parents=True, exist_ok=True, mode=0o700)
-    return apply(policy, SandboxContext(ipc_fd=ipc_fd, name=settings.name))
 
 
 def policy_for(settings: ComponentSettings) -> Policy | None:
     """Resolve the policy a component runs under (None when it runs unsandboxed).
 
-    The supervisor calls this to validate before spawning anything; the component calls
-    it again to apply the same policy. Pure. Raises PolicyError with file:line.
+    The supervisor calls this to validate before spawning anything and to plan each
+    launch. Pure. Raises PolicyError with file:line.
     """
     if settings.sandbox is None:
         return None
     datadirs = {role: Path(path) for role, path in settings.datadirs.items()}
     datadirs[settings.sandbox] = Path(settings.datadir)
     return load_policy(settings.sandbox, datadirs=datadirs, options=settings.options)
+
+
+def trampoline_argv(plan_fd: int, ipc_fd_placeholder: str) -> tuple[str, ...]:
+    """The command line prefix that runs the sandbox trampoline on the plan in
+    ``plan_fd``; the program's own argv follows it. ``-I``: the trampoline starts as the
+    supervisor's user (often root), so no environment variable may steer its imports."""
+    return (sys.executable, "-I", "-m", "bitcoin_supervisor.sandbox",
+            "--plan-fd", str(plan_fd), "--ipc-fd", ipc_fd_placeholder, "--")

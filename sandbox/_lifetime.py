@@ -9,17 +9,15 @@ import prctl
 
 from bitcoin_supervisor.interfaces import SandboxError
 
-PARENT_PID_ENV = "BITCOIN_SUPERVISOR_PID"
 
-
-def bind_to_parent(environ: dict[str, str] | None = None) -> None:
+def bind_to_parent(expected_parent: int | None = None) -> None:
     """Ask the kernel to SIGKILL this process when its parent (the supervisor) dies.
 
-    The supervisor may already have died between fork and this call; the pid it wrote
-    into the environment tells. Raises SandboxError when the parent is already gone.
+    The parent may already have died between fork and this call: when
+    ``expected_parent`` is given (the pid that planned this launch) and the current
+    parent differs, raises SandboxError.
     """
-    env = os.environ if environ is None else environ
     prctl.set_pdeathsig(signal.SIGKILL)
-    expected = env.get(PARENT_PID_ENV)
-    if expected is not None and os.getppid() != int(expected):
-        raise SandboxError(f"supervisor (pid {expected}) exited before this component started")
+    if expected_parent is not None and os.getppid() != expected_parent:
+        raise SandboxError(f"supervisor (pid {expected_parent}) exited before this "
+                           "component started")

@@ -27,7 +27,7 @@ from ._namespaces import (
     fork_into_pid_namespace,
     unshare_namespaces,
 )
-from ._policy import Policy
+from ._policy import Policy, SeccompRules
 from ._seccomp import SeccompFilter, build_filter
 
 __all__ = ["SandboxContext", "apply"]
@@ -39,12 +39,16 @@ class SandboxContext:
 
     ``ipc_fd`` is the inherited IPC socket (it survives); ``pass_fds`` are further fds
     to keep open (besides the policy's ``[fds] keep``); ``name`` is the component's name,
-    which names its cgroup (empty: the policy's role).
+    which names its cgroup (empty: the policy's role); ``parent_pid`` is the process that
+    planned the launch (the lifetime binding checks it is still the parent); ``waiter``
+    the filter rules of the pid-namespace waiter (None: read from syscalls.toml now).
     """
 
     ipc_fd: int | None
     pass_fds: tuple[int, ...] = ()
     name: str = ""
+    parent_pid: int | None = None
+    waiter: SeccompRules | None = None
 
 
 class _Timer:
@@ -77,8 +81,13 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
     if root and policy.uid is None:
         raise SandboxError(f"policy {policy.source} has no [user] uid: refusing to run "
                            f"role {policy.role!r} as root")
+    # Plan before apply: both filters are compiled before the first irreversible step.
+    with timer.step("seccomp_build"):
+        flt = build_filter(policy.seccomp)
+        waiter_filter = (build_filter(context.waiter or waiter_rules())
+                         if "pid" in names else None)
     with timer.step("pdeathsig"):
-        bind_to_parent()
+        bind_to_parent(context.parent_pid)
     if policy.cgroup is not None:
         with timer.step("cgroup"):
             # Root may still create cgroups here; unshare(CGROUP) later roots the role's
@@ -101,20 +110,19 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
     keep = set(policy.keep_fds) | set(context.pass_fds)
     if context.ipc_fd is not None:
         keep.add(context.ipc_fd)
-    if "pid" in names:
-        with timer.step("waiter_filter"):
-            waiter_filter = build_filter(waiter_rules())
+    if waiter_filter is not None:
+        confine_waiter = waiter_filter
         with timer.step("fork"):
-            fork_into_pid_namespace(keep, lambda: _confine_waiter(waiter_filter))
+            fork_into_pid_namespace(keep, lambda: _confine_waiter(confine_waiter))
     with timer.step("close_fds"):
         close_fds(keep)
-    _confine(policy, timer)
+    _confine(policy, timer, flt)
     get_logger().info("sandbox.applied", role=policy.role, pid=os.getpid(),
                       steps_ms={k: round(v, 3) for k, v in timer.steps.items()})
     return timer.steps
 
 
-def _confine(policy: Policy, timer: _Timer) -> None:
+def _confine(policy: Policy, timer: _Timer, flt: SeccompFilter) -> None:
     """Steps 6-9 of section 5, inside the namespaces."""
     if "mount" in policy.namespaces:
         with timer.step("pivot_root"):
@@ -132,8 +140,6 @@ def _confine(policy: Policy, timer: _Timer) -> None:
             restrict_self(landlock_plan(policy.filesystem, policy.landlock))
     with timer.step("capabilities"):
         drop_privileges(policy.capabilities, mdwe=policy.mdwe)
-    with timer.step("seccomp_build"):
-        flt = build_filter(policy.seccomp)
     with timer.step("seccomp_load"):
         flt.load()
 

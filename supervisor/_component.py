@@ -10,29 +10,26 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bitcoin_supervisor.interfaces import ComponentSettings, IpcError, SpawnError, SupervisorError
-from bitcoin_supervisor.ipc import ChildProcess, Connection, Protocol, Spawner
+from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, Protocol
 from bitcoin_supervisor.log import get_logger
-from bitcoin_supervisor.sandbox import (
-    PARENT_PID_ENV,
-    find_violation,
-    policy_for,
-    remove_cgroups,
-)
+from bitcoin_supervisor.sandbox import Confinement, find_violation, policy_for
 
 from ._broker import Broker
 from ._config import ComponentConfig
+from ._launcher import ComponentLauncher, LaunchSpec
 from ._restart import RestartTracker
 from ._state import EX_CONFIG, ComponentState, ExitReason, StateMachine, classify_exit
 
 BOOTSTRAP_TIMEOUT_S = 30.0
 EXIT_GRACE_S = 1.0
 # Keep the child's environment small and explicit: nothing of the operator's shell leaks.
-_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
+_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,8 @@ class Component:
     ``request_start``/``request_stop``/``request_restart`` and the read-only properties.
     """
 
-    def __init__(self, config: ComponentConfig, *, spawner: Spawner, protocol: Protocol,
+    def __init__(self, config: ComponentConfig, *, launcher: ComponentLauncher,
+                 protocol: Protocol,
                  broker: Broker, dependencies: list[Component], debug: tuple[str, ...],
                  datadirs: Mapping[str, str], on_change: Callable[[], None]) -> None:
         self.config = config
@@ -71,7 +69,7 @@ class Component:
         self.machine = StateMachine(config.name, clock=time.time)
         self.restarts = 0
         self.last_exit: ExitInfo | None = None
-        self._spawner = spawner
+        self._launcher = launcher
         self._protocol = protocol
         self._broker = broker
         self._deps = dependencies
@@ -89,7 +87,11 @@ class Component:
         self._wake = asyncio.Event()
         self._stop_now = asyncio.Event()
         self._waiters: list[tuple[Callable[[Component], bool], asyncio.Future[None]]] = []
-        self._child: ChildProcess | None = None
+        self._child: ChildHandle | None = None
+        self.confinement: Confinement | None = None
+        self._stop_reason = ExitReason.STOPPED_BY_USER
+        self._killed = False
+        self._last_line: str | None = None
         self._started_at: float | None = None
         self._log = get_logger(component=config.name)
 
@@ -126,12 +128,15 @@ class Component:
     def request_start(self) -> None:
         """Want the component running again; clears the start limit (user's decision)."""
         self._tracker.reset()
+        self._stop_reason = ExitReason.STOPPED_BY_USER
         self._wanted = True
         self._start_pending = True
         self._wake.set()
 
-    async def request_stop(self) -> None:
-        """Stop the component (SIGTERM, then SIGKILL after its timeout); returns when down."""
+    async def request_stop(self, reason: ExitReason = ExitReason.STOPPED_BY_USER) -> None:
+        """Stop the component (SIGTERM, then SIGKILL after its timeout); returns when down.
+        ``reason`` is what status shows afterwards (the user, or the daemon's shutdown)."""
+        self._stop_reason = reason
         self._wanted = False
         self._start_pending = False  # a start still waiting to begin is overridden
         self._stop_now.set()
@@ -185,7 +190,7 @@ class Component:
             stopper.cancel()
             if self._stop_now.is_set():
                 if self.state not in (ComponentState.STOPPED, ComponentState.FAILED):
-                    self._set(ComponentState.STOPPED, ExitReason.STOPPED_BY_USER)
+                    self._set(ComponentState.STOPPED, self._stop_reason)
                 return False
             if dep.state is not ComponentState.RUNNING:
                 self._log.warning("component.dependency_down", dependency=dep.name,
@@ -197,32 +202,52 @@ class Component:
                 return False
         return True
 
+    def _spec(self) -> LaunchSpec:
+        return LaunchSpec(name=self.name, argv=self.config.argv, env=self._child_env(),
+                          datadir=Path(self.settings.datadir), policy=self.policy)
+
     async def _run_once(self) -> float | None:
-        """Spawn, bootstrap and watch one process; return a restart delay or None."""
+        """Launch, bootstrap, verify and watch one process; return a restart delay or None."""
         self._set(ComponentState.STARTING, ExitReason.NONE)
         self._tracker.record_start()
+        self._killed = False
+        self._last_line = None
+        self.confinement = None
+        spec = self._spec()
         try:
-            child = await self._spawner.spawn(self.config.argv, env=self._child_env())
+            endpoint = await self._launcher.launch(spec)
         except SpawnError as exc:
             self._log.error("component.spawn_failed", error=str(exc))
             self._wanted = False
+            self.last_exit = ExitInfo(None, None, ExitReason.SPAWN_FAILED, time.time(),
+                                      str(exc))
             self._set(ComponentState.FAILED, ExitReason.SPAWN_FAILED)
             return None
+        child = endpoint.child
         self._child = child
-        drains = [asyncio.create_task(self._drain(child, stream))
-                  for stream in ("stdout", "stderr")]
+        drains = [asyncio.create_task(self._drain(child, name, stream))
+                  for name, stream in child.output.items()]
         self._log.info("component.spawned", pid=child.pid, argv=list(child.argv))
-        connection = await self._bootstrap(child)
+        connection = await self._bootstrap(endpoint)
         inner: list[int] = []
+        unconfined: Confinement | None = None
         if connection is not None:
-            self._started_at = time.monotonic()
-            inner = _descendants(child.pid)
-            self._set(ComponentState.RUNNING, ExitReason.NONE)
-            await self._watch(child, connection)
+            confinement = await self._launcher.verify(spec, endpoint)
+            self.confinement = confinement
+            if confinement.state == "violated":
+                unconfined = confinement
+                self._log.error("sandbox.violated", pid=child.pid,
+                                problems=list(confinement.problems))
+                self._stop_now.set()
+            else:
+                self._log.info("sandbox.verified", pid=child.pid, state=confinement.state,
+                               observed=confinement.facts)
+                self._started_at = time.monotonic()
+                inner = _descendants(child.pid)
+                self._set(ComponentState.RUNNING, ExitReason.NONE)
+                await self._watch(child, connection)
         returncode = await self._ensure_stopped(child)
-        if self.policy is not None and self.policy.cgroup is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                None, remove_cgroups, self.settings.name, child.pid)
+        await self._launcher.release(spec, endpoint)
         detail = None
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)
@@ -230,10 +255,29 @@ class Component:
         self._broker.detach(self.name, self.config.role)
         if connection is not None:
             connection.close()
+        child.close()
         self._child = None
         self._started_at = None
+        if unconfined is not None:
+            self._refuse_unconfined(returncode, child.pid, unconfined)
+            return None
+        if detail is None and connection is None and self._last_line:
+            detail = self._last_line  # a start that failed: its last words say why
         return self._after_exit(returncode, child.pid, bootstrapped=connection is not None,
                                 detail=detail)
+
+    def _refuse_unconfined(self, returncode: int, pid: int, confinement: Confinement) -> None:
+        """The process was not confined as its policy says: it was killed and stays down."""
+        self._stop_now.clear()
+        self._wanted = False
+        code = returncode if returncode >= 0 else None
+        sig = -returncode if returncode < 0 else None
+        detail = "confinement not as planned: " + "; ".join(confinement.problems)
+        self.last_exit = ExitInfo(code, sig, ExitReason.UNCONFINED, time.time(), detail)
+        self._log.info("component.exited", pid=pid, exit_code=code,
+                       signal=signal.Signals(sig).name if sig else None,
+                       reason=ExitReason.UNCONFINED.value)
+        self._set(ComponentState.FAILED, ExitReason.UNCONFINED)
 
     async def _violation(self, pid: int, inner: list[int]) -> str:
         """Say which syscall the sandbox killed the component for (kernel audit log)."""
@@ -245,10 +289,12 @@ class Component:
         self._log.error("sandbox.violation", pid=pid, syscall=syscall, detail=detail)
         return detail
 
-    async def _bootstrap(self, child: ChildProcess) -> Connection | None:
+    async def _bootstrap(self, endpoint: Endpoint) -> Connection | None:
         """Connect to the child's Init and broker it; None if that failed or a stop came."""
+        child = endpoint.child
+
         async def connect_and_attach() -> Connection:
-            connection = await self._protocol.connect(child.sock, peer=self.name,
+            connection = await self._protocol.connect(endpoint.sock, peer=self.name,
                                                       debug="ipc" in self._debug)
             try:
                 await self._broker.attach(self.name, self.config.role, connection.init)
@@ -280,7 +326,7 @@ class Component:
             self._log.exception("component.bootstrap_failed", pid=child.pid)
         return None
 
-    async def _watch(self, child: ChildProcess, connection: Connection) -> None:
+    async def _watch(self, child: ChildHandle, connection: Connection) -> None:
         waits = {
             asyncio.create_task(child.wait(), name="exit"),
             asyncio.create_task(connection.wait_disconnected(), name="link"),
@@ -289,25 +335,26 @@ class Component:
         done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
-        if any(t.get_name() == "link" for t in done) and child.process.returncode is None:
+        if any(t.get_name() == "link" for t in done) and child.returncode is None:
             self._log.warning("component.link_lost", pid=child.pid)
 
-    async def _ensure_stopped(self, child: ChildProcess) -> int:
+    async def _ensure_stopped(self, child: ChildHandle) -> int:
         """Return the child's returncode, terminating it first if it still runs."""
-        if child.process.returncode is not None:
-            return child.process.returncode
+        if child.returncode is not None:
+            return child.returncode
         if not self._stop_now.is_set():
             # The link broke on its own: the process is most likely exiting already
             # (a sandboxed role's waiter follows its child within milliseconds).
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(child.wait(), timeout=EXIT_GRACE_S)
         self._set(ComponentState.STOP_SIGTERM, self.machine.reason)
-        child.process.send_signal(signal.SIGTERM)
+        child.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(child.wait(), timeout=self.config.stop_timeout_s)
         except TimeoutError:
             self._set(ComponentState.STOP_SIGKILL, self.machine.reason)
-            child.process.kill()
+            self._killed = True
+            child.send_signal(signal.SIGKILL)
             return await child.wait()
 
     def _after_exit(self, returncode: int, pid: int, *, bootstrapped: bool,
@@ -319,7 +366,11 @@ class Component:
             code, sig, requested,
             failure=None if bootstrapped or code == EX_CONFIG or detail
             else ExitReason.BOOTSTRAP_FAILED)
-        reason = ExitReason.STOPPED_BY_USER if requested else classify_exit(code, sig)
+        if requested:
+            # A stop that needed SIGKILL says so; else whoever asked for it (user, shutdown).
+            reason = ExitReason.TIMEOUT if self._killed else self._stop_reason
+        else:
+            reason = classify_exit(code, sig)
         if not bootstrapped and not requested and code != EX_CONFIG and detail is None:
             reason = ExitReason.BOOTSTRAP_FAILED
         self.last_exit = ExitInfo(code, sig, reason, time.time(), detail)
@@ -327,7 +378,7 @@ class Component:
                        signal=signal.Signals(sig).name if sig else None, reason=reason.value)
         if not decision.restart and not requested:
             self._wanted = False
-        self._set(decision.next_state, decision.reason)
+        self._set(decision.next_state, reason if requested else decision.reason)
         return decision.delay_s if decision.restart else None
 
     async def _backoff(self, delay: float) -> None:
@@ -337,7 +388,7 @@ class Component:
             self.restarts += 1
             self._log.info("component.restarting", restarts=self.restarts, delay_s=delay)
             return
-        self._set(ComponentState.STOPPED, ExitReason.STOPPED_BY_USER)
+        self._set(ComponentState.STOPPED, self._stop_reason)
 
     def _set(self, state: ComponentState, reason: ExitReason) -> None:
         self.machine.set_state(state, reason)
@@ -353,13 +404,16 @@ class Component:
     def _child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
         env.update(self.settings.to_env())
-        env[PARENT_PID_ENV] = str(os.getpid())
+        # Its own HOME, always: without one, Python's site module asks NSS for the home
+        # directory, and nss-systemd (named in the node's visible nsswitch.conf) loads
+        # libcap, whose constructor calls prctl — which the role's filter kills.
+        env["HOME"] = self.settings.datadir
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    async def _drain(self, child: ChildProcess, which: str) -> None:
+    async def _drain(self, child: ChildHandle, which: str,
+                     stream: asyncio.StreamReader) -> None:
         """Forward the child's output lines as log events; never let the pipe fill up."""
-        stream = getattr(child.process, which)
         while True:
             try:
                 line = await stream.readline()
@@ -384,8 +438,12 @@ class Component:
             emit = getattr(self._log, level if level in ("debug", "info", "warning", "error",
                                                          "critical") else "info")
             emit(str(event["event"]), **{k: v for k, v in fields.items() if k != "component"})
+            if which == "stderr" and level in ("error", "critical"):
+                self._last_line = f"{event['event']}: {event.get('error', '')}"[:300]
         elif text:
             self._log.info("component.output", pid=pid, stream=which, line=text)
+            if which == "stderr":
+                self._last_line = text[:300]
 
 
 def _descendants(pid: int) -> list[int]:

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from bitcoin_supervisor.interfaces import SandboxError
-from bitcoin_supervisor.ipc import PopenSpawner, Protocol, Spawner
+from bitcoin_supervisor.ipc import Protocol
 from bitcoin_supervisor.log import get_logger
 from bitcoin_supervisor.sandbox import cgroup_summary, cgroup_usage, landlock_abi_version
 
@@ -17,8 +17,9 @@ from ._broker import Broker
 from ._component import Component
 from ._config import Config
 from ._control import ControlServer
+from ._launcher import ComponentLauncher, ConfinedLauncher
 from ._notify import sd_notify, watchdog_interval
-from ._state import ComponentState, public_state
+from ._state import ComponentState, ExitReason, public_state
 
 log = get_logger()
 
@@ -58,10 +59,11 @@ def _landlock_abi() -> int | None:
 class Daemon:
     """Owns the components, the broker and the control server of one running supervisor."""
 
-    def __init__(self, config: Config, protocol: Protocol, spawner: Spawner | None = None) -> None:
+    def __init__(self, config: Config, protocol: Protocol,
+                 launcher: ComponentLauncher | None = None) -> None:
         self.config = config
         self._protocol = protocol
-        self._spawner = spawner or PopenSpawner()
+        self._launcher = launcher or ConfinedLauncher()
         self._broker = Broker(on_stale=self._restart_stale)
         self._background: set[asyncio.Task[None]] = set()
         self._shutdown = asyncio.Event()
@@ -73,7 +75,7 @@ class Daemon:
         datadirs: dict[str, str] = {c.role: str(c.datadir) for c in config.components}
         for cfg in config.components:  # dependency order
             self.components[cfg.name] = Component(
-                cfg, spawner=self._spawner, protocol=protocol, broker=self._broker,
+                cfg, launcher=self._launcher, protocol=protocol, broker=self._broker,
                 dependencies=[self.components[d] for d in cfg.depends_on],
                 debug=config.debug, datadirs=datadirs, on_change=self._on_change)
 
@@ -108,7 +110,7 @@ class Daemon:
             log.info("supervisor.stopping")
             _notify_systemd("STOPPING=1")
             for component in reversed(list(self.components.values())):
-                await component.request_stop()
+                await component.request_stop(ExitReason.SHUTDOWN)
         finally:
             for task in tasks:
                 task.cancel()

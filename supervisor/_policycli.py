@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bitcoin_supervisor import log
-from bitcoin_supervisor.interfaces import PolicyError, SupervisorError
+from bitcoin_supervisor.interfaces import PolicyError, SandboxError, SupervisorError
 from bitcoin_supervisor.sandbox import (
     EXIT_NOT_FOUND,
     EXIT_SANDBOX_FAILED,
@@ -31,6 +31,7 @@ from bitcoin_supervisor.sandbox import (
     ProbeResult,
     build_filter,
     load_policy,
+    make_plan,
     resolve_command,
     run_probe_matrix,
     run_sandboxed,
@@ -68,12 +69,16 @@ def add_verbs(verbs: Any) -> None:
         "run", help="run CMD under ROLE's policy (one execve allowed)",
         description=_RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="bitcoin-supervisor sandbox run --role ROLE [--datadir DIR] "
-              "[--datadir-of ROLE=DIR] [--option NAME=VALUE] -- CMD [ARGS...]")
+              "[--datadir-of ROLE=DIR] [--option NAME=VALUE] [--keep-fd N] "
+              "-- CMD [ARGS...]")
     run.add_argument("--role", required=True, choices=ROLES,
                      help="whose policy applies (policies/ROLE.toml)")
     run.add_argument("--datadir", metavar="DIR", help="the role's datadir (default: a "
                      "fresh temporary one, removed afterwards)")
     _resolution_args(run)
+    run.add_argument("--keep-fd", action="append", type=int, default=[], metavar="N",
+                     help="an inherited descriptor CMD keeps (e.g. the IPC socket when "
+                          "used as a component's argv wrapper: --keep-fd {fd})")
     run.add_argument("--verbose", "-v", action="store_true",
                      help="log the sandbox steps and their timings")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
@@ -162,10 +167,11 @@ def _sandbox_run(args: argparse.Namespace) -> int:
                   "(its PATH entries outside the view are skipped)", file=sys.stderr)
             return EXIT_NOT_FOUND
         try:
-            outcome = run_sandboxed(policy, executable, command, cwd=datadir)
-        except OSError as exc:
+            plan = make_plan(policy, name=args.role, executable=executable, cwd=datadir)
+        except SandboxError as exc:
             print(f"bitcoin-supervisor: sandbox run: {exc}", file=sys.stderr)
             return EXIT_SANDBOX_FAILED
+        outcome = run_sandboxed(plan, command, keep_fds=tuple(args.keep_fd))
     if outcome.signal == signal.SIGSYS:
         culprit = f": syscall {outcome.syscall}" if outcome.syscall else ""
         print(f"bitcoin-supervisor: {command[0]}: killed by sandbox (SIGSYS){culprit}",

@@ -93,11 +93,17 @@ class RestartTracker:
                      else ComponentState.FAILED)
             return Decision(False, 0.0, reason, False, final)
         now = self._clock()
-        if self._last_start is not None and now - self._last_start >= self._stable_after():
+        # Only a run that got going counts as healthy: a start that failed after a long
+        # bootstrap timeout must not reset the backoff.
+        if (failure is None and self._last_start is not None
+                and now - self._last_start >= self._stable_after()):
             self._failures = 0
         cfg = self.config
-        delay = min(cfg.backoff_initial_s * cfg.backoff_multiplier ** self._failures,
-                    cfg.backoff_max_s)
+        try:
+            delay = min(cfg.backoff_initial_s * cfg.backoff_multiplier ** self._failures,
+                        cfg.backoff_max_s)
+        except OverflowError:  # after ~1000 failures in a row the power leaves float range
+            delay = cfg.backoff_max_s
         if self._limit_hit(now + delay):
             return Decision(False, 0.0, ExitReason.START_LIMIT_HIT, True,
                             ComponentState.FAILED)

@@ -61,6 +61,7 @@ class ExitReason(enum.Enum):
     STOPPED_BY_USER = "stopped-by-user"    # `stop`/`restart` asked for it
     SHUTDOWN = "shutdown"                  # the daemon itself is shutting down
     SANDBOX = "sandbox"                    # killed by its seccomp filter (SIGSYS)
+    UNCONFINED = "unconfined"              # /proc showed it not confined as planned
 
 
 class PublicState(enum.Enum):

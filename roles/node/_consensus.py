@@ -1,6 +1,8 @@
 """Regtest consensus rules the node mines and checks: genesis, PoW, subsidy, BIP34, addresses.
 
-All serialization and hashing is python-bitcoinlib's; bech32 decoding is embit's.
+All serialization and hashing is python-bitcoinlib's; bech32 decoding is embit's. Its
+``bitcoin.wallet`` is not imported: it loads libssl through ``ctypes.util.find_library``,
+which spawns ``ldconfig`` — a process a sandboxed role may not start.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from dataclasses import dataclass
 import bitcoin
 import bitcoin.base58
 import bitcoin.core
-import bitcoin.wallet
 from bitcoin.core import (
     COIN,
     CBlock,
@@ -25,7 +26,17 @@ from bitcoin.core import (
     CTxWitness,
     Hash,
 )
-from bitcoin.core.script import OP_0, OP_RETURN, CScript, CScriptWitness
+from bitcoin.core.script import (
+    OP_0,
+    OP_CHECKSIG,
+    OP_DUP,
+    OP_EQUAL,
+    OP_EQUALVERIFY,
+    OP_HASH160,
+    OP_RETURN,
+    CScript,
+    CScriptWitness,
+)
 from embit import bech32
 
 bitcoin.SelectParams("regtest")
@@ -91,10 +102,15 @@ def address_to_script(address: str) -> CScript:
             raise ValueError("invalid bech32 address")
         return CScript([version, bytes(program)])
     try:
-        decoded = bitcoin.wallet.CBase58BitcoinAddress(address)
-    except (bitcoin.base58.Base58Error, bitcoin.wallet.CBitcoinAddressError) as exc:
+        decoded = bitcoin.base58.CBase58Data(address)
+    except bitcoin.base58.Base58Error as exc:
         raise ValueError("invalid base58 address") from exc
-    return CScript(decoded.to_scriptPubKey())
+    prefixes = bitcoin.params.BASE58_PREFIXES
+    if len(decoded) == 20 and decoded.nVersion == prefixes["PUBKEY_ADDR"]:
+        return CScript([OP_DUP, OP_HASH160, bytes(decoded), OP_EQUALVERIFY, OP_CHECKSIG])
+    if len(decoded) == 20 and decoded.nVersion == prefixes["SCRIPT_ADDR"]:
+        return CScript([OP_HASH160, bytes(decoded), OP_EQUAL])
+    raise ValueError("invalid base58 address")
 
 
 def height_script(height: int) -> CScript:

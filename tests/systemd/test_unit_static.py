@@ -8,10 +8,11 @@ from pathlib import Path
 
 from .conftest import REPO, UNIT_NAME, unit_text
 
-# Measured with systemd 252 on Debian 12: the shipped hardening scores 3.7 ("OK");
+# Measured with systemd 252 on Debian 12: the shipped hardening scores 4.0 ("OK"; 3.7 before
+# CAP_SYS_PTRACE, which the daemon needs to verify its components from /proc);
 # Bitcoin Core's contrib/init/bitcoind.service scores about 8.2 ("EXPOSED") here.
 # systemd-analyze's --threshold is the score times ten.
-MAX_EXPOSURE = 3.7
+MAX_EXPOSURE = 4.0
 
 
 def _installed_unit(tmp_path: Path) -> Path:
