@@ -51,7 +51,7 @@ class Schemas:
     chain: Any
     wallet: Any
     index: Any
-    loader: Any = None
+    loader: Any
 
 
 def import_path(directory: Path = SCHEMA_DIR) -> list[str]:
