@@ -1,34 +1,20 @@
 """Client proxies: capnp capabilities seen as the ``interfaces`` types (Bitcoin Core's
-ProxyClient). No capnp object escapes from here except through ``CapnpClient.raw``."""
+ProxyClient), one class per row of the method table. No capnp object escapes from here
+except through ``CapnpClient.raw``."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
-from typing import Any, ClassVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, cast
 
 import capnp
 
-from bitcoin_supervisor.interfaces import (
-    Block,
-    BlockRef,
-    Chain,
-    ChainNotifications,
-    Echo,
-    Handler,
-    Index,
-    IndexedTransaction,
-    IndexInfo,
-    Init,
-    RpcHandler,
-    RpcRequest,
-    RpcResponse,
-    Wallet,
-    WalletLoader,
-)
-
-from . import _convert, _errors, _servers
+from . import _errors, _servers
 from ._link import Link
+from ._methods import INTERFACES, Interface, Method
 
 
 class CapnpClient:
@@ -49,18 +35,15 @@ class CapnpClient:
         """The underlying pycapnp capability client (for ``ipc/capnp`` code only)."""
         return self._raw
 
-    def _request(self, method: str) -> Any:
-        request = getattr(self._raw, method + "_request")()
-        if self._link.thread is not None:
+    def _request(self, method: Method) -> Any:
+        request = getattr(self._raw, method.capnp + "_request")()
+        if method.context and self._link.thread is not None:
             request.context.thread = self._link.thread
         return request
 
-    async def _send(self, method: str, request: Any) -> Any:
-        """Send ``request`` and return the response; KJ errors become IpcError subclasses."""
-        return await self._await(method, request.send())
-
     async def _await(self, method: str, promise: Any) -> Any:
-        """Await the response to a sent request, translating and logging as ``_send``."""
+        """Await the response to a sent request; KJ errors become IpcError subclasses.
+        Logs one ``ipc.call`` (direction ``client``) when the link logs calls."""
         started = time.perf_counter()
         try:
             response = await promise
@@ -72,175 +55,58 @@ class CapnpClient:
         return response
 
 
-class CapnpEchoClient(CapnpClient, Echo):
-    """``Echo`` in another process."""
+def _client_method(method: Method, abc_method: Callable[..., Any]
+                   ) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The proxy method for one table row: convert the arguments, call, convert back."""
+    params = method.params
+    signature = inspect.signature(abc_method)
 
-    _interface = "Echo"
+    async def call(self: CapnpClient, *args: Any, **kwargs: Any) -> Any:
+        if kwargs or len(args) != len(params):  # defaults and keywords: the ABC's rules
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            args = bound.args[1:]
+        request = self._request(method)
+        for param, value in zip(params, args, strict=True):
+            _servers.put_value(param.conv, request, param.capnp, value, self._link)
+        response = await self._await(method.capnp, request.send())
+        if method.result is None or (method.optional and not response.hasResult):
+            return None
+        return _servers.get_value(method.result, response, method.result_field, self._link)
 
-    async def echo(self, message: str) -> str:
-        request = self._request("echo")
-        request.echo = message
-        return str((await self._send("echo", request)).result)
-
-
-class CapnpHandlerClient(CapnpClient, Handler):
-    """A registration held by another process."""
-
-    _interface = "Handler"
-
-    async def disconnect(self) -> None:
-        await self._send("disconnect", self._request("disconnect"))
-
-
-class CapnpChainNotificationsClient(CapnpClient, ChainNotifications):
-    """``ChainNotifications`` registered by another process."""
-
-    _interface = "ChainNotifications"
-
-    async def block_connected(self, block: Block) -> None:
-        request = self._request("blockConnected")
-        _convert.fill_block(request.init("block"), block)
-        await self._send("blockConnected", request)
-
-    async def block_disconnected(self, block: Block) -> None:
-        request = self._request("blockDisconnected")
-        _convert.fill_block(request.init("block"), block)
-        await self._send("blockDisconnected", request)
+    call.__name__ = call.__qualname__ = abc_method.__name__
+    call.__doc__ = abc_method.__doc__
+    call.__signature__ = signature  # type: ignore[attr-defined]
+    return call
 
 
-class CapnpRpcHandlerClient(CapnpClient, RpcHandler):
-    """An RPC executor registered by another process."""
-
-    _interface = "RpcHandler"
-
-    async def execute(self, request: RpcRequest) -> RpcResponse:
-        call = self._request("execute")
-        _convert.fill_rpc_request(call.init("request"), request)
-        return _convert.read_rpc_response((await self._send("execute", call)).result)
-
-
-class CapnpChainClient(CapnpClient, Chain):
-    """The node's ``Chain``, possibly forwarded through the supervisor."""
-
-    _interface = "Chain"
-
-    async def get_tip(self) -> BlockRef:
-        response = await self._send("getTip", self._request("getTip"))
-        return _convert.read_block_ref(response.result)
-
-    async def get_block_hash(self, height: int) -> str | None:
-        request = self._request("getBlockHash")
-        request.height = height
-        response = await self._send("getBlockHash", request)
-        return str(response.result) if response.hasResult else None
-
-    async def get_block(self, height: int) -> Block | None:
-        request = self._request("getBlock")
-        request.height = height
-        response = await self._send("getBlock", request)
-        return _convert.read_block(response.result) if response.hasResult else None
-
-    async def handle_notifications(self, notifications: ChainNotifications) -> Handler:
-        request = self._request("handleNotifications")
-        request.notifications = _servers.export_notifications(notifications, self._link)
-        response = await self._send("handleNotifications", request)
-        return CapnpHandlerClient(response.result, self._link)
-
-    async def handle_rpc(self, methods: list[str], handler: RpcHandler) -> Handler:
-        request = self._request("handleRpc")
-        request.methods = list(methods)
-        request.handler = _servers.export_rpc_handler(handler, self._link)
-        response = await self._send("handleRpc", request)
-        return CapnpHandlerClient(response.result, self._link)
+def _client_class(interface: Interface) -> type[CapnpClient]:
+    """A ``CapnpClient`` subclass implementing ``interface.abc`` from the table."""
+    namespace: dict[str, Any] = {
+        "_interface": interface.name,
+        "__doc__": f"``{interface.name}`` in another process (a capnp capability).",
+        "__module__": __name__,
+    }
+    bases: tuple[type, ...] = (CapnpClient,)
+    if interface.abc is not None:
+        bases += (interface.abc,)
+        for method in interface.methods:
+            if method.name is not None:
+                namespace[method.name] = _client_method(method,
+                                                        getattr(interface.abc, method.name))
+    return cast(type[CapnpClient], type(f"Capnp{interface.name}Client", bases, namespace))
 
 
-class CapnpWalletClient(CapnpClient, Wallet):
-    """One wallet in the wallet process."""
-
-    _interface = "Wallet"
-
-    async def get_name(self) -> str:
-        return str((await self._send("getName", self._request("getName"))).result)
-
-    async def get_new_address(self, label: str = "") -> str:
-        request = self._request("getNewAddress")
-        request.label = label
-        return str((await self._send("getNewAddress", request)).result)
-
-    async def get_balance(self) -> int:
-        return int((await self._send("getBalance", self._request("getBalance"))).result)
-
-    async def get_last_block(self) -> BlockRef | None:
-        response = await self._send("getLastBlock", self._request("getLastBlock"))
-        return _convert.read_block_ref(response.result) if response.hasResult else None
+CLIENTS: dict[str, type[CapnpClient]] = {i.name: _client_class(i) for i in INTERFACES}
+"""The proxy class of every interface in the table, by capnp interface name."""
 
 
-class CapnpWalletLoaderClient(CapnpClient, WalletLoader):
-    """The wallet process's ``WalletLoader``."""
-
-    _interface = "WalletLoader"
-
-    async def create_wallet(self, name: str) -> Wallet:
-        request = self._request("createWallet")
-        request.name = name
-        response = await self._send("createWallet", request)
-        return CapnpWalletClient(response.result, self._link)
-
-    async def get_wallet(self, name: str) -> Wallet | None:
-        request = self._request("getWallet")
-        request.name = name
-        response = await self._send("getWallet", request)
-        return CapnpWalletClient(response.result, self._link) if response.hasResult else None
-
-    async def list_wallets(self) -> list[str]:
-        response = await self._send("listWallets", self._request("listWallets"))
-        return [str(name) for name in response.result]
+def proxy(interface: str, raw: Any, link: Link) -> CapnpClient:
+    """Wrap the capability ``raw`` of ``interface`` received on ``link`` in its proxy."""
+    return CLIENTS[interface](raw, link)
 
 
-class CapnpIndexClient(CapnpClient, Index):
-    """The index process's ``Index``."""
-
-    _interface = "Index"
-
-    async def get_info(self) -> IndexInfo:
-        response = await self._send("getInfo", self._request("getInfo"))
-        return _convert.read_index_info(response.result)
-
-    async def get_transaction(self, txid: str) -> IndexedTransaction | None:
-        request = self._request("getTransaction")
-        request.txid = txid
-        response = await self._send("getTransaction", request)
-        return (_convert.read_indexed_transaction(response.result)
-                if response.hasResult else None)
-
-
-class CapnpInitClient(CapnpClient, Init):
-    """A peer's bootstrap ``Init``, already constructed (see ``construct``)."""
-
-    _interface = "Init"
-
-    async def make_echo(self) -> Echo:
-        response = await self._send("makeEcho", self._request("makeEcho"))
-        return CapnpEchoClient(response.result, self._link)
-
-    async def make_chain(self) -> Chain:
-        response = await self._send("makeChain", self._request("makeChain"))
-        return CapnpChainClient(response.result, self._link)
-
-    async def make_wallet_loader(self, chain: Chain) -> WalletLoader:
-        request = self._request("makeWalletLoader")
-        request.chain = _servers.export_chain(chain, self._link)
-        response = await self._send("makeWalletLoader", request)
-        return CapnpWalletLoaderClient(response.result, self._link)
-
-    async def make_index(self, chain: Chain) -> Index:
-        request = self._request("makeIndex")
-        request.chain = _servers.export_chain(chain, self._link)
-        response = await self._send("makeIndex", request)
-        return CapnpIndexClient(response.result, self._link)
-
-
-async def construct_init(raw_init: Any, link: Link) -> CapnpInitClient:
+async def construct_init(raw_init: Any, link: Link) -> CapnpClient:
     """Run libmultiprocess's handshake on a bootstrapped Init and return its proxy.
 
     Sends ``construct`` with a null ThreadMap (this side runs no thread pool a C++ peer
@@ -252,6 +118,6 @@ async def construct_init(raw_init: Any, link: Link) -> CapnpInitClient:
     make_thread = promise.threadMap.makeThread_request()
     make_thread.name = f"ipc-client-{os.getpid()}"
     thread = make_thread.send().result
-    await CapnpInitClient(raw_init, link)._await("construct", promise)
-    return CapnpInitClient(raw_init, Link(component=link.component, debug=link.debug,
-                                          thread=thread))
+    await proxy("Init", raw_init, link)._await("construct", promise)
+    return proxy("Init", raw_init, Link(component=link.component, debug=link.debug,
+                                        thread=thread))

@@ -1,4 +1,4 @@
-"""Copying the interfaces' value types into capnp builders and out of capnp readers.
+"""Converters between the interfaces' values and capnp fields, named by the method table.
 
 Readers are only valid during the call that produced them, so everything read is copied
 (``bytes()`` for Data, ``str()`` for Text) into the frozen dataclasses.
@@ -6,6 +6,8 @@ Readers are only valid during the call that produced them, so everything read is
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bitcoin_supervisor.interfaces import (
@@ -16,6 +18,60 @@ from bitcoin_supervisor.interfaces import (
     RpcRequest,
     RpcResponse,
 )
+
+
+@dataclass(frozen=True)
+class Value:
+    """A field whose capnp value maps onto one Python value (``wire`` is its capnp type).
+
+    ``copy`` turns the reader's value into a Python value that outlives the call;
+    ``prepare`` turns a Python value into what pycapnp accepts for the field.
+    """
+
+    wire: str
+    copy: Callable[[Any], Any]
+    prepare: Callable[[Any], Any] | None = None
+
+    def put(self, builder: Any, field: str, value: Any) -> None:
+        """Set ``field`` of ``builder`` to ``value``."""
+        setattr(builder, field, value if self.prepare is None else self.prepare(value))
+
+    def get(self, reader: Any, field: str) -> Any:
+        """Return a copy of ``field`` of ``reader``."""
+        return self.copy(getattr(reader, field))
+
+
+@dataclass(frozen=True)
+class Struct:
+    """A struct field filled from and read into one of the interfaces' dataclasses."""
+
+    wire: str
+    fill: Callable[[Any, Any], None]
+    read: Callable[[Any], Any]
+
+    def put(self, builder: Any, field: str, value: Any) -> None:
+        """Initialise ``field`` of ``builder`` and fill it from ``value``."""
+        self.fill(builder.init(field), value)
+
+    def get(self, reader: Any, field: str) -> Any:
+        """Return ``field`` of ``reader`` copied into its dataclass."""
+        return self.read(getattr(reader, field))
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A capability field: an interfaces object on one side, a capnp capability on the
+    wire. Which proxy or server it becomes depends on the link, so ``_servers`` does it."""
+
+    interface: str
+
+    @property
+    def wire(self) -> str:
+        """The capnp interface name, as the schema spells the field's type."""
+        return self.interface
+
+
+Converter = Value | Struct | Capability
 
 
 def fill_block_ref(builder: Any, ref: BlockRef) -> None:
@@ -106,3 +162,17 @@ def read_indexed_transaction(reader: Any) -> IndexedTransaction:
         block_hash=str(reader.blockHash),
         block_height=int(reader.blockHeight),
     )
+
+
+TEXT = Value("Text", str)
+BOOL = Value("Bool", bool)
+INT32 = Value("Int32", int)
+INT64 = Value("Int64", int)
+TEXT_LIST = Value("List(Text)", lambda names: [str(name) for name in names], list)
+BLOCK_REF = Struct("BlockRef", fill_block_ref, read_block_ref)
+BLOCK = Struct("Block", fill_block, read_block)
+RPC_REQUEST = Struct("RpcRequest", fill_rpc_request, read_rpc_request)
+RPC_RESPONSE = Struct("RpcResponse", fill_rpc_response, read_rpc_response)
+INDEX_INFO = Struct("IndexInfo", fill_index_info, read_index_info)
+INDEXED_TRANSACTION = Struct("IndexedTransaction", fill_indexed_transaction,
+                             read_indexed_transaction)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import capnp
 
@@ -24,7 +24,7 @@ _logger = log.get_logger()
 class CapnpConnection(Connection):
     """A bootstrapped, constructed link to one peer's Init."""
 
-    def __init__(self, stream: Any, rpc: Any, init: _clients.CapnpInitClient,
+    def __init__(self, stream: Any, rpc: Any, init: Init,
                  disconnected: asyncio.Future[Any], peer: str) -> None:
         self._stream = stream
         self._rpc = rpc  # keeps the RpcSystem alive as long as the connection
@@ -101,7 +101,7 @@ class CapnpProtocol(Protocol):
             stream.close()
             raise
         _logger.info("ipc.connected", component=peer)
-        return CapnpConnection(stream, rpc, init, disconnected, peer)
+        return CapnpConnection(stream, rpc, cast(Init, init), disconnected, peer)
 
     async def serve(self, sock: socket.socket, init: Init, *, name: str,
                     debug: bool = False) -> None:
@@ -112,7 +112,7 @@ class CapnpProtocol(Protocol):
         """
         stream = await capnp.AsyncIoStream.create_connection(sock=sock)
         server = capnp.TwoPartyServer(
-            stream, bootstrap=_servers.InitServer(init, Link(component=name, debug=debug)))
+            stream, bootstrap=_servers.export(init, "Init", Link(component=name, debug=debug)))
         _logger.info("ipc.serving", component=name)
         try:
             await server.on_disconnect()

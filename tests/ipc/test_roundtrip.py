@@ -112,3 +112,17 @@ def test_wallet_and_index_values_cross_the_link() -> None:
             assert await index.get_transaction("00" * 32) is None
 
     run(main)
+
+
+def test_proxies_take_arguments_the_way_the_interfaces_declare_them() -> None:
+    # Generated proxies keep the ABC's defaults and keyword names.
+    async def main() -> list[str]:
+        async with served(NodeInit(), name="node") as (node_conn, _), \
+                served(WalletInit(), name="wallet") as (wallet_conn, _):
+            loader = await wallet_conn.init.make_wallet_loader(
+                chain=await node_conn.init.make_chain())
+            wallet = await loader.create_wallet(name="w")
+            return [await wallet.get_new_address(), await wallet.get_new_address(label="x")]
+
+    first, second = run(main)
+    assert first.startswith("bcrt1q") and second.startswith("bcrt1q") and first != second

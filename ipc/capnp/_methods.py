@@ -1,0 +1,156 @@
+"""The IPC methods, declared once: the table that drives every client proxy and server.
+
+One row per capnp method says which ``interfaces`` method it carries, its ordinal, how
+each parameter and the result convert, and which of them are capabilities.
+``_clients`` builds the proxies and ``_servers`` the capnp servers from it; nothing else
+names a method. ``tests/ipc/test_method_table.py`` fails when this table, the ``.capnp``
+schemas and the ``interfaces`` ABCs disagree (``_consistency.disagreements``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bitcoin_supervisor.interfaces import (
+    Chain,
+    ChainNotifications,
+    Echo,
+    Handler,
+    Index,
+    Init,
+    RpcHandler,
+    Wallet,
+    WalletLoader,
+)
+
+from ._convert import (
+    BLOCK,
+    BLOCK_REF,
+    INDEX_INFO,
+    INDEXED_TRANSACTION,
+    INT32,
+    INT64,
+    RPC_REQUEST,
+    RPC_RESPONSE,
+    TEXT,
+    TEXT_LIST,
+    Capability,
+    Converter,
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its name in the ABC method, its capnp field name, its converter."""
+
+    name: str
+    capnp: str
+    conv: Converter
+
+
+@dataclass(frozen=True)
+class Method:
+    """One capnp method.
+
+    ``name`` is the ``interfaces`` method it carries; None for libmultiprocess's own
+    protocol methods (``construct``, ``destroy``), which no ABC has and ``_servers``
+    answers itself. ``context``: the first capnp parameter is a ``Proxy.Context``
+    (libmultiprocess convention) whose ``thread`` the client fills. ``optional``: the
+    result travels with ``hasResult`` and None stands for "no result".
+    """
+
+    ordinal: int
+    capnp: str
+    name: str | None
+    params: tuple[Param, ...] = ()
+    result: Converter | None = None
+    optional: bool = False
+    context: bool = True
+    result_field: str = "result"
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One capnp interface: the schema file that declares it and the ABC it carries.
+
+    ``abc`` is None for libmultiprocess's ``ThreadMap``/``Thread``, which only this
+    package implements (``_servers``).
+    """
+
+    name: str
+    file: str
+    abc: type | None
+    methods: tuple[Method, ...]
+
+
+def p(name: str, conv: Converter, capnp: str | None = None) -> Param:
+    """A parameter whose capnp name is ``capnp`` (default: the same as ``name``)."""
+    return Param(name, name if capnp is None else capnp, conv)
+
+
+def cap(interface: str) -> Capability:
+    """A capability of ``interface`` (a row of this table)."""
+    return Capability(interface)
+
+
+INTERFACES: tuple[Interface, ...] = (
+    Interface("ThreadMap", "proxy", None, (
+        Method(0, "makeThread", "make_thread", (p("name", TEXT),), cap("Thread"),
+               context=False),
+    )),
+    Interface("Thread", "proxy", None, (
+        Method(0, "getName", "get_name", (), TEXT, context=False),
+    )),
+    Interface("Echo", "echo", Echo, (
+        Method(0, "destroy", None),
+        Method(1, "echo", "echo", (p("message", TEXT, "echo"),), TEXT),
+    )),
+    Interface("Handler", "chain", Handler, (
+        Method(0, "disconnect", "disconnect"),
+    )),
+    Interface("ChainNotifications", "chain", ChainNotifications, (
+        Method(0, "blockConnected", "block_connected", (p("block", BLOCK),)),
+        Method(1, "blockDisconnected", "block_disconnected", (p("block", BLOCK),)),
+    )),
+    Interface("RpcHandler", "chain", RpcHandler, (
+        Method(0, "execute", "execute", (p("request", RPC_REQUEST),), RPC_RESPONSE),
+    )),
+    Interface("Chain", "chain", Chain, (
+        Method(0, "getTip", "get_tip", (), BLOCK_REF),
+        Method(1, "getBlockHash", "get_block_hash", (p("height", INT32),), TEXT,
+               optional=True),
+        Method(2, "getBlock", "get_block", (p("height", INT32),), BLOCK, optional=True),
+        Method(3, "handleNotifications", "handle_notifications",
+               (p("notifications", cap("ChainNotifications")),), cap("Handler")),
+        Method(4, "handleRpc", "handle_rpc",
+               (p("methods", TEXT_LIST), p("handler", cap("RpcHandler"))), cap("Handler")),
+    )),
+    Interface("WalletLoader", "wallet", WalletLoader, (
+        Method(0, "createWallet", "create_wallet", (p("name", TEXT),), cap("Wallet")),
+        Method(1, "getWallet", "get_wallet", (p("name", TEXT),), cap("Wallet"),
+               optional=True),
+        Method(2, "listWallets", "list_wallets", (), TEXT_LIST),
+    )),
+    Interface("Wallet", "wallet", Wallet, (
+        Method(0, "getName", "get_name", (), TEXT),
+        Method(1, "getNewAddress", "get_new_address", (p("label", TEXT),), TEXT),
+        Method(2, "getBalance", "get_balance", (), INT64),
+        Method(3, "getLastBlock", "get_last_block", (), BLOCK_REF, optional=True),
+    )),
+    Interface("Index", "index", Index, (
+        Method(0, "getInfo", "get_info", (), INDEX_INFO),
+        Method(1, "getTransaction", "get_transaction", (p("txid", TEXT),),
+               INDEXED_TRANSACTION, optional=True),
+    )),
+    Interface("Init", "init", Init, (
+        Method(0, "construct", None, (p("thread_map", cap("ThreadMap"), "threadMap"),),
+               cap("ThreadMap"), context=False, result_field="threadMap"),
+        Method(1, "makeEcho", "make_echo", (), cap("Echo")),
+        Method(2, "makeChain", "make_chain", (), cap("Chain")),
+        Method(3, "makeWalletLoader", "make_wallet_loader", (p("chain", cap("Chain")),),
+               cap("WalletLoader")),
+        Method(4, "makeIndex", "make_index", (p("chain", cap("Chain")),), cap("Index")),
+    )),
+)
+
+BY_NAME: dict[str, Interface] = {interface.name: interface for interface in INTERFACES}
