@@ -24,11 +24,13 @@ from ._cgroupfs import (
     Place,
     enable,
     mkdir,
-    places as find_places,
     read_usage,
     rmdir_when_empty,
     rmdirs,
     write_limits,
+)
+from ._cgroupfs import (
+    places as find_places,
 )
 from ._policy import CgroupLimits, Policy
 
