@@ -138,15 +138,17 @@ class ComponentCgroup:
             wait_exited(pids, _EXIT_WAIT_S)
             return len(pids)
         freezer = self.dirs.get("freezer")
-        frozen = freezer is not None and _freeze(freezer)
-        pids = self.pids() if frozen else pids  # frozen: this list is complete
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-        if freezer is not None:
-            _write(freezer / "freezer.state", "THAWED")  # frozen tasks die only when thawed
+        try:
+            frozen = freezer is not None and _freeze(freezer)
+            pids = self.pids() if frozen else pids  # frozen: this list is complete
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+        finally:
+            if freezer is not None:  # frozen tasks die only once thawed
+                _write(freezer / "freezer.state", "THAWED")
         wait_exited(pids, _EXIT_WAIT_S)
         return len(pids)
 

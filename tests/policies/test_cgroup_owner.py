@@ -24,6 +24,7 @@ from bitcoin_supervisor.sandbox import (
     create_cgroup,
     join_cgroup_fds,
     prepare_supervisor_cgroup,
+    remove_cgroups,
 )
 
 from .conftest import NOBODY
@@ -237,3 +238,21 @@ def test_prepare_supervisor_cgroup_leaves_a_hybrid_host_alone() -> None:
     assert Path("/proc/self/cgroup").read_text() == own_before
     assert [e["event"] for e in logs] == ["cgroup.supervisor_unchanged"] * 2
     assert "cgroup v1 serves memory, pids" in logs[0]["reason"]
+
+
+def test_the_child_side_join_never_prunes_a_supervisor_owned_cgroup(
+        cgroups: list[ComponentCgroup]) -> None:
+    cgroup = create_cgroup(CgroupLimits(64 * _MIB, 16), "pruned", source=SOURCE)
+    assert cgroup is not None
+    cgroups.append(cgroup)
+    # The legacy path removes empty siblings named "<name>-<dead pid>"; an owned cgroup
+    # is empty between create and spawn and its sequence number is no pid.
+    legacy = subprocess.run(
+        [sys.executable, "-c", "import os\nfrom pathlib import Path\n"
+         "from bitcoin_supervisor.sandbox import CgroupLimits\n"
+         "from bitcoin_supervisor.sandbox._cgroups import join_cgroups\n"
+         "join_cgroups(CgroupLimits(64 << 20, 16), 'legacy', Path('x'))\n"
+         "print(os.getpid())\n"],
+        check=True, capture_output=True, text=True)
+    remove_cgroups("legacy", int(legacy.stdout.split()[-1]))
+    assert all(d.is_dir() for d in cgroup.dirs.values())
