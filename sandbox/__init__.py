@@ -71,7 +71,10 @@ __all__ += [
     "run_sandboxed",
 ]
 
-# Per-component cgroup limits ([cgroup]) and the dangerous-syscall lint.
+# Per-component cgroups ([cgroup] limits; owned by the supervisor) and the
+# dangerous-syscall lint.
+from ._cgroup_owner import ComponentCgroup, create_cgroup, join_cgroup_fds  # noqa: E402
+from ._cgroup_v2 import prepare_supervisor_cgroup  # noqa: E402
 from ._cgroups import (  # noqa: E402
     CGROUP_PARENT,
     cgroup_dirs,
@@ -85,10 +88,14 @@ from ._policy import CgroupLimits  # noqa: E402
 __all__ += [
     "CGROUP_PARENT",
     "CgroupLimits",
+    "ComponentCgroup",
     "cgroup_dirs",
     "cgroup_summary",
     "cgroup_usage",
+    "create_cgroup",
     "dangerous_syscalls",
+    "join_cgroup_fds",
+    "prepare_supervisor_cgroup",
     "remove_cgroups",
     "unjustified_syscalls",
 ]
