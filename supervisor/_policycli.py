@@ -36,6 +36,8 @@ from bitcoin_supervisor.sandbox import (
     run_sandboxed,
 )
 
+from ._capabilities import default_providers
+
 __all__ = ["add_verbs", "dispatch"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -155,7 +157,8 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     options = _options(args)
     with _datadir(args.datadir, args.role) as datadir:
         datadirs[args.role] = datadir
-        policy = load_policy(args.role, datadirs=datadirs, options=options)
+        policy = load_policy(args.role, datadirs=datadirs, options=options,
+                             providers=default_providers(args.role))
         executable = resolve_command(command[0], policy, os.environ.get("PATH", os.defpath))
         if executable is None:
             print(f"bitcoin-supervisor: {command[0]}: not found in role {args.role}'s view "
@@ -204,7 +207,8 @@ def _show(args: argparse.Namespace) -> int:
     datadirs.update(_datadirs(args))
     if args.datadir:
         datadirs[args.role] = Path(args.datadir).absolute()
-    policy = load_policy(args.role, datadirs=datadirs, options=_options(args))
+    policy = load_policy(args.role, datadirs=datadirs, options=_options(args),
+                         providers=default_providers(args.role))
     data = describe(policy)
     if args.json:
         print(json.dumps(data, indent=2))
