@@ -18,8 +18,8 @@ from typing import Any, Literal, cast
 from bitcoin_supervisor.interfaces import ConfigError
 
 from ._capabilities import CAPABILITIES, ROLE_CONSUMES, ROLE_PROVIDES, Binding, CapabilityGraph
+from ._configcheck import TomlChecker, choices, table_name, type_name
 from ._configgraph import Node, Want, close_match, order, resolve
-from ._tomlpos import TomlPositions
 
 __all__ = [
     "FD_PLACEHOLDER",
@@ -170,107 +170,13 @@ def _parse(text: str, shown: str) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML: {message}", path=shown, line=line, col=col) from exc
 
 
-def _table_name(path: tuple[str, ...]) -> str:
-    return f"[{'.'.join(path)}]" if path else "the top level"
-
-
-def _type_name(value: object) -> str:
-    match value:
-        case bool():
-            return "boolean"
-        case int():
-            return "integer"
-        case float():
-            return "float"
-        case str():
-            return "string"
-        case list():
-            return "array"
-        case dict():
-            return "table"
-        case _:
-            return "date/time"
-
-
-def _choices(values: Sequence[str]) -> str:
-    return ", ".join(repr(v) for v in values)
-
-
-class _Validator:
+class _Validator(TomlChecker):
     """Turns the parsed dict into dataclasses; every check raises a located ConfigError."""
 
     def __init__(self, text: str, shown: str, base: Path) -> None:
-        self._positions = TomlPositions(text)
-        self._shown = shown
+        super().__init__(text, shown)
         self._base = base
         self._nodes: list[Node] = []  # the graph's view of each component parsed so far
-
-    def error(self, path: tuple[str, ...], message: str, hint: str | None = None,
-              *, value: bool = False) -> ConfigError:
-        found = self._positions.find(path, value=value)
-        line, col = found if found else (None, None)
-        return ConfigError(message, path=self._shown, line=line, col=col, hint=hint)
-
-    # -- generic checks ------------------------------------------------------------------
-
-    def keys(self, table: Mapping[str, Any], path: tuple[str, ...],
-             known: Sequence[str]) -> None:
-        for key in table:
-            if key not in known:
-                close = close_match(key, known)
-                hint = f"did you mean {close!r}?" if close else f"known keys: {_choices(known)}"
-                raise self.error(path + (key,),
-                                 f"unknown key {key!r} in {_table_name(path)}", hint)
-
-    def typed(self, value: object, path: tuple[str, ...], kind: str) -> Any:
-        ok = {
-            "string": isinstance(value, str),
-            "integer": isinstance(value, int) and not isinstance(value, bool),
-            "number": isinstance(value, int | float) and not isinstance(value, bool),
-            "array": isinstance(value, list),
-            "table": isinstance(value, dict),
-        }[kind]
-        if not ok:
-            article = "an" if kind[0] in "aeiou" else "a"
-            raise self.error(path, f"{path[-1]!r} in {_table_name(path[:-1])} must be "
-                             f"{article} {kind}, not {_type_name(value)}", value=True)
-        return float(value) if kind == "number" else value  # type: ignore[arg-type]
-
-    def strings(self, value: object, path: tuple[str, ...]) -> tuple[str, ...]:
-        items = self.typed(value, path, "array")
-        for i, item in enumerate(items):
-            if not isinstance(item, str):
-                raise self.error(path + (str(i),), f"{path[-1]!r} in "
-                                 f"{_table_name(path[:-1])} must be an array of strings, "
-                                 f"found {_type_name(item)}")
-        return tuple(items)
-
-    def choice(self, value: object, path: tuple[str, ...], noun: str,
-               allowed: Sequence[str]) -> str:
-        text = cast(str, self.typed(value, path, "string"))
-        if text not in allowed:
-            close = close_match(text, allowed)
-            hint = f"allowed: {_choices(allowed)}" + (f"; did you mean {close!r}?" if close else "")
-            raise self.error(path, f"unknown {noun} {text!r} in {_table_name(path[:-1])}",
-                             hint, value=True)
-        return text
-
-    def number(self, table: Mapping[str, Any], path: tuple[str, ...], key: str,
-               default: float, minimum: float, *, integer: bool = False) -> Any:
-        if key not in table:
-            return default
-        value = self.typed(table[key], path + (key,), "integer" if integer else "number")
-        if value < minimum:
-            raise self.error(path + (key,), f"{key!r} in {_table_name(path)} must be "
-                             f">= {minimum}, not {value}", value=True)
-        return value
-
-    def directory(self, value: object, path: tuple[str, ...], base: Path) -> Path:
-        text = cast(str, self.typed(value, path, "string"))
-        if not text:
-            raise self.error(path, f"{path[-1]!r} in {_table_name(path[:-1])} must not be "
-                             "empty", value=True)
-        return (base / Path(text).expanduser()).resolve()
 
     # -- sections ------------------------------------------------------------------------
 
@@ -307,9 +213,9 @@ class _Validator:
         of_role = f"role {role!r}" if role else "a component without a role"
         for key in table:
             if key in _ALL_OPTIONS and key not in options:
-                raise self.error(path + (key,), f"{key!r} in {_table_name(path)} is not a "
+                raise self.error(path + (key,), f"{key!r} in {table_name(path)} is not a "
                                  f"setting of {of_role}",
-                                 f"settings of {of_role}: {_choices(list(options)) or 'none'}")
+                                 f"settings of {of_role}: {choices(list(options)) or 'none'}")
         argv = self.argv(table, path, role)
         comp_dir = self.directory(table.get("datadir", name), path + ("datadir",), datadir)
         depends = self.depends(table, path)
@@ -334,8 +240,8 @@ class _Validator:
                 return path[-1]
             if "argv" in table and "sandbox" in table:
                 return None  # a program that is none of ours: it says how to run and confine it
-            raise self.error(path, f"missing key 'role' in {_table_name(path)}",
-                             f"set role to one of {_choices(ROLES)}, or give a program "
+            raise self.error(path, f"missing key 'role' in {table_name(path)}",
+                             f"set role to one of {choices(ROLES)}, or give a program "
                              "of another kind both 'argv' and 'sandbox'")
         return cast(Role, self.choice(table["role"], path + ("role",), "role", ROLES))
 
@@ -346,10 +252,10 @@ class _Validator:
             return (f"bitcoin-supervisor-{role}", "-ipcfd", FD_PLACEHOLDER)
         argv = self.strings(table["argv"], path + ("argv",))
         if not argv or not argv[0]:
-            raise self.error(path + ("argv",), f"'argv' in {_table_name(path)} must start "
+            raise self.error(path + ("argv",), f"'argv' in {table_name(path)} must start "
                              "with an executable", value=True)
         if sum(FD_PLACEHOLDER in arg for arg in argv) != 1:
-            raise self.error(path + ("argv",), f"'argv' in {_table_name(path)} must contain "
+            raise self.error(path + ("argv",), f"'argv' in {table_name(path)} must contain "
                              "'{fd}' in exactly one element",
                              'e.g. argv = ["bitcoin-node", "-ipcfd", "{fd}"]', value=True)
         return argv
@@ -359,7 +265,7 @@ class _Validator:
         for i, dep in enumerate(names):
             if dep in names[:i]:
                 raise self.error(path + ("depends_on", str(i)),
-                                 f"{_table_name(path)} lists dependency {dep!r} twice")
+                                 f"{table_name(path)} lists dependency {dep!r} twice")
         return names
 
     # -- the capability graph ------------------------------------------------------------
@@ -370,14 +276,14 @@ class _Validator:
         known = list(CAPABILITIES)
         if text not in CAPABILITIES:
             close = close_match(text, known)
-            raise self.error(path, f"unknown capability {text!r} in {_table_name(path[:2])}",
+            raise self.error(path, f"unknown capability {text!r} in {table_name(path[:2])}",
                              f"did you mean {close!r}?" if close
-                             else f"known capabilities: {_choices(known)}")
+                             else f"known capabilities: {choices(known)}")
         if role not in can:
             of_role = f"role {role!r}" if role else "a component without a role"
-            raise self.error(path, f"{_table_name(path[:2])} cannot {verb} {text!r}: "
+            raise self.error(path, f"{table_name(path[:2])} cannot {verb} {text!r}: "
                              f"{of_role} has no way to", f"roles that {verb} {text!r}: "
-                             f"{_choices(can)}")
+                             f"{choices(can)}")
         return text
 
     def provides(self, table: Mapping[str, Any], path: tuple[str, ...],
@@ -390,7 +296,7 @@ class _Validator:
             can = CAPABILITIES[name].provided_by if name in CAPABILITIES else ()
             self.capability(name, where, role, can, "provide")
             if name in names[:i]:
-                raise self.error(where, f"{_table_name(path)} provides {name!r} twice")
+                raise self.error(where, f"{table_name(path)} provides {name!r} twice")
         return names
 
     def consumes(self, table: Mapping[str, Any], path: tuple[str, ...],
@@ -403,12 +309,12 @@ class _Validator:
             where = path + ("consumes", str(i))
             name, at, provider = entry.partition("@")
             if at and not provider:
-                raise self.error(where, f"{entry!r} in {_table_name(path)} names no provider",
+                raise self.error(where, f"{entry!r} in {table_name(path)} names no provider",
                                  f'write "{name}" (its only provider) or "{name}@COMPONENT"')
             can = tuple(CAPABILITIES[name].hand) if name in CAPABILITIES else ()
             self.capability(name, where, role, can, "consume")
             if any(w.capability == name for w in wants):
-                raise self.error(where, f"{_table_name(path)} consumes {name!r} twice",
+                raise self.error(where, f"{table_name(path)} consumes {name!r} twice",
                                  "a component receives each capability from one provider")
             wants.append(Want(name, provider or None, where))
         return tuple(wants)
@@ -426,8 +332,8 @@ class _Validator:
             return RestartConfig(cast(Policy, self.choice(value, path, "restart policy",
                                                           POLICIES)))
         if not isinstance(value, dict):
-            raise self.error(path, f"'restart' in {_table_name(path[:-1])} must be a policy "
-                             f"string or a table, not {_type_name(value)}", value=True)
+            raise self.error(path, f"'restart' in {table_name(path[:-1])} must be a policy "
+                             f"string or a table, not {type_name(value)}", value=True)
         self.keys(value, path, _RESTART_KEYS)
         policy = self.choice(value.get("policy", "on-failure"), path + ("policy",),
                              "restart policy", POLICIES)
@@ -449,7 +355,7 @@ class _Validator:
             if kind == "port":
                 port = self.typed(value, path + (key,), "integer")
                 if not 1 <= port <= 65535:
-                    raise self.error(path + (key,), f"{key} {port} in {_table_name(path)} "
+                    raise self.error(path + (key,), f"{key} {port} in {table_name(path)} "
                                      "is out of range", "use a port between 1 and 65535",
                                      value=True)
             else:
@@ -468,12 +374,12 @@ class _Validator:
             if port is not None:
                 if port in seen_ports:
                     raise self.error(path + ("rpcport",), f"rpcport {port} in "
-                                     f"{_table_name(path)} is already used by "
+                                     f"{table_name(path)} is already used by "
                                      f"[components.{seen_ports[port]}]",
                                      "give each component its own rpcport", value=True)
                 seen_ports[port] = comp.name
             if comp.datadir in seen_dirs:
-                raise self.error(path + ("datadir",), f"datadir of {_table_name(path)} is "
+                raise self.error(path + ("datadir",), f"datadir of {table_name(path)} is "
                                  f"already used by [components.{seen_dirs[comp.datadir]}]",
                                  "give each component its own datadir")
             for other_dir, other in seen_dirs.items():
@@ -481,7 +387,7 @@ class _Validator:
                 # wallet below the node's datadir is readable by the node).
                 if comp.datadir.is_relative_to(other_dir) or other_dir.is_relative_to(
                         comp.datadir):
-                    raise self.error(path + ("datadir",), f"datadir of {_table_name(path)} "
+                    raise self.error(path + ("datadir",), f"datadir of {table_name(path)} "
                                      f"({comp.datadir}) overlaps the one of "
                                      f"[components.{other}] ({other_dir})",
                                      "give each component its own, separate datadir")
@@ -495,9 +401,9 @@ class _Validator:
             path = ("components", comp.name, "datadir")
             resolved = comp.datadir
             if resolved == datadir or datadir.is_relative_to(resolved):
-                raise self.error(path, f"datadir {resolved} of {_table_name(path[:2])} "
+                raise self.error(path, f"datadir {resolved} of {table_name(path[:2])} "
                                  "contains the supervisor's datadir",
                                  "use a subdirectory of [supervisor].datadir (the default)")
             if resolved.parent == resolved or resolved in _SYSTEM_DIRS:
-                raise self.error(path, f"datadir {resolved} of {_table_name(path[:2])} is a "
+                raise self.error(path, f"datadir {resolved} of {table_name(path[:2])} is a "
                                  "system directory", "use a directory of its own")
