@@ -99,7 +99,9 @@ def add_verbs(verbs: Any) -> None:
 
 def _resolution_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datadir-of", action="append", default=[], metavar="ROLE=DIR",
-                        help="another component's datadir, for {datadir:ROLE} entries")
+                        help="another component's datadir, components named by role as in "
+                             "the bundled config: for {datadir:NAME} entries, and node's "
+                             "for {datadir:provider:chain}")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                         help="a component setting, for {option:NAME} ports")
 
