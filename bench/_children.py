@@ -75,7 +75,8 @@ def role_settings(role: str, root: Path, variant: SpawnVariant) -> ComponentSett
         options.update(rpcport=free_port(), rpcbind="127.0.0.1")
     return ComponentSettings(name=role, role=role, datadir=str(datadirs[role]),
                              options=options, sandbox=variant.sandbox(role),
-                             datadirs={r: str(p) for r, p in datadirs.items()})
+                             datadirs={r: str(p) for r, p in datadirs.items()},
+                             providers={} if role == "node" else {"chain": "node"})
 
 
 def child_env(settings: ComponentSettings | None = None,

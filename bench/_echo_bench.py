@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from bitcoin_supervisor.interfaces import Chain
 from bitcoin_supervisor.ipc import Connection, PopenSpawner, make_protocol
-from bitcoin_supervisor.supervisor import Broker
+from bitcoin_supervisor.supervisor import Binding, Broker, CapabilityGraph
 
 from . import _children as ch
 from ._options import Options
@@ -16,6 +16,10 @@ from ._report import Cell, Result
 from ._stats import ratio, summarize
 
 WARMUP_CALLS = 20
+# The probe is bound to the node's chain as an index would be.
+_GRAPH = CapabilityGraph(roles={"node": "node", "probe": "index"},
+                         provides={"node": ("chain",), "probe": ()},
+                         bindings=(Binding("probe", "chain", "node"),))
 # ARCHITECTURE.md section 4, measured on this kind of VM.
 REFERENCE = {"direct_us": 95.0, "brokered_us": 219.0, "ratio": 2.3}
 LABELS = {
@@ -42,7 +46,7 @@ async def _brokered(broker: Broker, probe: ch.RunningChild, probe_init: Connecti
                     ) -> list[float]:
     """Give the node's Chain to the probe the way the daemon gives it to an index; the
     probe times its own calls through us and reports them on stdout."""
-    await broker.attach("probe", "index", probe_init.init)
+    await broker.attach("probe", probe_init.init)
     report = await probe.next_json(timeout=120)
     return [float(s) for s in report["samples_us"]]
 
@@ -62,8 +66,8 @@ async def _measure(opts: Options, variant: ch.SpawnVariant, per_round: int, roun
         links.append(node_link)
         probe_link = await ch.connect(protocol, probe, "probe")
         links.append(probe_link)
-        broker = Broker()
-        await broker.attach("node", "node", node_link.init)
+        broker = Broker(_GRAPH)
+        await broker.attach("node", node_link.init)
         chain: Chain = await node_link.init.make_chain()
         node_echo = await node_link.init.make_echo()
         probe_echo = await probe_link.init.make_echo()

@@ -94,14 +94,16 @@ class ComponentSettings:
     """
 
     name: str
-    role: str
+    role: str | None  # None: a program that is none of our roles
     datadir: str
     debug: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
     # The sandbox policy to apply (a role name: policies/<sandbox>.toml); None: none.
     sandbox: str | None = None
-    # Every configured component's datadir by role, for the policy's {datadir:ROLE}.
+    # Every configured component's datadir by component name, for {datadir:NAME}.
     datadirs: dict[str, str] = field(default_factory=dict)
+    # Capability -> the component providing it to this one, for {datadir:provider:CAP}.
+    providers: dict[str, str] = field(default_factory=dict)
 
     def to_env(self) -> dict[str, str]:
         """Return the environment entry that carries these settings to a child."""
@@ -122,12 +124,13 @@ class ComponentSettings:
             data = json.loads(text)
             return ComponentSettings(
                 name=str(data["name"]),
-                role=str(data["role"]),
+                role=None if data["role"] is None else str(data["role"]),
                 datadir=str(data["datadir"]),
                 debug=tuple(str(d) for d in data.get("debug", [])),
                 options=dict(data.get("options", {})),
                 sandbox=None if data.get("sandbox") is None else str(data["sandbox"]),
                 datadirs={str(k): str(v) for k, v in data.get("datadirs", {}).items()},
+                providers={str(k): str(v) for k, v in data.get("providers", {}).items()},
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{COMPONENT_SETTINGS_ENV} is malformed: {exc}") from exc

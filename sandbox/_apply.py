@@ -20,9 +20,10 @@ def policy_for(settings: ComponentSettings) -> Policy | None:
     """
     if settings.sandbox is None:
         return None
-    datadirs = {role: Path(path) for role, path in settings.datadirs.items()}
-    datadirs[settings.sandbox] = Path(settings.datadir)
-    return load_policy(settings.sandbox, datadirs=datadirs, options=settings.options)
+    datadirs = {name: Path(path) for name, path in settings.datadirs.items()}
+    datadirs[settings.name] = Path(settings.datadir)
+    return load_policy(settings.sandbox, name=settings.name, datadirs=datadirs,
+                       providers=settings.providers, options=settings.options)
 
 
 def trampoline_argv(plan_fd: int, ipc_fd_placeholder: str) -> tuple[str, ...]:

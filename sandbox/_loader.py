@@ -61,14 +61,18 @@ _CAP_NAMES = frozenset(
 
 def load_policy(role: str, *, datadirs: Mapping[str, Path],
                 options: Mapping[str, object] | None = None,
-                policy_dir: Path | None = None) -> Policy:
-    """Return the resolved Policy of ``role`` from ``<policy_dir>/<role>.toml``.
+                policy_dir: Path | None = None, name: str | None = None,
+                providers: Mapping[str, str] | None = None) -> Policy:
+    """Return the resolved Policy of ``role`` from ``<policy_dir>/<role>.toml``, for the
+    component ``name`` (default: ``role``, as in the bundled config).
 
-    ``datadirs`` maps role names to component datadirs and must hold ``role`` itself
-    (``{datadir}``); ``options`` are the component's settings (``{option:NAME}`` ports).
-    Pure: reads two files, touches no process state. Raises PolicyError (with
-    file:line:col) for unknown keys, wrong types, unknown syscalls, groups, actions,
-    errno names or templates, and when ``role``'s own datadir is missing.
+    ``datadirs`` maps component names to datadirs and must hold ``name`` itself
+    (``{datadir}``); ``providers`` maps each capability the component consumes to its
+    provider's name (``{datadir:provider:CAP}``; none by default); ``options`` are the
+    component's settings (``{option:NAME}`` ports). Pure: reads two files, touches no
+    process state. Raises PolicyError (with file:line:col) for unknown keys, wrong
+    types, unknown syscalls, groups, actions, errno names or templates, and when the
+    component's own datadir is missing.
     """
     base = policy_dir if policy_dir is not None else POLICY_DIR
     path = base / f"{role}.toml"
@@ -82,11 +86,12 @@ def load_policy(role: str, *, datadirs: Mapping[str, Path],
             raise doc.error((), f"missing required key {key!r}")
     if doc.data["role"] != role:
         raise doc.error(("role",), f"policy is for role {doc.data['role']!r}, not {role!r}")
-    if role not in datadirs:
-        raise PolicyError(f"no datadir given for role {role!r}", path=str(path))
+    own = name if name is not None else role
+    if own not in datadirs:
+        raise PolicyError(f"no datadir given for component {own!r}", path=str(path))
     groups = load_groups(base / "syscalls.toml")
     data = doc.data
-    ctx = _Ctx(doc, role, datadirs, options or {})
+    ctx = _Ctx(doc, own, datadirs, providers or {}, options or {})
     return Policy(
         role=role,
         source=path,
@@ -242,9 +247,10 @@ def _limit(value: object) -> int:
 class _Ctx:
     """Template expansion for one load: errors point into ``doc``."""
 
-    def __init__(self, doc: TomlDoc, role: str, datadirs: Mapping[str, Path],
-                 options: Mapping[str, object]) -> None:
-        self.doc, self.role, self.datadirs, self.options = doc, role, datadirs, options
+    def __init__(self, doc: TomlDoc, name: str, datadirs: Mapping[str, Path],
+                 providers: Mapping[str, str], options: Mapping[str, object]) -> None:
+        self.doc, self.name, self.datadirs, self.options = doc, name, datadirs, options
+        self.providers = providers
 
     def paths(self, keys: tuple[str, ...], entries: list[str],
               optional: set[Path]) -> tuple[Path, ...]:
@@ -252,7 +258,8 @@ class _Ctx:
         for entry in entries:
             is_optional = entry.startswith("-")
             try:
-                expanded = expand_path(entry.removeprefix("-"), self.role, self.datadirs)
+                expanded = expand_path(entry.removeprefix("-"), self.name, self.datadirs,
+                                       self.providers)
             except TemplateError as exc:
                 raise self.doc.error(keys, str(exc), needle=entry, hint=exc.hint) from exc
             if expanded is None:

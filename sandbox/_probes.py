@@ -388,7 +388,10 @@ def probe_main(argv: Sequence[str] | None = None) -> int:
         leaked = socket.socket(socket.AF_INET, socket.SOCK_STREAM).detach()
     ctx = _Ctx(args.role, datadirs, args.rpcport, supervisor_pid=os.getppid(),
                outside_pid=os.getpid(), leaked=leaked)
-    policy = load_policy(args.role, datadirs=datadirs, options={"rpcport": args.rpcport})
+    # Components are named by role here, as in the bundled config: the node provides
+    # the chain that wallet and index consume.
+    policy = load_policy(args.role, datadirs=datadirs, options={"rpcport": args.rpcport},
+                         providers={} if args.role == "node" else {"chain": "node"})
     apply(policy, SandboxContext(ipc_fd=None,
                                  pass_fds=() if leaked is None else (leaked,)))
     # After apply this is the inner process; the pid taken above is its trampoline,

@@ -1,4 +1,10 @@
-"""Expand the ``{...}`` templates of policy paths and ports into concrete values."""
+"""Expand the ``{...}`` templates of policy paths and ports into concrete values.
+
+A policy file is per role, but the datadirs it names belong to components: ``{datadir}``
+is the confined component's own, ``{datadir:NAME}`` the component called NAME, and
+``{datadir:provider:CAP}`` the component that provides capability CAP to the confined one
+(the index reads its own chain provider's blocks, whatever that node is called).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,9 @@ __all__ = ["ROLES", "TemplateError", "expand_path", "expand_port"]
 ROLES = ("node", "wallet", "index")
 _FIELD = re.compile(r"\{([^{}]*)\}")
 _PACKAGE_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*")
-_KNOWN = "{datadir}, {datadir:ROLE}, {venv}, {prefix}, {package}, {package:NAME}"
+_COMPONENT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # as the supervisor's config
+_KNOWN = ("{datadir}, {datadir:NAME}, {datadir:provider:CAPABILITY}, {venv}, {prefix}, "
+          "{package}, {package:NAME}")
 
 
 class TemplateError(ValueError):
@@ -24,18 +32,23 @@ class TemplateError(ValueError):
         self.hint = hint
 
 
-def expand_path(entry: str, role: str, datadirs: Mapping[str, Path]) -> Path | None:
+def expand_path(entry: str, name: str, datadirs: Mapping[str, Path],
+                providers: Mapping[str, str] | None = None) -> Path | None:
     """Return ``entry`` with every template replaced, as an absolute normalised Path.
 
-    Returns None when it names another component's datadir that is not configured (the
-    entry then grants nothing). Raises TemplateError for an unknown template, a role's
-    own missing datadir, or a result that is not absolute.
+    ``name`` is the confined component (its datadir is ``datadirs[name]``); ``datadirs``
+    maps component names to datadirs; ``providers`` maps each capability the component
+    consumes to the component providing it. Returns None when the entry names a
+    component that is not configured or a capability this one does not consume (the
+    entry then grants nothing). Raises TemplateError for an unknown template, a bad
+    component name, the component's own missing datadir, or a result that is not
+    absolute.
     """
     missing = False
 
     def one(match: re.Match[str]) -> str:
         nonlocal missing
-        value = _field(match.group(1), role, datadirs)
+        value = _field(match.group(1), name, datadirs, providers or {})
         if value is None:
             missing = True
             return ""
@@ -51,16 +64,26 @@ def expand_path(entry: str, role: str, datadirs: Mapping[str, Path]) -> Path | N
     return Path(*path.parts)
 
 
-def _field(name: str, role: str, datadirs: Mapping[str, Path]) -> Path | None:
-    kind, _, arg = name.partition(":")
+def _field(field: str, own: str, datadirs: Mapping[str, Path],
+           providers: Mapping[str, str]) -> Path | None:
+    kind, _, arg = field.partition(":")
     if kind == "datadir":
-        other = arg or role
-        if other not in ROLES:
-            raise TemplateError(f"unknown role {other!r} in {{{name}}}",
-                                "roles: " + ", ".join(ROLES))
+        other = arg or own
+        if arg.startswith("provider:"):
+            capability = arg.removeprefix("provider:")
+            if not _COMPONENT_NAME.fullmatch(capability):
+                raise TemplateError(f"bad capability name {capability!r} in {{{field}}}",
+                                    "e.g. {datadir:provider:chain}")
+            if capability not in providers:
+                return None  # this component does not consume it
+            other = providers[capability]
+        elif not _COMPONENT_NAME.fullmatch(other):
+            raise TemplateError(f"bad component name {other!r} in {{{field}}}",
+                                "a component name from the config, e.g. {datadir:node}, "
+                                "or {datadir:provider:CAPABILITY}")
         if other not in datadirs:
-            if other == role:
-                raise TemplateError(f"no datadir given for role {role!r}", _KNOWN)
+            if other == own:
+                raise TemplateError(f"no datadir given for component {own!r}", _KNOWN)
             return None
         return Path(datadirs[other]).absolute()
     if kind == "venv" and not arg:
@@ -69,7 +92,7 @@ def _field(name: str, role: str, datadirs: Mapping[str, Path]) -> Path | None:
         return Path(sys.base_prefix)
     if kind == "package":
         return _package_dir(arg)
-    raise TemplateError(f"unknown template {{{name}}}", "known templates: " + _KNOWN)
+    raise TemplateError(f"unknown template {{{field}}}", "known templates: " + _KNOWN)
 
 
 def _package_dir(name: str) -> Path:

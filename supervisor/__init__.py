@@ -1,6 +1,7 @@
 """The daemon: config, component state machine, restart policy, broker, control server, CLI."""
 
 from ._broker import Broker
+from ._capabilities import CAPABILITIES, Binding, Capability, CapabilityGraph
 from ._component import Component, ExitInfo
 from ._config import ComponentConfig, Config, RestartConfig, load_config
 from ._control import ControlServer, DaemonNotRunning, request, request_sync
@@ -9,7 +10,11 @@ from ._restart import Decision, RestartTracker
 from ._state import ComponentState, ExitReason, PublicState, StateMachine, public_state
 
 __all__ = [
+    "CAPABILITIES",
+    "Binding",
     "Broker",
+    "Capability",
+    "CapabilityGraph",
     "Component",
     "ComponentConfig",
     "ComponentState",

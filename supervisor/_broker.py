@@ -1,18 +1,25 @@
-"""Brokering: which capability each role provides, and who receives it.
+"""Brokering: hand each consumer the capabilities of its own providers.
 
-The node's ``Chain`` goes to the wallet (``Init.make_wallet_loader``) and the index
-(``Init.make_index``). When the node comes back after a restart, every attached consumer
-gets the fresh ``Chain`` through the same call, without being restarted itself.
+The broker executes the config's capability graph: a provider's capability (a node's
+``Chain``) is obtained once per provider run and handed to that provider's consumers
+only, through the calls the capability table (``_capabilities.py``) names. When a
+provider comes back after a restart, each of its attached consumers gets the fresh
+capability through the same call, without being restarted itself; consumers of other
+providers are not touched.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bitcoin_supervisor.interfaces import Chain, Init, IpcError
+from bitcoin_supervisor.interfaces import Init, IpcError
 from bitcoin_supervisor.log import get_logger
+
+from ._capabilities import CAPABILITIES, Binding, CapabilityGraph
+
+__all__ = ["REBROKER_TIMEOUT_S", "Broker"]
 
 log = get_logger()
 
@@ -20,80 +27,115 @@ REBROKER_TIMEOUT_S = 30.0
 
 
 @dataclass
+class _Slot:
+    """One provider's current instance of one capability (None while it is down)."""
+
+    value: object | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class _Consumer:
     name: str
     role: str
     init: Init
+    # Capabilities whose first hand-over attach() itself still does (and re-checks), so
+    # a provider restart meanwhile need not hand them a second time.
+    receiving: set[str] = field(default_factory=set)
 
 
 class Broker:
-    """Hands capabilities between components; one instance per daemon."""
+    """Hands capabilities between components along ``graph``; one instance per daemon.
 
-    def __init__(self, on_stale: Callable[[str], None] | None = None) -> None:
-        self._chain: Chain | None = None
-        self._chain_ready = asyncio.Event()
+    ``on_stale(name)`` is called when a consumer did not take a provider's fresh
+    capability within ``REBROKER_TIMEOUT_S`` (it then holds a stale one and should be
+    restarted).
+    """
+
+    def __init__(self, graph: CapabilityGraph,
+                 on_stale: Callable[[str], None] | None = None) -> None:
+        self._graph = graph
+        self._slots = {(name, cap): _Slot() for name, caps in graph.provides.items()
+                       for cap in caps}
         self._consumers: dict[str, _Consumer] = {}
         self._on_stale = on_stale
         self._rebrokering: set[asyncio.Task[None]] = set()
 
-    async def attach(self, name: str, role: str, init: Init) -> None:
+    async def attach(self, name: str, init: Init) -> None:
         """Wire a freshly bootstrapped component in.
 
-        A node publishes its Chain (and re-brokers it to every attached consumer); a
-        wallet or index waits for a Chain, then receives it. Raises IpcError if the
-        component's own link fails meanwhile; cancellable while waiting for a Chain.
+        First it receives what it consumes, each capability from its own provider
+        (waiting until that provider has published it); then it publishes what it
+        provides, which is re-brokered in the background to that provider's attached
+        consumers. Returns once this component has all it consumes and has published.
+        Raises IpcError (or the RemoteError of a failed hand-over call) if a link fails
+        meanwhile; cancellable while waiting. ``name`` must be a component of the graph.
         """
-        match role:
-            case "node":
-                chain = await init.make_chain()
-                self._chain = chain
-                self._chain_ready.set()
-                # In the background: a stalled consumer must not hold the node's start.
-                for consumer in list(self._consumers.values()):
-                    task = asyncio.create_task(self._rebroker(consumer, chain))
+        needs = self._graph.needs(name)
+        if needs:
+            role = self._graph.roles[name]
+            assert role is not None  # the config gives a component without a role no needs
+            # Registered first: a provider restart during the hand-over reaches it too.
+            consumer = _Consumer(name, role, init, {b.capability for b in needs})
+            self._consumers[name] = consumer
+            for binding in needs:
+                await self._receive(consumer, binding)
+        for cap in self._graph.provides.get(name, ()):
+            value = await CAPABILITIES[cap].obtain(init)
+            slot = self._slots[(name, cap)]
+            slot.value = value
+            slot.ready.set()
+            log.info("broker.capability_published", component=name, capability=cap)
+            # In the background: a stalled consumer must not hold its provider's start.
+            for binding in self._graph.consumers(name, cap):
+                waiting = self._consumers.get(binding.consumer)
+                if waiting is not None and cap not in waiting.receiving:
+                    task = asyncio.create_task(self._rebroker(waiting, binding, value))
                     self._rebrokering.add(task)
                     task.add_done_callback(self._rebrokering.discard)
-            case "wallet" | "index":
-                # Registered first: a node restart during the hand-over re-brokers to it.
-                self._consumers[name] = _Consumer(name, role, init)
-                while True:
-                    await self._chain_ready.wait()
-                    current = self._chain
-                    assert current is not None
-                    await self._give_chain(role, init, current)
-                    if self._chain is current or self._chain is None:
-                        break  # else the node restarted meanwhile: hand the new Chain
-                log.info("broker.chain_given", component=name)
-            case _:
-                raise ValueError(f"unknown role {role!r}")
 
-    def detach(self, name: str, role: str) -> None:
-        """Forget a component that stopped; a node takes its Chain with it."""
-        if role == "node":
-            self._chain = None
-            self._chain_ready.clear()
+    def detach(self, name: str) -> None:
+        """Forget a component that stopped; a provider takes its capabilities with it
+        (its consumers keep theirs until it publishes fresh ones). Never raises."""
+        for cap in self._graph.provides.get(name, ()):
+            slot = self._slots[(name, cap)]
+            slot.value = None
+            slot.ready.clear()
         self._consumers.pop(name, None)
 
-    @staticmethod
-    async def _give_chain(role: str, init: Init, chain: Chain) -> None:
-        if role == "wallet":
-            await init.make_wallet_loader(chain)
-        else:
-            await init.make_index(chain)
+    async def _receive(self, consumer: _Consumer, binding: Binding) -> None:
+        slot = self._slots[(binding.provider, binding.capability)]
+        while True:
+            await slot.ready.wait()
+            current = slot.value
+            await self._hand(consumer, binding, current)
+            if slot.value is current or slot.value is None:
+                break  # else the provider restarted meanwhile: hand the new one
+        consumer.receiving.discard(binding.capability)
+        log.info("broker.capability_given", component=consumer.name,
+                 capability=binding.capability, provider=binding.provider)
 
-    async def _rebroker(self, consumer: _Consumer, chain: Chain) -> None:
+    @staticmethod
+    async def _hand(consumer: _Consumer, binding: Binding, value: object) -> None:
+        await CAPABILITIES[binding.capability].hand[consumer.role](consumer.init, value)
+
+    async def _rebroker(self, consumer: _Consumer, binding: Binding, value: object) -> None:
         try:
-            await asyncio.wait_for(self._give_chain(consumer.role, consumer.init, chain),
+            await asyncio.wait_for(self._hand(consumer, binding, value),
                                    timeout=REBROKER_TIMEOUT_S)
         except IpcError as exc:
             # The consumer's own runner notices its dead link and restarts it; the
-            # fresh instance gets the chain through attach().
-            log.warning("broker.rebroker_failed", component=consumer.name, error=str(exc))
+            # fresh instance gets the capability through attach().
+            log.warning("broker.rebroker_failed", component=consumer.name,
+                        capability=binding.capability, provider=binding.provider,
+                        error=str(exc))
             return
         except TimeoutError:
             log.error("broker.rebroker_failed", component=consumer.name,
-                      error=f"no answer within {REBROKER_TIMEOUT_S:.0f} s")
+                      capability=binding.capability, provider=binding.provider,
+                      error=f"no answer within {REBROKER_TIMEOUT_S:g} s")
             if self._on_stale is not None and self._consumers.get(consumer.name) is consumer:
                 self._on_stale(consumer.name)
             return
-        log.info("broker.chain_given", component=consumer.name, rebrokered=True)
+        log.info("broker.capability_given", component=consumer.name,
+                 capability=binding.capability, provider=binding.provider, rebrokered=True)

@@ -77,7 +77,7 @@ class Component:
         self.settings = ComponentSettings(
             name=self.name, role=config.role, datadir=str(config.datadir),
             debug=self._debug, options=dict(config.options), sandbox=config.sandbox,
-            datadirs=dict(datadirs))
+            datadirs=dict(datadirs), providers=dict(config.consumes))
         # Resolved now so that a bad policy stops the daemon before anything is spawned.
         self.policy = policy_for(self.settings)
         self._tracker = RestartTracker(config.restart)
@@ -252,7 +252,7 @@ class Component:
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)
         await asyncio.gather(*drains, return_exceptions=True)
-        self._broker.detach(self.name, self.config.role)
+        self._broker.detach(self.name)
         if connection is not None:
             connection.close()
         child.close()
@@ -297,7 +297,7 @@ class Component:
             connection = await self._protocol.connect(endpoint.sock, peer=self.name,
                                                       debug="ipc" in self._debug)
             try:
-                await self._broker.attach(self.name, self.config.role, connection.init)
+                await self._broker.attach(self.name, connection.init)
             except BaseException:
                 connection.close()
                 raise

@@ -7,18 +7,19 @@ is documented in the bundled ``multiprocess.toml``.
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, Literal, cast
 
 from bitcoin_supervisor.interfaces import ConfigError
 
-from ._tomlpos import TomlPositions
+from ._capabilities import CAPABILITIES, ROLE_CONSUMES, ROLE_PROVIDES, Binding, CapabilityGraph
+from ._configcheck import TomlChecker, choices, table_name, type_name
+from ._configgraph import Node, Want, close_match, order, resolve
 
 __all__ = [
     "FD_PLACEHOLDER",
@@ -37,8 +38,6 @@ ROLES: tuple[Role, ...] = ("node", "wallet", "index")
 POLICIES: tuple[Policy, ...] = ("no", "on-failure", "always")
 FD_PLACEHOLDER = "{fd}"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_DEFAULT_DEPENDS: Mapping[Role, tuple[str, ...]] = {"node": (), "wallet": ("node",),
-                                                    "index": ("node",)}
 
 
 @dataclass(frozen=True)
@@ -56,10 +55,15 @@ class RestartConfig:
 @dataclass(frozen=True)
 class ComponentConfig:
     """One supervised process. ``argv`` is a template: the element containing ``{fd}``
-    gets the inherited socket's fd number (substitute with ``str.replace``)."""
+    gets the inherited socket's fd number (substitute with ``str.replace``).
+
+    ``role`` is None for a program that is none of ours (it then provides and consumes
+    nothing). ``consumes`` maps each capability it receives to the component providing
+    it; ``depends_on`` holds the explicit dependencies and then those providers.
+    """
 
     name: str
-    role: Role
+    role: Role | None
     argv: tuple[str, ...]
     datadir: Path
     depends_on: tuple[str, ...]
@@ -68,6 +72,8 @@ class ComponentConfig:
     options: Mapping[str, object]
     debug: tuple[str, ...]
     sandbox: str | None = None  # the policy applied (policies/<sandbox>.toml); None: none
+    provides: tuple[str, ...] = ()
+    consumes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -91,17 +97,28 @@ class Config:
                 return comp
         raise KeyError(name)
 
+    @property
+    def graph(self) -> CapabilityGraph:
+        """Who provides which capability and who receives it from whom (the broker's
+        input)."""
+        return CapabilityGraph(
+            roles=MappingProxyType({c.name: c.role for c in self.components}),
+            provides=MappingProxyType({c.name: c.provides for c in self.components}),
+            bindings=tuple(Binding(c.name, cap, provider) for c in self.components
+                           for cap, provider in c.consumes.items()))
+
 
 # Role settings a component may carry (passed to the role as ComponentSettings.options):
 # key -> (kind, default or None). Extend this table to give a role a new setting.
-ROLE_OPTIONS: Mapping[Role, Mapping[str, tuple[str, object]]] = {
+ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
     "node": {"rpcport": ("port", 18443), "rpcbind": ("string", "127.0.0.1")},
     "wallet": {},
     "index": {},
+    None: {},  # a program that is none of our roles
 }
 _SUPERVISOR_KEYS = ("datadir", "debug")
-_COMPONENT_KEYS = ("role", "argv", "datadir", "depends_on", "restart", "stop_timeout_s",
-                   "debug", "sandbox")
+_COMPONENT_KEYS = ("role", "argv", "datadir", "depends_on", "provides", "consumes",
+                   "restart", "stop_timeout_s", "debug", "sandbox")
 _SYSTEM_DIRS = frozenset(Path(p) for p in (
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
     "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
@@ -153,111 +170,13 @@ def _parse(text: str, shown: str) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML: {message}", path=shown, line=line, col=col) from exc
 
 
-def _table_name(path: tuple[str, ...]) -> str:
-    return f"[{'.'.join(path)}]" if path else "the top level"
-
-
-def _type_name(value: object) -> str:
-    match value:
-        case bool():
-            return "boolean"
-        case int():
-            return "integer"
-        case float():
-            return "float"
-        case str():
-            return "string"
-        case list():
-            return "array"
-        case dict():
-            return "table"
-        case _:
-            return "date/time"
-
-
-def _choices(values: Sequence[str]) -> str:
-    return ", ".join(repr(v) for v in values)
-
-
-def _close_match(word: str, known: Sequence[str]) -> str | None:
-    found = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
-class _Validator:
+class _Validator(TomlChecker):
     """Turns the parsed dict into dataclasses; every check raises a located ConfigError."""
 
     def __init__(self, text: str, shown: str, base: Path) -> None:
-        self._positions = TomlPositions(text)
-        self._shown = shown
+        super().__init__(text, shown)
         self._base = base
-
-    def error(self, path: tuple[str, ...], message: str, hint: str | None = None,
-              *, value: bool = False) -> ConfigError:
-        found = self._positions.find(path, value=value)
-        line, col = found if found else (None, None)
-        return ConfigError(message, path=self._shown, line=line, col=col, hint=hint)
-
-    # -- generic checks ------------------------------------------------------------------
-
-    def keys(self, table: Mapping[str, Any], path: tuple[str, ...],
-             known: Sequence[str]) -> None:
-        for key in table:
-            if key not in known:
-                close = _close_match(key, known)
-                hint = f"did you mean {close!r}?" if close else f"known keys: {_choices(known)}"
-                raise self.error(path + (key,),
-                                 f"unknown key {key!r} in {_table_name(path)}", hint)
-
-    def typed(self, value: object, path: tuple[str, ...], kind: str) -> Any:
-        ok = {
-            "string": isinstance(value, str),
-            "integer": isinstance(value, int) and not isinstance(value, bool),
-            "number": isinstance(value, int | float) and not isinstance(value, bool),
-            "array": isinstance(value, list),
-            "table": isinstance(value, dict),
-        }[kind]
-        if not ok:
-            article = "an" if kind[0] in "aeiou" else "a"
-            raise self.error(path, f"{path[-1]!r} in {_table_name(path[:-1])} must be "
-                             f"{article} {kind}, not {_type_name(value)}", value=True)
-        return float(value) if kind == "number" else value  # type: ignore[arg-type]
-
-    def strings(self, value: object, path: tuple[str, ...]) -> tuple[str, ...]:
-        items = self.typed(value, path, "array")
-        for i, item in enumerate(items):
-            if not isinstance(item, str):
-                raise self.error(path + (str(i),), f"{path[-1]!r} in "
-                                 f"{_table_name(path[:-1])} must be an array of strings, "
-                                 f"found {_type_name(item)}")
-        return tuple(items)
-
-    def choice(self, value: object, path: tuple[str, ...], noun: str,
-               allowed: Sequence[str]) -> str:
-        text = cast(str, self.typed(value, path, "string"))
-        if text not in allowed:
-            close = _close_match(text, allowed)
-            hint = f"allowed: {_choices(allowed)}" + (f"; did you mean {close!r}?" if close else "")
-            raise self.error(path, f"unknown {noun} {text!r} in {_table_name(path[:-1])}",
-                             hint, value=True)
-        return text
-
-    def number(self, table: Mapping[str, Any], path: tuple[str, ...], key: str,
-               default: float, minimum: float, *, integer: bool = False) -> Any:
-        if key not in table:
-            return default
-        value = self.typed(table[key], path + (key,), "integer" if integer else "number")
-        if value < minimum:
-            raise self.error(path + (key,), f"{key!r} in {_table_name(path)} must be "
-                             f">= {minimum}, not {value}", value=True)
-        return value
-
-    def directory(self, value: object, path: tuple[str, ...], base: Path) -> Path:
-        text = cast(str, self.typed(value, path, "string"))
-        if not text:
-            raise self.error(path, f"{path[-1]!r} in {_table_name(path[:-1])} must not be "
-                             "empty", value=True)
-        return (base / Path(text).expanduser()).resolve()
+        self._nodes: list[Node] = []  # the graph's view of each component parsed so far
 
     # -- sections ------------------------------------------------------------------------
 
@@ -278,7 +197,7 @@ class _Validator:
         self.check_unique(parsed)
         self.check_datadirs(parsed, datadir)
         return Config(path=path, datadir=datadir, debug=debug,
-                      components=self.ordered(parsed))
+                      components=self.graph(parsed))
 
     def component(self, name: str, body: object, datadir: Path,
                   debug: tuple[str, ...]) -> ComponentConfig:
@@ -291,14 +210,17 @@ class _Validator:
         self.keys(table, path, _COMPONENT_KEYS + _ALL_OPTIONS)
         role = self.role(table, path)
         options = ROLE_OPTIONS[role]
+        of_role = f"role {role!r}" if role else "a component without a role"
         for key in table:
             if key in _ALL_OPTIONS and key not in options:
-                raise self.error(path + (key,), f"{key!r} in {_table_name(path)} is not a "
-                                 f"setting of role {role!r}",
-                                 f"settings of role {role!r}: {_choices(list(options)) or 'none'}")
+                raise self.error(path + (key,), f"{key!r} in {table_name(path)} is not a "
+                                 f"setting of {of_role}",
+                                 f"settings of {of_role}: {choices(list(options)) or 'none'}")
         argv = self.argv(table, path, role)
         comp_dir = self.directory(table.get("datadir", name), path + ("datadir",), datadir)
-        depends = self.depends(table, path, role)
+        depends = self.depends(table, path)
+        self._nodes.append(Node(name, self.provides(table, path, role),
+                                self.consumes(table, path, role), depends))
         restart = self.restart(table.get("restart", "on-failure"), path + ("restart",))
         stop_timeout = self.number(table, path, "stop_timeout_s", 10.0, 0.0)
         own_debug = self.strings(table.get("debug", []), path + ("debug",))
@@ -309,48 +231,109 @@ class _Validator:
             name=name, role=role, argv=argv, datadir=comp_dir, depends_on=depends,
             restart=restart, stop_timeout_s=stop_timeout,
             options=MappingProxyType(self.options(table, path, options)), debug=merged_debug,
-            sandbox=None if sandbox == "none" else sandbox)
+            sandbox=None if sandbox == "none" else sandbox,
+            provides=self._nodes[-1].provides)
 
-    def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role:
+    def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role | None:
         if "role" not in table:
             if path[-1] in ROLES:
                 return path[-1]
-            raise self.error(path, f"missing key 'role' in {_table_name(path)}",
-                             f"set role to one of {_choices(ROLES)}")
+            if "argv" in table and "sandbox" in table:
+                return None  # a program that is none of ours: it says how to run and confine it
+            raise self.error(path, f"missing key 'role' in {table_name(path)}",
+                             f"set role to one of {choices(ROLES)}, or give a program "
+                             "of another kind both 'argv' and 'sandbox'")
         return cast(Role, self.choice(table["role"], path + ("role",), "role", ROLES))
 
     def argv(self, table: Mapping[str, Any], path: tuple[str, ...],
-             role: Role) -> tuple[str, ...]:
+             role: Role | None) -> tuple[str, ...]:
         if "argv" not in table:
+            assert role is not None  # role() returns None only when argv is given
             return (f"bitcoin-supervisor-{role}", "-ipcfd", FD_PLACEHOLDER)
         argv = self.strings(table["argv"], path + ("argv",))
         if not argv or not argv[0]:
-            raise self.error(path + ("argv",), f"'argv' in {_table_name(path)} must start "
+            raise self.error(path + ("argv",), f"'argv' in {table_name(path)} must start "
                              "with an executable", value=True)
         if sum(FD_PLACEHOLDER in arg for arg in argv) != 1:
-            raise self.error(path + ("argv",), f"'argv' in {_table_name(path)} must contain "
+            raise self.error(path + ("argv",), f"'argv' in {table_name(path)} must contain "
                              "'{fd}' in exactly one element",
                              'e.g. argv = ["bitcoin-node", "-ipcfd", "{fd}"]', value=True)
         return argv
 
-    def depends(self, table: Mapping[str, Any], path: tuple[str, ...],
-                role: Role) -> tuple[str, ...]:
-        if "depends_on" not in table:
-            return _DEFAULT_DEPENDS[role]
-        names = self.strings(table["depends_on"], path + ("depends_on",))
+    def depends(self, table: Mapping[str, Any], path: tuple[str, ...]) -> tuple[str, ...]:
+        names = self.strings(table.get("depends_on", []), path + ("depends_on",))
         for i, dep in enumerate(names):
             if dep in names[:i]:
                 raise self.error(path + ("depends_on", str(i)),
-                                 f"{_table_name(path)} lists dependency {dep!r} twice")
+                                 f"{table_name(path)} lists dependency {dep!r} twice")
         return names
+
+    # -- the capability graph ------------------------------------------------------------
+
+    def capability(self, text: str, path: tuple[str, ...], role: Role | None,
+                   can: Sequence[str], verb: str) -> str:
+        """Check one capability name of ``provides``/``consumes`` against the table."""
+        known = list(CAPABILITIES)
+        if text not in CAPABILITIES:
+            close = close_match(text, known)
+            raise self.error(path, f"unknown capability {text!r} in {table_name(path[:2])}",
+                             f"did you mean {close!r}?" if close
+                             else f"known capabilities: {choices(known)}")
+        if role not in can:
+            of_role = f"role {role!r}" if role else "a component without a role"
+            raise self.error(path, f"{table_name(path[:2])} cannot {verb} {text!r}: "
+                             f"{of_role} has no way to", f"roles that {verb} {text!r}: "
+                             f"{choices(can)}")
+        return text
+
+    def provides(self, table: Mapping[str, Any], path: tuple[str, ...],
+                 role: Role | None) -> tuple[str, ...]:
+        if "provides" not in table:
+            return ROLE_PROVIDES[role] if role else ()
+        names = self.strings(table["provides"], path + ("provides",))
+        for i, name in enumerate(names):
+            where = path + ("provides", str(i))
+            can = CAPABILITIES[name].provided_by if name in CAPABILITIES else ()
+            self.capability(name, where, role, can, "provide")
+            if name in names[:i]:
+                raise self.error(where, f"{table_name(path)} provides {name!r} twice")
+        return names
+
+    def consumes(self, table: Mapping[str, Any], path: tuple[str, ...],
+                 role: Role | None) -> tuple[Want, ...]:
+        """Entries are "CAPABILITY" (its only provider) or "CAPABILITY@COMPONENT"."""
+        if "consumes" not in table:
+            return tuple(Want(cap, None, path) for cap in (ROLE_CONSUMES[role] if role else ()))
+        wants: list[Want] = []
+        for i, entry in enumerate(self.strings(table["consumes"], path + ("consumes",))):
+            where = path + ("consumes", str(i))
+            name, at, provider = entry.partition("@")
+            if at and not provider:
+                raise self.error(where, f"{entry!r} in {table_name(path)} names no provider",
+                                 f'write "{name}" (its only provider) or "{name}@COMPONENT"')
+            can = tuple(CAPABILITIES[name].hand) if name in CAPABILITIES else ()
+            self.capability(name, where, role, can, "consume")
+            if any(w.capability == name for w in wants):
+                raise self.error(where, f"{table_name(path)} consumes {name!r} twice",
+                                 "a component receives each capability from one provider")
+            wants.append(Want(name, provider or None, where))
+        return tuple(wants)
+
+    def graph(self, comps: Sequence[ComponentConfig]) -> tuple[ComponentConfig, ...]:
+        """Bind consumers to providers; return the components in dependency order."""
+        bindings = resolve(self._nodes, self.error)
+        names, deps = order(self._nodes, bindings, self.error)
+        by_name = {c.name: c for c in comps}
+        return tuple(replace(by_name[n], depends_on=deps[n],
+                             consumes=MappingProxyType(bindings[n])) for n in names)
 
     def restart(self, value: object, path: tuple[str, ...]) -> RestartConfig:
         if isinstance(value, str):
             return RestartConfig(cast(Policy, self.choice(value, path, "restart policy",
                                                           POLICIES)))
         if not isinstance(value, dict):
-            raise self.error(path, f"'restart' in {_table_name(path[:-1])} must be a policy "
-                             f"string or a table, not {_type_name(value)}", value=True)
+            raise self.error(path, f"'restart' in {table_name(path[:-1])} must be a policy "
+                             f"string or a table, not {type_name(value)}", value=True)
         self.keys(value, path, _RESTART_KEYS)
         policy = self.choice(value.get("policy", "on-failure"), path + ("policy",),
                              "restart policy", POLICIES)
@@ -372,7 +355,7 @@ class _Validator:
             if kind == "port":
                 port = self.typed(value, path + (key,), "integer")
                 if not 1 <= port <= 65535:
-                    raise self.error(path + (key,), f"{key} {port} in {_table_name(path)} "
+                    raise self.error(path + (key,), f"{key} {port} in {table_name(path)} "
                                      "is out of range", "use a port between 1 and 65535",
                                      value=True)
             else:
@@ -391,12 +374,12 @@ class _Validator:
             if port is not None:
                 if port in seen_ports:
                     raise self.error(path + ("rpcport",), f"rpcport {port} in "
-                                     f"{_table_name(path)} is already used by "
+                                     f"{table_name(path)} is already used by "
                                      f"[components.{seen_ports[port]}]",
                                      "give each component its own rpcport", value=True)
                 seen_ports[port] = comp.name
             if comp.datadir in seen_dirs:
-                raise self.error(path + ("datadir",), f"datadir of {_table_name(path)} is "
+                raise self.error(path + ("datadir",), f"datadir of {table_name(path)} is "
                                  f"already used by [components.{seen_dirs[comp.datadir]}]",
                                  "give each component its own datadir")
             for other_dir, other in seen_dirs.items():
@@ -404,7 +387,7 @@ class _Validator:
                 # wallet below the node's datadir is readable by the node).
                 if comp.datadir.is_relative_to(other_dir) or other_dir.is_relative_to(
                         comp.datadir):
-                    raise self.error(path + ("datadir",), f"datadir of {_table_name(path)} "
+                    raise self.error(path + ("datadir",), f"datadir of {table_name(path)} "
                                      f"({comp.datadir}) overlaps the one of "
                                      f"[components.{other}] ({other_dir})",
                                      "give each component its own, separate datadir")
@@ -418,47 +401,9 @@ class _Validator:
             path = ("components", comp.name, "datadir")
             resolved = comp.datadir
             if resolved == datadir or datadir.is_relative_to(resolved):
-                raise self.error(path, f"datadir {resolved} of {_table_name(path[:2])} "
+                raise self.error(path, f"datadir {resolved} of {table_name(path[:2])} "
                                  "contains the supervisor's datadir",
                                  "use a subdirectory of [supervisor].datadir (the default)")
             if resolved.parent == resolved or resolved in _SYSTEM_DIRS:
-                raise self.error(path, f"datadir {resolved} of {_table_name(path[:2])} is a "
+                raise self.error(path, f"datadir {resolved} of {table_name(path[:2])} is a "
                                  "system directory", "use a directory of its own")
-
-    def ordered(self, comps: Sequence[ComponentConfig]) -> tuple[ComponentConfig, ...]:
-        """Dependencies first; ties keep file order, so the order is predictable."""
-        names = [c.name for c in comps]
-        for comp in comps:
-            for i, dep in enumerate(comp.depends_on):
-                if dep not in names:
-                    close = _close_match(dep, names)
-                    hint = (f"did you mean {close!r}?" if close
-                            else f"defined components: {_choices(names)}")
-                    raise self.error(("components", comp.name, "depends_on", str(i)),
-                                     f"[components.{comp.name}] depends on unknown "
-                                     f"component {dep!r}", hint)
-        done: list[ComponentConfig] = []
-        placed: set[str] = set()
-        while len(done) < len(comps):
-            ready = [c for c in comps
-                     if c.name not in placed and placed.issuperset(c.depends_on)]
-            if not ready:
-                self.raise_cycle([c for c in comps if c.name not in placed])
-            done.append(ready[0])
-            placed.add(ready[0].name)
-        return tuple(done)
-
-    def raise_cycle(self, left: Sequence[ComponentConfig]) -> NoReturn:
-        by_name = {c.name: c for c in left}
-        chain = [left[0].name]
-        while True:
-            nxt = next(d for d in by_name[chain[-1]].depends_on if d in by_name)
-            if nxt in chain:
-                cycle = chain[chain.index(nxt):] + [nxt]
-                break
-            chain.append(nxt)
-        first = by_name[cycle[0]]
-        index = first.depends_on.index(cycle[1])
-        raise self.error(("components", cycle[0], "depends_on", str(index)),
-                         f"dependency cycle: {' -> '.join(cycle)}",
-                         "remove one of these depends_on entries")

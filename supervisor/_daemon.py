@@ -64,7 +64,7 @@ class Daemon:
         self.config = config
         self._protocol = protocol
         self._launcher = launcher or ConfinedLauncher()
-        self._broker = Broker(on_stale=self._restart_stale)
+        self._broker = Broker(config.graph, on_stale=self._restart_stale)
         self._background: set[asyncio.Task[None]] = set()
         self._shutdown = asyncio.Event()
         self._ready_sent = False
@@ -72,7 +72,7 @@ class Daemon:
         self._started = time.monotonic()
         self._landlock_abi = _landlock_abi()
         self.components: dict[str, Component] = {}
-        datadirs: dict[str, str] = {c.role: str(c.datadir) for c in config.components}
+        datadirs: dict[str, str] = {c.name: str(c.datadir) for c in config.components}
         for cfg in config.components:  # dependency order
             self.components[cfg.name] = Component(
                 cfg, launcher=self._launcher, protocol=protocol, broker=self._broker,
@@ -132,7 +132,8 @@ class Daemon:
         self._shutdown.set()
 
     def _restart_stale(self, name: str) -> None:
-        """The broker could not hand a component the node's new Chain: restart it."""
+        """The broker could not hand a component its provider's fresh capability: restart
+        it."""
         task = asyncio.get_running_loop().create_task(self.components[name].request_restart())
         self._background.add(task)
         task.add_done_callback(self._background.discard)

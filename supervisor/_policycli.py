@@ -37,6 +37,8 @@ from bitcoin_supervisor.sandbox import (
     run_sandboxed,
 )
 
+from ._capabilities import default_providers
+
 __all__ = ["add_verbs", "dispatch"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -102,7 +104,9 @@ def add_verbs(verbs: Any) -> None:
 
 def _resolution_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datadir-of", action="append", default=[], metavar="ROLE=DIR",
-                        help="another component's datadir, for {datadir:ROLE} entries")
+                        help="another component's datadir, components named by role as in "
+                             "the bundled config: for {datadir:NAME} entries, and node's "
+                             "for {datadir:provider:chain}")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                         help="a component setting, for {option:NAME} ports")
 
@@ -160,7 +164,8 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     options = _options(args)
     with _datadir(args.datadir, args.role) as datadir:
         datadirs[args.role] = datadir
-        policy = load_policy(args.role, datadirs=datadirs, options=options)
+        policy = load_policy(args.role, datadirs=datadirs, options=options,
+                             providers=default_providers(args.role))
         executable = resolve_command(command[0], policy, os.environ.get("PATH", os.defpath))
         if executable is None:
             print(f"bitcoin-supervisor: {command[0]}: not found in role {args.role}'s view "
@@ -210,7 +215,8 @@ def _show(args: argparse.Namespace) -> int:
     datadirs.update(_datadirs(args))
     if args.datadir:
         datadirs[args.role] = Path(args.datadir).absolute()
-    policy = load_policy(args.role, datadirs=datadirs, options=_options(args))
+    policy = load_policy(args.role, datadirs=datadirs, options=_options(args),
+                         providers=default_providers(args.role))
     data = describe(policy)
     if args.json:
         print(json.dumps(data, indent=2))

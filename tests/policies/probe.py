@@ -130,7 +130,8 @@ def main() -> None:
     log.configure(json=True)  # events to stderr, as in a role; stdout carries results
     args = json.loads(sys.argv[1])
     datadirs = {k: Path(v) for k, v in args["datadirs"].items()}
-    policy = load_policy(args["role"], datadirs=datadirs, options=args.get("options", {}))
+    policy = load_policy(args["role"], datadirs=datadirs, options=args.get("options", {}),
+                         providers=args.get("providers", {"chain": "node"}))
     policy = _relax(policy, args.get("relax", []))
     if args.get("default_action"):
         policy = dataclasses.replace(policy, seccomp=dataclasses.replace(

@@ -51,14 +51,24 @@ def test_wallet_sees_no_other_datadir_and_no_network() -> None:
     assert policy.landlock.tcp_bind == () and policy.landlock.tcp_connect == ()
 
 
-def test_index_gets_node_blocks_read_only() -> None:
-    policy = load_policy("index", datadirs=DATADIRS)
+def test_index_gets_its_chain_providers_blocks_read_only() -> None:
+    policy = load_policy("index", datadirs=DATADIRS, providers={"chain": "node"})
     assert DATADIRS["node"] / "blocks" in policy.filesystem.read_only
     assert "net" in policy.namespaces
+    # A second index bound to a second node sees that node's blocks and not the first's.
+    datadirs = {**DATADIRS, "node2": Path("/srv/node2"), "index2": Path("/srv/index2")}
+    policy = load_policy("index", name="index2", datadirs=datadirs,
+                         providers={"chain": "node2"})
+    assert Path("/srv/node2/blocks") in policy.filesystem.read_only
+    assert Path("/srv/index2") in policy.filesystem.read_write
+    assert not any(p.is_relative_to("/srv/node") for p in policy.filesystem.read_only)
 
 
-def test_index_without_a_node_component_drops_the_blocks_bind() -> None:
-    policy = load_policy("index", datadirs={"index": DATADIRS["index"]})
+def test_index_without_a_chain_provider_drops_the_blocks_bind() -> None:
+    policy = load_policy("index", datadirs={"index": DATADIRS["index"]},
+                         providers={"chain": "node"})
+    assert not any("node" in str(p) for p in policy.filesystem.read_only)
+    policy = load_policy("index", datadirs=DATADIRS)  # it consumes no chain
     assert not any("node" in str(p) for p in policy.filesystem.read_only)
 
 
@@ -99,7 +109,8 @@ def _edit(path: Path, old: str, new: str) -> int:
     ("wallet", 'allow = []', 'allow = ["getpid", "no_such_call"]',
      "unknown syscall 'no_such_call'"),
     ("wallet", '"{datadir}"]', '"{datadri}"]', "unknown template {datadri}"),
-    ("wallet", '"{datadir}"]', '"{datadir:miner}"]', "unknown role 'miner'"),
+    ("wallet", '"{datadir}"]', '"{datadir:Miner}"]', "bad component name 'Miner'"),
+    ("wallet", '"{datadir}"]', '"{datadir:provider:}"]', "bad capability name ''"),
     ("wallet", 'clone3 = "ENOSYS"', 'clone3 = "ENOPE"', "unknown errno 'ENOPE'"),
     ("wallet", 'groups = ["@python-service"]', 'groups = ["@python-servic"]',
      "unknown syscall group '@python-servic'"),

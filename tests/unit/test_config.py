@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bitcoin_supervisor.interfaces import ConfigError
+from bitcoin_supervisor.supervisor._capabilities import Binding
 from bitcoin_supervisor.supervisor._config import RestartConfig, load_config
 from bitcoin_supervisor.supervisor._tomlpos import TomlPositions
 
@@ -49,6 +50,26 @@ def test_bundled_config_loads_with_documented_defaults() -> None:
         config.component("gui")
 
 
+def test_role_defaults_make_the_capability_graph(tmp_path: Path) -> None:
+    config = load_config(REPO / "multiprocess.toml")
+    node, wallet, index = (config.component(n) for n in ("node", "wallet", "index"))
+    assert (node.provides, dict(node.consumes)) == (("chain",), {})
+    assert (wallet.provides, dict(wallet.consumes)) == ((), {"chain": "node"})
+    assert (index.provides, dict(index.consumes)) == ((), {"chain": "node"})
+    graph = config.graph
+    assert graph.bindings == (Binding("wallet", "chain", "node"),
+                              Binding("index", "chain", "node"))
+    assert graph.consumers("node", "chain") == graph.bindings
+    # depends_on follows from consumes, whatever the provider is called.
+    config = load_config(write(tmp_path, """
+        [components.wallet]
+        [components.main]
+        role = "node"
+        """))
+    assert config.component("wallet").depends_on == ("main",)
+    assert [c.name for c in config.components] == ["main", "wallet"]
+
+
 def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, """
         [components.wallet]
@@ -60,6 +81,7 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     wallet = config.component("wallet")
     assert wallet.role == "wallet"  # a name that is a role needs no role key
     assert wallet.depends_on == ("node",)
+    assert dict(wallet.consumes) == {"chain": "node"}
     assert wallet.argv == ("bitcoin-supervisor-wallet", "-ipcfd", "{fd}")
     assert wallet.datadir == tmp_path / ".bitcoin-supervisor" / "wallet"
     assert wallet.stop_timeout_s == 10.0
@@ -74,20 +96,62 @@ def test_dependency_order_keeps_file_order_for_ties(tmp_path: Path) -> None:
     path = write(tmp_path, """
         [components.c]
         role = "index"
-        depends_on = ["b"]
+        consumes = ["chain@b"]
         [components.a]
         role = "wallet"
-        depends_on = []
+        consumes = []
         [components.b]
         role = "node"
         rpcport = 18500
         [components.node]
         [components.d]
         role = "wallet"
-        depends_on = ["c", "node"]
+        depends_on = ["c"]
+        consumes = ["chain@node"]
         """)
     config = load_config(path)
     assert [c.name for c in config.components] == ["a", "b", "c", "node", "d"]
+    # Explicit dependencies first, then the providers.
+    assert config.component("d").depends_on == ("c", "node")
+    assert config.component("a").depends_on == ()
+
+
+def test_two_nodes_with_two_wallets_each_bound_to_its_own(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+        [components.node-a]
+        role = "node"
+        rpcport = 18501
+        [components.node-b]
+        role = "node"
+        rpcport = 18502
+        [components.wallet-a]
+        role = "wallet"
+        consumes = ["chain@node-a"]
+        [components.wallet-b]
+        role = "wallet"
+        consumes = ["chain@node-b"]
+        [components.index]
+        consumes = ["chain@node-b"]
+        """))
+    assert dict(config.component("wallet-a").consumes) == {"chain": "node-a"}
+    assert dict(config.component("wallet-b").consumes) == {"chain": "node-b"}
+    assert config.component("wallet-a").depends_on == ("node-a",)
+    assert config.component("wallet-b").depends_on == ("node-b",)
+    graph = config.graph
+    assert graph.consumers("node-a", "chain") == (Binding("wallet-a", "chain", "node-a"),)
+    assert [b.consumer for b in graph.consumers("node-b", "chain")] == ["wallet-b", "index"]
+
+
+def test_a_program_of_another_kind_provides_and_consumes_nothing(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+        [components.calc]
+        argv = ["/opt/mp/bin/mpcalculator", "{fd}"]
+        sandbox = "wallet"
+        """))
+    calc = config.component("calc")
+    assert (calc.role, calc.provides, dict(calc.consumes)) == (None, (), {})
+    assert (calc.depends_on, dict(calc.options), calc.sandbox) == ((), {}, "wallet")
+    assert config.graph.bindings == ()
 
 
 def test_explicit_values_and_restart_table(tmp_path: Path) -> None:
@@ -263,7 +327,12 @@ def test_unknown_or_missing_role(tmp_path: Path) -> None:
         [components.main]
         rpcport = 1
         """) == ("1:1: missing key 'role' in [components.main] "
-                 "(hint: set role to one of 'node', 'wallet', 'index')")
+                 "(hint: set role to one of 'node', 'wallet', 'index', or give a program "
+                 "of another kind both 'argv' and 'sandbox')")
+    assert error_of(tmp_path, """
+        [components.calc]
+        argv = ["mpcalculator", "{fd}"]
+        """).startswith("1:1: missing key 'role' in [components.calc]")
 
 
 def test_role_setting_on_the_wrong_role(tmp_path: Path) -> None:
@@ -272,6 +341,13 @@ def test_role_setting_on_the_wrong_role(tmp_path: Path) -> None:
         rpcport = 18443
         """) == ("2:1: 'rpcport' in [components.wallet] is not a setting of role 'wallet' "
                  "(hint: settings of role 'wallet': none)")
+    assert error_of(tmp_path, """
+        [components.calc]
+        argv = ["mpcalculator", "{fd}"]
+        sandbox = "none"
+        rpcport = 18443
+        """) == ("4:1: 'rpcport' in [components.calc] is not a setting of a component "
+                 "without a role (hint: settings of a component without a role: none)")
 
 
 def test_unknown_dependency(tmp_path: Path) -> None:
@@ -282,9 +358,11 @@ def test_unknown_dependency(tmp_path: Path) -> None:
         """) == ("3:15: [components.wallet] depends on unknown component 'nod' "
                  "(hint: did you mean 'node'?)")
     assert error_of(tmp_path, """
+        [components.node]
         [components.wallet]
-        """) == ("1:1: [components.wallet] depends on unknown component 'node' "
-                 "(hint: defined components: 'wallet')")
+        depends_on = ["miner"]
+        """) == ("3:15: [components.wallet] depends on unknown component 'miner' "
+                 "(hint: defined components: 'node', 'wallet')")
 
 
 def test_dependency_cycle(tmp_path: Path) -> None:
@@ -301,6 +379,134 @@ def test_dependency_cycle(tmp_path: Path) -> None:
         depends_on = ["node"]
         """) == ("2:15: dependency cycle: node -> node "
                  "(hint: remove one of these depends_on entries)")
+
+
+def test_dependency_cycle_through_a_capability(tmp_path: Path) -> None:
+    # node -> wallet is written; wallet -> node follows from the wallet's role default.
+    assert error_of(tmp_path, """
+        [components.node]
+        depends_on = ["wallet"]
+        [components.wallet]
+        """) == ("2:15: dependency cycle: node -> wallet -> node "
+                 "(hint: remove one of these depends_on or consumes entries)")
+    # Starting from the consumer, the cycle points at its consumes entry.
+    assert error_of(tmp_path, """
+        [components.wallet]
+        consumes = ["chain@node"]
+        [components.node]
+        depends_on = ["wallet"]
+        """) == ("2:13: dependency cycle: wallet -> node -> wallet "
+                 "(hint: remove one of these depends_on or consumes entries)")
+
+
+# -- errors: the capability graph ----------------------------------------------------------
+
+def test_unknown_capability(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        consumes = ["chian"]
+        """) == ("3:13: unknown capability 'chian' in [components.wallet] "
+                 "(hint: did you mean 'chain'?)")
+    assert error_of(tmp_path, """
+        [components.node]
+        provides = ["chain", "mempool"]
+        """) == ("2:22: unknown capability 'mempool' in [components.node] "
+                 "(hint: known capabilities: 'chain')")
+
+
+def test_capability_the_role_cannot_serve_or_receive(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        provides = ["chain"]
+        """) == ("3:13: [components.wallet] cannot provide 'chain': role 'wallet' has no "
+                 "way to (hint: roles that provide 'chain': 'node')")
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.calc]
+        argv = ["mpcalculator", "{fd}"]
+        sandbox = "none"
+        consumes = ["chain"]
+        """) == ("5:13: [components.calc] cannot consume 'chain': a component without a "
+                 "role has no way to (hint: roles that consume 'chain': 'wallet', 'index')")
+
+
+def test_unknown_provider(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        consumes = ["chain@nod"]
+        """) == ("3:13: [components.wallet] consumes 'chain' from unknown component 'nod' "
+                 "(hint: did you mean 'node'?)")
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        consumes = ["chain@miner"]
+        """) == ("3:13: [components.wallet] consumes 'chain' from unknown component "
+                 "'miner' (hint: components that provide 'chain': 'node')")
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.index]
+        [components.wallet]
+        consumes = ["chain@index"]
+        """) == ("4:13: [components.wallet] consumes 'chain' from [components.index], "
+                 "which does not provide it (hint: components that provide 'chain': 'node')")
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        consumes = ["chain@"]
+        """) == ("3:13: 'chain@' in [components.wallet] names no provider "
+                 '(hint: write "chain" (its only provider) or "chain@COMPONENT")')
+
+
+def test_ambiguous_provider(tmp_path: Path) -> None:
+    # The role default is ambiguous with two nodes: the error points at the component.
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.node2]
+        role = "node"
+        rpcport = 18444
+        [components.wallet]
+        """) == ("5:1: ambiguous provider of 'chain' for [components.wallet]: 'node', "
+                 "'node2' provide it (hint: name one, e.g. consumes = [\"chain@node\"])")
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.node2]
+        role = "node"
+        rpcport = 18444
+        [components.wallet]
+        consumes = ["chain@node2"]
+        [components.index]
+        consumes = ["chain"]
+        """) == ("8:13: ambiguous provider of 'chain' for [components.index]: 'node', "
+                 "'node2' provide it (hint: name one, e.g. consumes = [\"chain@node\"])")
+
+
+def test_missing_provider(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.wallet]
+        """) == ("1:1: no component provides 'chain', which [components.wallet] consumes "
+                 "(hint: add a component of role 'node', or set consumes = [] in "
+                 "[components.wallet])")
+    config = load_config(write(tmp_path, """
+        [components.wallet]
+        consumes = []
+        """))
+    assert dict(config.component("wallet").consumes) == {}
+
+
+def test_capability_listed_twice(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        [components.wallet]
+        consumes = ["chain", "chain@node"]
+        """) == ("3:22: [components.wallet] consumes 'chain' twice (hint: a component "
+                 "receives each capability from one provider)")
+    assert error_of(tmp_path, """
+        [components.node]
+        provides = ["chain", "chain"]
+        """) == "2:22: [components.node] provides 'chain' twice"
 
 
 def test_duplicate_dependency(tmp_path: Path) -> None:

@@ -1,0 +1,95 @@
+"""The capability graph as data: which capabilities exist, who serves and receives them.
+
+A capability (``chain``) is obtained from its provider's ``Init`` and handed to each
+consumer through a method of the consumer's ``Init`` that depends on what the consumer
+is. Both are rows of ``CAPABILITIES``, so a new capability or a new kind of consumer is
+one table entry, not a ``match`` on roles in the broker. The config validates against
+this table; the broker executes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from bitcoin_supervisor.interfaces import Init
+
+__all__ = [
+    "CAPABILITIES",
+    "ROLE_CONSUMES",
+    "ROLE_PROVIDES",
+    "Binding",
+    "Capability",
+    "CapabilityGraph",
+    "default_providers",
+]
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One capability kind. ``obtain`` asks a provider's Init for it; ``hand`` maps a
+    consumer role to the call that gives it to that consumer's Init."""
+
+    name: str
+    provided_by: tuple[str, ...]  # roles whose Init can serve it
+    obtain: Callable[[Init], Awaitable[Any]]
+    hand: Mapping[str, Callable[[Init, Any], Awaitable[object]]]
+
+
+CAPABILITIES: Mapping[str, Capability] = MappingProxyType({
+    "chain": Capability(
+        name="chain",
+        provided_by=("node",),
+        obtain=lambda init: init.make_chain(),
+        hand=MappingProxyType({
+            "wallet": lambda init, chain: init.make_wallet_loader(chain),
+            "index": lambda init, chain: init.make_index(chain),
+        }),
+    ),
+})
+
+# What a component of each role provides and consumes when its config says nothing.
+ROLE_PROVIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"node": ("chain",), "wallet": (), "index": ()})
+ROLE_CONSUMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"node": (), "wallet": ("chain",), "index": ("chain",)})
+
+
+@dataclass(frozen=True)
+class Binding:
+    """``consumer`` receives ``capability`` from the component ``provider``."""
+
+    consumer: str
+    capability: str
+    provider: str
+
+
+@dataclass(frozen=True)
+class CapabilityGraph:
+    """Who provides what and who receives it from whom: the broker's whole input.
+
+    ``roles`` maps every component to its role (None: a foreign program, which
+    provides and consumes nothing); ``provides`` maps a component to the capabilities
+    it serves; ``bindings`` are resolved edges (each names exactly one provider).
+    """
+
+    roles: Mapping[str, str | None]
+    provides: Mapping[str, tuple[str, ...]]
+    bindings: tuple[Binding, ...]
+
+    def needs(self, consumer: str) -> tuple[Binding, ...]:
+        """The bindings through which ``consumer`` receives capabilities (file order)."""
+        return tuple(b for b in self.bindings if b.consumer == consumer)
+
+    def consumers(self, provider: str, capability: str) -> tuple[Binding, ...]:
+        """The bindings that receive ``capability`` from ``provider``."""
+        return tuple(b for b in self.bindings
+                     if b.provider == provider and b.capability == capability)
+
+
+def default_providers(role: str) -> dict[str, str]:
+    """Capability -> provider for a component of ``role`` in a config whose components
+    are named by role (the bundled one): what ``policy show`` and ``sandbox run`` assume."""
+    return {cap: CAPABILITIES[cap].provided_by[0] for cap in ROLE_CONSUMES.get(role, ())}
