@@ -65,7 +65,8 @@ class _VersionAction(argparse.Action):
             number = version("bitcoin-supervisor")
         except PackageNotFoundError:
             number = "unknown (not installed)"
-        parser.exit(message=f"bitcoin-supervisor {number}\n")
+        print(f"bitcoin-supervisor {number}")
+        parser.exit()
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
