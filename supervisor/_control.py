@@ -19,7 +19,6 @@ import stat
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from bitcoin_supervisor.interfaces import SupervisorError
 from bitcoin_supervisor.log import get_logger
@@ -73,8 +72,8 @@ class RequestError(SupervisorError):
         self.code = code
 
 
-def _error(message: str, code: ErrorCode) -> dict[str, Any]:
-    return ErrorReply(code, message).to_json()
+def _error(message: str, code: ErrorCode) -> bytes:
+    return encode(ErrorReply(code, message).to_json())
 
 
 class ControlServer:
@@ -198,21 +197,21 @@ class ControlServer:
         self._writers.add(writer)
         try:
             if not self._peer_allowed(writer):
-                writer.write(encode(_error("permission denied: only the daemon's user "
-                                            "and root may use this socket", ErrorCode.FORBIDDEN)))
+                writer.write(_error("permission denied: only the daemon's user and root "
+                                    "may use this socket", ErrorCode.FORBIDDEN))
                 await writer.drain()
                 return
             while True:
                 try:
                     line = await reader.readline()
                 except ValueError:
-                    writer.write(encode(_error(f"request longer than {MAX_REQUEST_BYTES} "
-                                                "bytes", ErrorCode.TOO_LARGE)))
+                    writer.write(_error(f"request longer than {MAX_REQUEST_BYTES} bytes",
+                                        ErrorCode.TOO_LARGE))
                     await writer.drain()
                     return
                 if not line:
                     return
-                writer.write(encode(await self._respond(line)))
+                writer.write(await self._respond(line))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             # The client went away mid-exchange: nothing to answer.
@@ -230,7 +229,7 @@ class ControlServer:
         self._log.warning("control.refused", pid=pid, uid=uid)
         return False
 
-    async def _respond(self, line: bytes) -> dict[str, Any]:
+    async def _respond(self, line: bytes) -> bytes:
         try:
             request = parse_request(json.loads(line))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -240,7 +239,8 @@ class ControlServer:
         except ProtocolError as exc:
             return _error(f"malformed request: {exc}", ErrorCode.BAD_REQUEST)
         try:
-            return (await self._handler(request)).to_json()
+            # Encoded here: a reply that cannot be encoded is a handler bug, answered 500.
+            return encode((await self._handler(request)).to_json())
         except RequestError as exc:
             return _error(str(exc), exc.code)
         except Exception:  # noqa: BLE001 - loop boundary: a bad request must not stop the daemon

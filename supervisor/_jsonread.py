@@ -1,7 +1,7 @@
 """Typed reads of decoded JSON for the control protocol: every error names the field.
 
-Kept apart from ``control_protocol`` (the records themselves) so that module reads as the
-protocol's definition; stdlib only, like it.
+The records live in ``control_protocol``; this is the machinery they share, kept apart so
+that module reads as the protocol's definition. Stdlib only, like it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ class ControlError(SupervisorError):
 
 class ProtocolError(ControlError):
     """A request or reply does not match this protocol; the message names the field."""
-
 
 
 _KINDS: dict[type, str] = {str: "a string", int: "an integer", float: "a number",
@@ -53,6 +52,7 @@ class Obj:
         self.where = where
 
     def path(self, key: str) -> str:
+        """The path of ``key`` in this object, for error messages."""
         return f"{self.where}.{key}" if self.where else key
 
     def only(self, allowed: tuple[str, ...]) -> None:
@@ -93,8 +93,10 @@ class Obj:
             return enum_type(value)
         except ValueError:
             allowed = ", ".join(repr(m.value) for m in enum_type)
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
             raise ProtocolError(f"{self.path(key)}: expected one of {allowed}, "
-                                f"got {value!r}") from None
+                                f"got {shown}") from None
 
     def record(self, key: str, read: Callable[[object, str], _T], *,
                nullable: bool = False, optional: bool = False) -> _T | None:
