@@ -10,6 +10,7 @@ from pathlib import Path
 from bitcoin_supervisor.interfaces import SupervisorError
 from bitcoin_supervisor.ipc import make_protocol
 
+from ._cli_bench import cli_status
 from ._daemon_bench import restart_latency, rss
 from ._echo_bench import echo_direct_vs_brokered
 from ._options import Options
@@ -23,6 +24,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "echo_direct_vs_brokered": echo_direct_vs_brokered,
     "restart_latency": restart_latency,
     "rss": rss,
+    "cli_status": cli_status,
 }
 
 

@@ -1,9 +1,9 @@
-"""The daemon's control socket: a JSON-lines server and the client the CLI uses.
+"""The daemon's control socket server, and an asyncio twin of the CLI's client.
 
-Protocol: one JSON object per line each way. Request ``{"verb": "...", ...}``; response
-``{"ok": true, ...}`` or ``{"ok": false, "error": "<one line>", "code": <int>}``. Only the
-daemon's own uid and root may connect (SO_PEERCRED), the socket is mode 0600 from the
-moment it exists, and a bad request gets an error response, never kills the server.
+The messages are ``control_protocol``'s; the server parses each request line into a typed
+request before the handler sees it. Only the daemon's own uid and root may connect
+(SO_PEERCRED), the socket is mode 0600 from the moment it exists, and a bad request gets
+an error reply, never kills the server.
 """
 
 from __future__ import annotations
@@ -19,10 +19,28 @@ import stat
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from bitcoin_supervisor.interfaces import SupervisorError
 from bitcoin_supervisor.log import get_logger
+
+from ._client import (
+    MAX_RESPONSE_BYTES,
+    DaemonNotRunning,
+    decode_reply,
+    encode,
+    not_running,
+    request_sync,
+)
+from .control_protocol import (
+    ControlError,
+    ErrorCode,
+    ErrorReply,
+    ProtocolError,
+    Reply,
+    Request,
+    parse_request,
+    request_to_json,
+)
 
 __all__ = [
     "MAX_REQUEST_BYTES",
@@ -36,21 +54,10 @@ __all__ = [
 ]
 
 MAX_REQUEST_BYTES = 64 * 1024
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
-# Error codes, HTTP-like so they read naturally in logs and scripts.
-BAD_REQUEST, FORBIDDEN, TOO_LARGE, INTERNAL = 400, 403, 413, 500
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-class ControlError(SupervisorError):
-    """The control socket could not be created or used, or the daemon answered badly."""
-
-
-class DaemonNotRunning(ControlError):
-    """No daemon listens on the control socket (missing or stale socket file)."""
+Handler = Callable[[Request], Awaitable[Reply]]
 
 
 class DaemonAlreadyRunning(ControlError):
@@ -58,26 +65,22 @@ class DaemonAlreadyRunning(ControlError):
 
 
 class RequestError(SupervisorError):
-    """Raised by a handler to answer ``{"ok": false, "error": message, "code": code}``."""
+    """Raised by a handler to answer with ``ErrorReply(code, message)``."""
 
-    def __init__(self, message: str, code: int = BAD_REQUEST) -> None:
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
         super().__init__(message)
         self.code = code
 
 
-def _error(message: str, code: int) -> dict[str, Any]:
-    return {"ok": False, "error": message, "code": code}
-
-
-def _encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+def _error(message: str, code: ErrorCode) -> bytes:
+    return encode(ErrorReply(code, message).to_json())
 
 
 class ControlServer:
     """Serves ``handler`` on a unix socket at ``path``.
 
-    ``handler`` gets each request object and returns the response object (``"ok": true``
-    is added when missing); it may raise RequestError for a clean error response.
+    ``handler`` gets each well-formed request and returns its reply; it may raise
+    RequestError for an error reply. Malformed requests never reach it.
     """
 
     def __init__(self, path: Path, handler: Handler) -> None:
@@ -194,21 +197,21 @@ class ControlServer:
         self._writers.add(writer)
         try:
             if not self._peer_allowed(writer):
-                writer.write(_encode(_error("permission denied: only the daemon's user "
-                                            "and root may use this socket", FORBIDDEN)))
+                writer.write(_error("permission denied: only the daemon's user and root "
+                                    "may use this socket", ErrorCode.FORBIDDEN))
                 await writer.drain()
                 return
             while True:
                 try:
                     line = await reader.readline()
                 except ValueError:
-                    writer.write(_encode(_error(f"request longer than {MAX_REQUEST_BYTES} "
-                                                "bytes", TOO_LARGE)))
+                    writer.write(_error(f"request longer than {MAX_REQUEST_BYTES} bytes",
+                                        ErrorCode.TOO_LARGE))
                     await writer.drain()
                     return
                 if not line:
                     return
-                writer.write(_encode(await self._respond(line)))
+                writer.write(await self._respond(line))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             # The client went away mid-exchange: nothing to answer.
@@ -226,26 +229,23 @@ class ControlServer:
         self._log.warning("control.refused", pid=pid, uid=uid)
         return False
 
-    async def _respond(self, line: bytes) -> dict[str, Any]:
+    async def _respond(self, line: bytes) -> bytes:
         try:
-            req = json.loads(line)
+            request = parse_request(json.loads(line))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return _error(f"malformed request: not JSON ({exc})", BAD_REQUEST)
+            return _error(f"malformed request: not JSON ({exc})", ErrorCode.BAD_REQUEST)
         except RecursionError:
-            return _error("malformed request: nested too deeply", BAD_REQUEST)
-        if not isinstance(req, dict) or not isinstance(req.get("verb"), str):
-            return _error('malformed request: expected an object with a string "verb"',
-                          BAD_REQUEST)
+            return _error("malformed request: nested too deeply", ErrorCode.BAD_REQUEST)
+        except ProtocolError as exc:
+            return _error(f"malformed request: {exc}", ErrorCode.BAD_REQUEST)
         try:
-            resp = await self._handler(req)
-            resp.setdefault("ok", True)
-            json.dumps(resp)
+            # Encoded here: a reply that cannot be encoded is a handler bug, answered 500.
+            return encode((await self._handler(request)).to_json())
         except RequestError as exc:
             return _error(str(exc), exc.code)
         except Exception:  # noqa: BLE001 - loop boundary: a bad request must not stop the daemon
-            self._log.exception("control.request_failed", verb=req["verb"])
-            return _error("internal error; see the daemon log", INTERNAL)
-        return resp
+            self._log.exception("control.request_failed", verb=request.verb.value)
+            return _error("internal error; see the daemon log", ErrorCode.INTERNAL)
 
 
 def _answers(path: Path) -> bool:
@@ -262,38 +262,10 @@ def _answers(path: Path) -> bool:
         return True
 
 
-def _not_running(path: Path, exc: OSError) -> ControlError:
-    if isinstance(exc, FileNotFoundError):
-        return DaemonNotRunning(f"bitcoin-supervisor daemon is not running (no control "
-                                f"socket at {path}); start it with `bitcoin-supervisor start`")
-    if isinstance(exc, ConnectionRefusedError):
-        return DaemonNotRunning(f"bitcoin-supervisor daemon is not running (stale control "
-                                f"socket at {path}); start it with `bitcoin-supervisor start`")
-    if isinstance(exc, PermissionError):
-        return ControlError(f"permission denied on {path}: run as the daemon's user or root")
-    return ControlError(f"cannot reach the daemon at {path}: {exc.strerror or exc}")
-
-
-def _decode_response(path: Path, line: bytes) -> dict[str, Any]:
-    if not line.endswith(b"\n"):
-        raise ControlError(f"the daemon at {path} closed the connection without answering")
-    try:
-        resp = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ControlError(f"the daemon at {path} sent a malformed response") from exc
-    if not isinstance(resp, dict) or not isinstance(resp.get("ok"), bool):
-        raise ControlError(f"the daemon at {path} sent a malformed response")
-    return resp
-
-
-async def request(path: Path | str, payload: dict[str, Any], *,
-                  timeout: float = 10.0) -> dict[str, Any]:
-    """Send one request to the daemon at ``path`` and return its response object.
-
-    An ``{"ok": false, ...}`` answer is returned, not raised. Raises DaemonNotRunning
-    when no daemon listens there, ControlError on timeout, permission or protocol
-    problems. Does not block the event loop.
-    """
+async def request(path: Path | str, request: Request, *, timeout: float = 10.0) -> Reply:
+    """Send ``request`` to the daemon at ``path`` and return its reply; the asyncio twin
+    of ``request_sync`` (same contract) for code that runs in an event loop. Does not
+    block the loop."""
     path = Path(path)
     try:
         async with asyncio.timeout(timeout):
@@ -301,9 +273,9 @@ async def request(path: Path | str, payload: dict[str, Any], *,
                 reader, writer = await asyncio.open_unix_connection(
                     os.fspath(path), limit=MAX_RESPONSE_BYTES)
             except OSError as exc:
-                raise _not_running(path, exc) from exc
+                raise not_running(path, exc) from exc
             try:
-                writer.write(_encode(payload))
+                writer.write(encode(request_to_json(request)))
                 await writer.drain()
                 line = await reader.readline()
             except (OSError, ValueError) as exc:
@@ -312,29 +284,4 @@ async def request(path: Path | str, payload: dict[str, Any], *,
                 writer.close()
     except TimeoutError:
         raise ControlError(f"the daemon at {path} did not answer within {timeout:g} s") from None
-    return _decode_response(path, line)
-
-
-def request_sync(path: Path | str, payload: dict[str, Any], *,
-                 timeout: float = 10.0) -> dict[str, Any]:
-    """Blocking twin of ``request`` for the CLI (no event loop needed); same contract."""
-    path = Path(path)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(os.fspath(path))
-        except TimeoutError:
-            raise ControlError(f"the daemon at {path} did not answer within "
-                               f"{timeout:g} s") from None
-        except OSError as exc:
-            raise _not_running(path, exc) from exc
-        try:
-            sock.sendall(_encode(payload))
-            with sock.makefile("rb") as stream:
-                line = stream.readline(MAX_RESPONSE_BYTES + 1)
-        except TimeoutError:
-            raise ControlError(f"the daemon at {path} did not answer within "
-                               f"{timeout:g} s") from None
-        except OSError as exc:
-            raise ControlError(f"lost the connection to the daemon at {path}") from exc
-    return _decode_response(path, line)
+    return decode_reply(path, request, line)

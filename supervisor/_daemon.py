@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, assert_never
 
 from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.ipc import Protocol
@@ -20,15 +20,29 @@ from ._control import ControlServer
 from ._launcher import ComponentLauncher, ConfinedLauncher
 from ._notify import sd_notify, watchdog_interval
 from ._state import ComponentState, ExitReason, public_state
+from .control_protocol import (
+    CONTROL_SOCKET,
+    Accepted,
+    ComponentReply,
+    ComponentRequest,
+    ComponentStatus,
+    Confinement,
+    ErrorCode,
+    ErrorReply,
+    LastExit,
+    Reply,
+    Request,
+    RestartRequest,
+    SandboxSummary,
+    ShutdownRequest,
+    StartRequest,
+    StatusReply,
+    StatusRequest,
+    StopRequest,
+    SupervisorInfo,
+)
 
 log = get_logger()
-
-CONTROL_SOCKET = "supervisor.sock"
-
-# Error codes in control responses; the CLI maps them to its exit codes.
-ERR_BAD_REQUEST = 2
-ERR_UNKNOWN_COMPONENT = 4
-ERR_FAILED = 1
 
 
 def _notify_systemd(message: str) -> None:
@@ -155,82 +169,91 @@ class Daemon:
             _notify_systemd("READY=1")
 
     # -- control socket ----------------------------------------------------------------
-    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Answer one control request; see cli.py for the verbs."""
-        verb = request.get("verb")
-        name = request.get("name")
-        if name is not None and not isinstance(name, str):
-            return {"ok": False, "code": ERR_BAD_REQUEST, "error": "'name' must be a string"}
-        if verb == "status":
-            return self._status(name)
-        if verb == "shutdown":
-            asyncio.get_running_loop().call_soon(self._shutdown.set)
-            return {"ok": True}
-        if verb not in ("start", "stop", "restart"):
-            return {"ok": False, "code": ERR_BAD_REQUEST, "error": f"unknown verb {verb!r}"}
-        component = self.components.get(name) if isinstance(name, str) else None
+    async def handle(self, request: Request) -> Reply:
+        """Answer one control request (see ``control_protocol`` for the verbs); start,
+        stop and restart answer once the component has settled."""
+        match request:
+            case StatusRequest(name=name):
+                return self._status(name)
+            case ShutdownRequest():
+                asyncio.get_running_loop().call_soon(self._shutdown.set)
+                return Accepted()
+            case StartRequest() | StopRequest() | RestartRequest():
+                return await self._component_verb(request)
+            case _:
+                assert_never(request)
+
+    async def _component_verb(self, request: ComponentRequest) -> Reply:
+        component = self.components.get(request.name)
         if component is None:
-            return self._unknown(name)
-        if verb == "stop":
+            return self._unknown(request.name)
+        if isinstance(request, StopRequest):
             await component.request_stop()
-        elif verb == "restart":
+        elif isinstance(request, RestartRequest):
             await component.request_restart()
-        else:
-            if component.state is not ComponentState.RUNNING:
-                component.request_start()
-                await component.wait_until(Component._settled)
-        ok = verb == "stop" or component.state is ComponentState.RUNNING
-        result: dict[str, Any] = {"ok": ok, "component": self._describe(component)}
-        if not ok:
-            result.update(code=ERR_FAILED,
-                          error=f"{name} is {public_state(component.state).value} "
-                                f"({component.machine.reason.value})")
-        return result
+        elif component.state is not ComponentState.RUNNING:
+            component.request_start()
+            await component.wait_until(Component._settled)
+        status = self._describe(component)
+        if isinstance(request, StopRequest) or component.state is ComponentState.RUNNING:
+            return ComponentReply(status)
+        # "failed (start-limit-hit)", not "failed (failed)": the reason says why.
+        why = status.reason if status.reason != "none" else status.substate
+        return ErrorReply(ErrorCode.COMPONENT_FAILED, f"{request.name} is {status.state} "
+                          f"({why})", component=status)
 
-    def _unknown(self, name: object) -> dict[str, Any]:
+    def _unknown(self, name: str) -> ErrorReply:
         known = ", ".join(self.components)
-        return {"ok": False, "code": ERR_UNKNOWN_COMPONENT,
-                "error": f"unknown component {name!r}; known components: {known}"}
+        return ErrorReply(ErrorCode.UNKNOWN_COMPONENT,
+                          f"unknown component {name!r}; known components: {known}")
 
-    def _status(self, name: object) -> dict[str, Any]:
+    def _status(self, name: str | None) -> Reply:
         if name is not None and name not in self.components:
             return self._unknown(name)
         chosen = [c for n, c in self.components.items() if name is None or n == name]
-        return {
-            "ok": True,
-            "supervisor": {
-                "pid": os.getpid(),
-                "uptime_s": round(time.monotonic() - self._started, 3),
-                "config": str(self.config.path),
-                "datadir": str(self.config.datadir),
-            },
-            "components": [self._describe(c) for c in chosen],
-        }
+        return StatusReply(
+            supervisor=SupervisorInfo(
+                pid=os.getpid(), uptime_s=round(time.monotonic() - self._started, 3),
+                config=str(self.config.path), datadir=str(self.config.datadir)),
+            components=tuple(self._describe(c) for c in chosen))
 
-    def _describe(self, c: Component) -> dict[str, Any]:
+    def _describe(self, c: Component) -> ComponentStatus:
         uptime = c.uptime_s()
-        return {
-            "name": c.name,
-            "role": c.config.role,
-            "state": public_state(c.state).value,
-            "substate": c.state.value,
-            "reason": c.machine.reason.value,
-            "pid": c.pid,
-            "restarts": c.restarts,
-            "uptime_s": round(uptime, 3) if uptime is not None else None,
-            "since": c.machine.changed_at,
-            "last_exit": c.last_exit.to_json() if c.last_exit else None,
-            "datadir": str(c.config.datadir),
-            "sandbox": self._sandbox_summary(c),
-        }
+        sandbox = self._sandbox_summary(c)
+        return ComponentStatus(
+            name=c.name, role=c.config.role, state=public_state(c.state).value,
+            substate=c.state.value, reason=c.machine.reason.value, pid=c.pid,
+            restarts=c.restarts, uptime_s=round(uptime, 3) if uptime is not None else None,
+            since=c.machine.changed_at,
+            last_exit=LastExit.from_json(c.last_exit.to_json()) if c.last_exit else None,
+            datadir=str(c.config.datadir), sandbox=sandbox, **_confinement(c))
 
-    def _sandbox_summary(self, c: Component) -> dict[str, Any] | None:
+    def _sandbox_summary(self, c: Component) -> SandboxSummary | None:
         if c.policy is None:
             return None
-        summary = {**c.policy.summary(), "landlock_abi": self._landlock_abi,
-                   "cgroup": cgroup_summary(c.policy)}
+        summary: dict[str, Any] = {**c.policy.summary(), "landlock_abi": self._landlock_abi,
+                                   "cgroup": cgroup_summary(c.policy)}
         if c.pid is not None and c.policy.cgroup is not None:
             summary["cgroup"]["usage"] = cgroup_usage(c.name, c.pid)
         if os.geteuid() != 0:
             summary["uid"] = None  # the policy's outer uid applies only under root
-        return summary
+        # The sandbox package reports plain dicts; reading them through the protocol's
+        # record makes a drifted key fail here, loudly, not in every CLI.
+        return SandboxSummary.from_json(summary)
+
+
+def _confinement(c: Component) -> dict[str, Any]:
+    """What status may claim: what /proc showed at the last start, never the policy."""
+    if c.policy is None:
+        return {"confinement": Confinement.NONE}
+    seen = c.confinement
+    if seen is None or c.pid is None and seen.state != "violated":
+        return {"confinement": Confinement.CONFIGURED}
+    if seen.state == "violated":
+        return {"confinement": Confinement.VIOLATED,
+                "confinement_detail": "; ".join(seen.problems)}
+    facts = seen.facts
+    detail = (f"pid {facts.get('pid')} uid {facts.get('uid')}, seccomp filter, "
+              "no_new_privs, no capabilities"
+              + (", own network namespace" if facts.get("own_network") else ""))
+    return {"confinement": Confinement.ENFORCED, "confinement_detail": detail}

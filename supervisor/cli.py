@@ -1,31 +1,72 @@
-"""The ``bitcoin-supervisor`` command line: the daemon itself and verbs that talk to it."""
+"""The ``bitcoin-supervisor`` command line: the daemon itself and verbs that talk to it.
+
+The client verbs (``status``, ``start NAME``, ``stop``, ``restart``, ``shutdown``, ``rpc``)
+load only the control protocol and its socket client: the daemon, asyncio, capnp, the
+sandbox and structlog are imported by the verbs that run them (``start`` without a name,
+``sandbox``, ``policy``), so a ``status`` costs little more than the interpreter's start.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bitcoin_supervisor import jsonfmt, log
 from bitcoin_supervisor.interfaces import ConfigError, SupervisorError
 
-from . import _policycli
-from ._config import Config, load_config
-from ._control import DaemonNotRunning, request_sync
-from ._daemon import CONTROL_SOCKET, ERR_UNKNOWN_COMPONENT
-from ._rpcclient import RpcCallError, RpcEndpoint, call, parse_cli_params
+from ._client import DaemonNotRunning, request_sync, socket_path
+from ._policyargs import add_verbs as add_policy_verbs
+from .control_protocol import (
+    CONTROL_SOCKET,
+    Accepted,
+    ComponentReply,
+    ComponentRequest,
+    ComponentStatus,
+    Confinement,
+    ErrorCode,
+    ErrorReply,
+    LastExit,
+    ProtocolError,
+    Reply,
+    RestartRequest,
+    SandboxSummary,
+    ShutdownRequest,
+    StartRequest,
+    StatusReply,
+    StatusRequest,
+    StopRequest,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # bad config, bad arguments, unknown component
 EXIT_NO_DAEMON = 3
 DEFAULT_CONFIG = "multiprocess.toml"
+_COMPONENT_VERBS: dict[str, type[ComponentRequest]] = {
+    "start": StartRequest, "stop": StopRequest, "restart": RestartRequest}
+
+
+class _VersionAction(argparse.Action):
+    """``--version``; reads the installed metadata only when asked (it costs an import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("bitcoin-supervisor")
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        print(f"bitcoin-supervisor {number}")
+        parser.exit()
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitcoin-supervisor",
         description="Sandboxed process supervisor for multiprocess Bitcoin.")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="show the version and exit")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     start = verbs.add_parser("start", help="run the daemon (foreground), or start NAME in a "
@@ -70,29 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     rpc.add_argument("method")
     rpc.add_argument("params", nargs="*", help="parameters; JSON values or plain strings")
     _common(rpc)
-    _policycli.add_verbs(verbs)
+    add_policy_verbs(verbs)
     return parser
 
 
-def _load(args: argparse.Namespace, *, required: bool) -> Config | None:
-    path = Path(args.config or DEFAULT_CONFIG)
-    if args.config is None and not path.exists() and not required:
-        return None
-    return load_config(path, datadir_override=args.datadir)
-
-
 def _socket_path(args: argparse.Namespace) -> Path:
-    config = _load(args, required=args.datadir is None)
-    if config is not None:
-        return config.datadir / CONTROL_SOCKET
-    return Path(args.datadir) / CONTROL_SOCKET
+    return socket_path(args.config, args.datadir, default_config=DEFAULT_CONFIG)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``bitcoin-supervisor`` console script; exits with a status."""
     args = build_parser().parse_args(argv)
-    # Client verbs print results on stdout; library events go to stderr, warnings only.
-    log.configure(level=logging.WARNING)
     try:
         code = _dispatch(args)
     except ConfigError as exc:
@@ -101,9 +132,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     except DaemonNotRunning as exc:
         print(f"bitcoin-supervisor: {exc}", file=sys.stderr)
         code = EXIT_NO_DAEMON
-    except RpcCallError as exc:
-        print(str(exc), file=sys.stderr)
-        code = abs(exc.code)  # bitcoin-cli's convention
     except SupervisorError as exc:
         print(f"bitcoin-supervisor: {exc}", file=sys.stderr)
         code = EXIT_FAILED
@@ -115,31 +143,33 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "start" if args.name is None:
             return _run_daemon(args)
         case "rpc":
-            config = _load(args, required=True)
-            assert config is not None
-            # Exit 3 like every verb when no daemon runs (not "cannot read the cookie").
-            request_sync(config.datadir / CONTROL_SOCKET, {"verb": "status", "name": None})
-            result = call(RpcEndpoint.from_config(config), args.method,
-                          parse_cli_params(args.params), wallet=args.wallet)
-            _print_rpc_result(result)
-            return EXIT_OK
+            return _rpc(args)
         case "status":
             return _status(args)
         case "sandbox" | "policy":
-            return _policycli.dispatch(args)
+            return _policy(args)
         case "shutdown":
-            request_sync(_socket_path(args), {"verb": "shutdown"})
+            reply = request_sync(_socket_path(args), ShutdownRequest())
+            if isinstance(reply, ErrorReply):
+                return _refused(reply)
             print("shutdown requested")
             return EXIT_OK
         case _:
-            reply = request_sync(_socket_path(args), {"verb": args.verb, "name": args.name},
-                                 timeout=300.0)
-            return _print_component_reply(args, reply)
+            request = _COMPONENT_VERBS[args.verb](name=args.name)
+            return _print_component_reply(args, request_sync(_socket_path(args), request,
+                                                             timeout=300.0))
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
-    config = _load(args, required=True)
-    assert config is not None
+    import dataclasses
+
+    from bitcoin_supervisor import log
+    from bitcoin_supervisor.ipc import make_protocol
+
+    from ._config import load_config
+    from ._daemon import Daemon
+
+    config = load_config(Path(args.config or DEFAULT_CONFIG), datadir_override=args.datadir)
     if args.debug:
         debug = tuple(sorted(set(config.debug) | set(args.debug)))
         config = dataclasses.replace(config, debug=debug)
@@ -147,52 +177,100 @@ def _run_daemon(args: argparse.Namespace) -> int:
     log.configure(json=None if fmt == "auto" else fmt == "json")
     log.get_logger().info("config.loaded", path=str(config.path),
                           components=[c.name for c in config.components])
-    from bitcoin_supervisor.ipc import make_protocol
-
-    from ._daemon import Daemon
-
     protocol = make_protocol()
     return protocol.run(lambda: Daemon(config, protocol).run())
 
 
-def _print_rpc_result(result: Any) -> None:
+def _policy(args: argparse.Namespace) -> int:
+    import logging
+
+    from bitcoin_supervisor import log
+
+    from . import _policycli
+
+    # Library events go to stderr, warnings only: stdout carries the verb's results.
+    log.configure(level=logging.WARNING)
+    return _policycli.dispatch(args)
+
+
+def _rpc(args: argparse.Namespace) -> int:
+    from bitcoin_supervisor import jsonfmt
+
+    from ._config import load_config
+    from ._rpcclient import RpcCallError, RpcEndpoint, call, parse_cli_params
+
+    config = load_config(Path(args.config or DEFAULT_CONFIG), datadir_override=args.datadir)
+    # Exit 3 like every verb when no daemon runs (not "cannot read the cookie").
+    request_sync(config.datadir / CONTROL_SOCKET, StatusRequest())
+    try:
+        result = call(RpcEndpoint.from_config(config), args.method,
+                      parse_cli_params(args.params), wallet=args.wallet)
+    except RpcCallError as exc:
+        print(str(exc), file=sys.stderr)
+        return abs(exc.code)  # bitcoin-cli's convention
     # bitcoin-cli prints strings bare, null as nothing, everything else as JSON.
     if isinstance(result, str):
         print(result)
     elif result is not None:
         print(jsonfmt.dumps(result, indent=2))
+    return EXIT_OK
 
 
-def _print_component_reply(args: argparse.Namespace, reply: dict[str, Any]) -> int:
-    if not reply.get("ok") and "component" not in reply:
-        print(f"bitcoin-supervisor: {reply.get('error')}", file=sys.stderr)
-        return EXIT_USAGE if reply.get("code") == ERR_UNKNOWN_COMPONENT else EXIT_FAILED
-    if getattr(args, "json", False):
-        print(json.dumps(reply, indent=2))
+def _refused(reply: ErrorReply) -> int:
+    print(f"bitcoin-supervisor: {reply.error}", file=sys.stderr)
+    usage = reply.code in (ErrorCode.UNKNOWN_COMPONENT, ErrorCode.BAD_REQUEST)
+    return EXIT_USAGE if usage else EXIT_FAILED
+
+
+def _unexpected(reply: Reply) -> ProtocolError:
+    return ProtocolError(f"the daemon sent an unexpected {type(reply).__name__}")
+
+
+def _print_component_reply(args: argparse.Namespace, reply: Reply) -> int:
+    match reply:
+        case ErrorReply(component=None):
+            return _refused(reply)
+        case ErrorReply(component=ComponentStatus() as comp) | ComponentReply(component=comp):
+            pass
+        case _:
+            raise _unexpected(reply)
+    if getattr(args, "json", False):  # `start NAME` has no --json
+        print(json.dumps(reply.to_json(), indent=2))
     else:
-        comp = reply["component"]
-        print(f"{comp['name']}: {comp['state']} ({comp['substate']}), pid {comp['pid']}")
-    if not reply.get("ok"):
-        print(f"bitcoin-supervisor: {reply.get('error')}", file=sys.stderr)
+        pid = f", pid {comp.pid}" if comp.pid is not None else ""
+        print(f"{comp.name}: {_active(comp)}{pid}")
+    if isinstance(reply, ErrorReply):
+        print(f"bitcoin-supervisor: {reply.error}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
 
 def _status(args: argparse.Namespace) -> int:
-    reply = request_sync(_socket_path(args), {"verb": "status", "name": args.name})
-    if not reply.get("ok"):
-        print(f"bitcoin-supervisor: {reply.get('error')}", file=sys.stderr)
-        return EXIT_USAGE if reply.get("code") == ERR_UNKNOWN_COMPONENT else EXIT_FAILED
-    reply.pop("ok", None)
+    reply = request_sync(_socket_path(args), StatusRequest(args.name))
+    match reply:
+        case ErrorReply():
+            return _refused(reply)
+        case StatusReply():
+            pass
+        case ComponentReply() | Accepted():
+            raise _unexpected(reply)
     if args.json:
-        print(json.dumps(reply, indent=2))
+        shown = reply.to_json()
+        del shown["ok"]
+        print(json.dumps(shown, indent=2))
     else:
         sys.stdout.write(format_status(reply, color=sys.stdout.isatty()))
     return EXIT_OK
 
 
+# -- human-readable status -----------------------------------------------------------------
+
 _DOT_COLOR = {"active": "\033[32m", "failed": "\033[31m", "activating": "\033[33m",
               "deactivating": "\033[33m", "inactive": ""}
+_CONFINEMENT = {Confinement.NONE: "none (runs unconfined)",
+                Confinement.CONFIGURED: "configured (not verified from /proc)",
+                Confinement.ENFORCED: "enforced (verified)",
+                Confinement.VIOLATED: "VIOLATED (killed)"}
 
 
 def _ago(seconds: float) -> str:
@@ -206,57 +284,80 @@ def _ago(seconds: float) -> str:
     return " ".join(parts[:2])
 
 
-def _sandbox_line(summary: dict[str, Any] | None) -> str:
+def _active(comp: ComponentStatus) -> str:
+    """``active (running)``, ``failed (boot-refused)``, ``inactive (stopped,
+    stopped-by-user)``: each word once, "none" never."""
+    details = dict.fromkeys(d for d in (comp.substate, comp.reason)
+                            if d not in ("none", comp.state))
+    return comp.state + (f" ({', '.join(details)})" if details else "")
+
+
+def _last_exit(last: LastExit) -> str:
+    how = (f"signal {last.signal} " if last.signal
+           else f"code {last.exit_code} " if last.exit_code is not None else "")
+    detail = f" {last.detail}" if last.detail else ""
+    return f"{how}({last.reason}){detail}"
+
+
+def _sandbox_line(summary: SandboxSummary | None) -> str:
     if summary is None:
         return "none (runs unsandboxed)"
-    landlock = (f"landlock ABI {summary.get('landlock_abi')}" if summary["landlock"]
-                else "landlock off")
-    return (f"ns {','.join(summary['namespaces'])}; network {summary['network']}; "
-            f"seccomp {summary['seccomp_default']} ({summary['seccomp_allowed']} syscalls "
-            f"allowed); {landlock}; caps {','.join(summary['capabilities']) or 'none'}; "
-            f"uid {summary['uid'] if summary['uid'] is not None else 'mapped'}; "
-            f"{_cgroup_text(summary.get('cgroup'))}")
+    if not summary.landlock:
+        landlock = "landlock off"
+    elif summary.landlock_abi is None:
+        landlock = "landlock (not supported by this kernel)"
+    else:
+        landlock = f"landlock ABI {summary.landlock_abi}"
+    return (f"ns {','.join(summary.namespaces)}; network {summary.network}; "
+            f"seccomp {summary.seccomp_default} ({summary.seccomp_allowed} syscalls "
+            f"allowed); {landlock}; caps {','.join(summary.capabilities) or 'none'}; "
+            f"uid {summary.uid if summary.uid is not None else 'mapped'}; "
+            f"{_cgroup_text(summary)}")
 
 
-def _cgroup_text(cgroup: dict[str, Any] | None) -> str:
-    if not cgroup or cgroup.get("unavailable"):
-        reason = cgroup.get("unavailable") if cgroup else "none"
-        return f"cgroup limits off ({reason})"
+def _cgroup_text(summary: SandboxSummary) -> str:
+    cgroup = summary.cgroup
+    if cgroup.unavailable:
+        return f"cgroup limits off ({cgroup.unavailable})"
+
     def size(value: int | None) -> str:
         return "max" if value is None else f"{value // (1 << 20)}M"
-    usage = cgroup.get("usage") or {}
-    used = f", using {size(usage['memory_bytes'])}" if "memory_bytes" in usage else ""
-    return (f"cgroup {cgroup['version']} memory {size(cgroup['memory_max'])} "
-            f"pids {cgroup['pids_max'] if cgroup['pids_max'] is not None else 'max'}{used}")
+
+    memory = cgroup.usage.memory_bytes if cgroup.usage else None
+    used = f", using {size(memory)}" if memory is not None else ""
+    pids = cgroup.pids_max if cgroup.pids_max is not None else "max"
+    version = f"cgroup {cgroup.version}" if cgroup.version else "cgroup"
+    return f"{version} memory {size(cgroup.memory_max)} pids {pids}{used}"
 
 
-def format_status(reply: dict[str, Any], *, color: bool = False) -> str:
+def format_status(reply: StatusReply, *, color: bool = False) -> str:
     """Render ``status`` like ``systemctl status``: one block per component."""
-    sup = reply["supervisor"]
-    lines = [f"bitcoin-supervisor  pid {sup['pid']}, up {_ago(sup['uptime_s'])}",
-             f"     Config: {sup['config']}", f"    Datadir: {sup['datadir']}", ""]
-    for comp in reply["components"]:
+    sup = reply.supervisor
+    lines = [f"bitcoin-supervisor  pid {sup.pid}, up {_ago(sup.uptime_s)}",
+             f"     Config: {sup.config}", f"    Datadir: {sup.datadir}", ""]
+    for comp in reply.components:
         dot = "●"
         if color:
-            dot = f"{_DOT_COLOR.get(comp['state'], '')}●\033[0m"
+            dot = f"{_DOT_COLOR.get(comp.state, '')}●\033[0m"
         since = ""
-        if comp.get("since"):
-            since = (f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(comp['since']))}"
-                     f"; {_ago(time.time() - comp['since'])} ago")
-        reason = f" ({comp['reason']})" if comp["reason"] not in ("none",) else ""
-        lines.append(f"{dot} {comp['name']} — role {comp['role']}")
-        lines.append(f"     Active: {comp['state']} ({comp['substate']}){reason}{since}")
-        if comp["pid"] is not None:
-            lines.append(f"   Main PID: {comp['pid']}")
-        lines.append(f"   Restarts: {comp['restarts']}")
-        last = comp.get("last_exit")
-        if last:
-            how = (f"signal {last['signal']}" if last["signal"]
-                   else f"code {last['exit_code']}")
-            detail = f" {last['detail']}" if last.get("detail") else ""
-            lines.append(f"  Last exit: {how} ({last['reason']}){detail}")
-        lines.append(f"    Sandbox: {_sandbox_line(comp.get('sandbox'))}")
-        lines.append(f"    Datadir: {comp['datadir']}")
+        if comp.since:
+            since = (f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(comp.since))}"
+                     f"; {_ago(time.time() - comp.since)} ago")
+        lines.append(f"{dot} {comp.name} — " + (f"role {comp.role}" if comp.role
+                                                 else "no role (a foreign program)"))
+        lines.append(f"     Active: {_active(comp)}{since}")
+        if comp.pid is not None:
+            lines.append(f"   Main PID: {comp.pid}")
+        lines.append(f"   Restarts: {comp.restarts}")
+        if comp.last_exit:
+            lines.append(f"  Last exit: {_last_exit(comp.last_exit)}")
+        confined = _CONFINEMENT[comp.confinement]
+        if comp.confinement_detail:
+            confined += f": {comp.confinement_detail}"
+        lines.append(f"   Confined: {confined}")
+        # The configured policy, labelled as such: what is in force is the line above.
+        lines.append(f"     Policy: {_sandbox_line(comp.sandbox)}")
+        lines.append(f"    Datadir: {comp.datadir}")
         lines.append("")
     return "\n".join(lines)
 

@@ -41,6 +41,9 @@ def test_every_process_is_confined(system: System) -> None:
             uid = inner[0].uids().real
             assert uid != 0
             uids.add(uid)
+        # What status claims is what the supervisor read from /proc itself.
+        assert comp["confinement"] == "enforced", comp
+        assert f"uid {inner[0].uids().real}" in comp["confinement_detail"]
         summary = comp["sandbox"]
         assert summary["seccomp_default"] == "kill_process"
         assert summary["seccomp_allowed"] > 50
@@ -48,7 +51,8 @@ def test_every_process_is_confined(system: System) -> None:
         assert summary["landlock"] is True and summary["landlock_abi"] >= 1
     if os.geteuid() == 0:
         assert len(uids) == 3, "each role runs as its own outer uid"
-    assert "Sandbox: ns cgroup,ipc,mount,net,pid,user,uts; network none; seccomp " \
+    assert "Confined: enforced (verified): pid " in system.cli("status", "wallet").stdout
+    assert "Policy: ns cgroup,ipc,mount,net,pid,user,uts; network none; seccomp " \
            "kill_process" in system.cli("status", "wallet").stdout
 
 

@@ -27,20 +27,48 @@ from bitcoin_supervisor.supervisor._control import (
     request,
     request_sync,
 )
+from bitcoin_supervisor.supervisor.control_protocol import (
+    Accepted,
+    ComponentReply,
+    ComponentStatus,
+    ErrorCode,
+    ErrorReply,
+    ProtocolError,
+    Reply,
+    Request,
+    RestartRequest,
+    ShutdownRequest,
+    StartRequest,
+    StatusReply,
+    StatusRequest,
+    StopRequest,
+    SupervisorInfo,
+)
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[Request], Awaitable[Reply]]
+SUPERVISOR = SupervisorInfo(pid=1, uptime_s=2.5, config="/c.toml", datadir="/d")
 
 
-async def echo(req: dict[str, Any]) -> dict[str, Any]:
-    match req["verb"]:
-        case "echo":
-            return {"echo": req}
-        case "refuse":
-            raise RequestError("no such component 'gui'", 404)
-        case "crash":
+def component(name: str) -> ComponentStatus:
+    return ComponentStatus(name=name, role="wallet", state="active", substate="running",
+                           reason="none", pid=42, restarts=0, uptime_s=1.0, since=1.0,
+                           last_exit=None, datadir=f"/d/{name}", sandbox=None)
+
+
+async def echo(req: Request) -> Reply:
+    """A stand-in daemon: status lists the asked name, stop of "gui" is refused, restart
+    of "crash" is a handler bug, shutdown is accepted."""
+    match req:
+        case StatusRequest(name=name):
+            return StatusReply(SUPERVISOR, (component(name or "all"),))
+        case StopRequest(name="gui"):
+            raise RequestError("no such component 'gui'", ErrorCode.UNKNOWN_COMPONENT)
+        case RestartRequest(name="crash"):
             raise RuntimeError("handler bug")
-        case _:
-            raise RequestError(f"unknown verb {req['verb']!r}")
+        case StartRequest(name=name) | StopRequest(name=name) | RestartRequest(name=name):
+            return ComponentReply(component(name))
+        case ShutdownRequest():
+            return Accepted()
 
 
 @asynccontextmanager
@@ -72,12 +100,13 @@ def test_round_trip_async_and_sync(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with serving(sock):
-            resp = await request(sock, {"verb": "echo", "name": "wallet"})
-            assert resp == {"ok": True, "echo": {"verb": "echo", "name": "wallet"}}
-            sync = await asyncio.to_thread(request_sync, sock, {"verb": "echo"})
-            assert sync == {"ok": True, "echo": {"verb": "echo"}}
-            refused = await request(sock, {"verb": "refuse"})
-            assert refused == {"ok": False, "error": "no such component 'gui'", "code": 404}
+            resp = await request(sock, StatusRequest("wallet"))
+            assert resp == StatusReply(SUPERVISOR, (component("wallet"),))
+            sync = await asyncio.to_thread(request_sync, sock, RestartRequest("index"))
+            assert sync == ComponentReply(component("index"))
+            assert await request(sock, ShutdownRequest()) == Accepted()
+            refused = await request(sock, StopRequest("gui"))
+            assert refused == ErrorReply(ErrorCode.UNKNOWN_COMPONENT, "no such component 'gui'")
 
     asyncio.run(main())
 
@@ -106,15 +135,20 @@ def test_malformed_requests_get_errors_and_the_server_lives_on(tmp_path: Path) -
         async with serving(sock):
             responses = await raw_exchange(
                 sock, b"{not json\n", b"[1, 2]\n", b'{"verb": 3}\n', b"\xff\xfe\n",
-                b'{"verb": "echo"}\n')
-            assert [r["ok"] for r in responses] == [False, False, False, False, True]
-            assert responses[0]["code"] == 400
+                b'{"verb": "stop"}\n', b'{"verb": "stop", "name": "x", "force": true}\n',
+                b'{"verb": "status", "name": 7}\n', b'{"verb": "status"}\n')
+            assert [r["ok"] for r in responses] == [False] * 7 + [True]
+            assert all(r["code"] == 400 for r in responses[:7])
             assert responses[0]["error"].startswith("malformed request: not JSON")
-            assert responses[1] == responses[2] == {
-                "ok": False, "code": 400,
-                "error": 'malformed request: expected an object with a string "verb"'}
-            assert "\n" not in responses[0]["error"]
-            assert (await request(sock, {"verb": "echo"}))["ok"] is True
+            assert [r["error"] for r in responses[1:3] + responses[4:7]] == [
+                "malformed request: expected an object, got array",
+                "malformed request: verb: expected one of 'status', 'start', 'stop', "
+                "'restart', 'shutdown', got 3",
+                "malformed request: name: missing",
+                "malformed request: force: unknown key; expected one of verb, name",
+                "malformed request: name: expected a string or null, got integer"]
+            assert all("\n" not in r["error"] for r in responses[:7])
+            assert isinstance(await request(sock, StatusRequest()), StatusReply)
 
     asyncio.run(main())
 
@@ -125,12 +159,11 @@ def test_handler_crash_is_logged_and_answered(tmp_path: Path) -> None:
     async def main() -> None:
         async with serving(sock):
             with capture_logs() as logs:
-                resp = await request(sock, {"verb": "crash"})
-            assert resp == {"ok": False, "error": "internal error; see the daemon log",
-                            "code": 500}
+                resp = await request(sock, RestartRequest("crash"))
+            assert resp == ErrorReply(ErrorCode.INTERNAL, "internal error; see the daemon log")
             assert [e["event"] for e in logs] == ["control.request_failed"]
-            assert logs[0]["verb"] == "crash"
-            assert (await request(sock, {"verb": "echo"}))["ok"] is True
+            assert logs[0]["verb"] == "restart"
+            assert isinstance(await request(sock, StatusRequest()), StatusReply)
 
     asyncio.run(main())
 
@@ -140,7 +173,7 @@ def test_oversize_line_is_refused(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with serving(sock):
-            big = json.dumps({"verb": "echo", "pad": "x" * MAX_REQUEST_BYTES}).encode() + b"\n"
+            big = json.dumps({"verb": "stop", "name": "x" * MAX_REQUEST_BYTES}).encode() + b"\n"
             reader, writer = await asyncio.open_unix_connection(str(sock))
             writer.write(big)
             line = await reader.readline()
@@ -149,8 +182,8 @@ def test_oversize_line_is_refused(tmp_path: Path) -> None:
                 "ok": False, "code": 413,
                 "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
             # Just under the limit still works.
-            small = {"verb": "echo", "pad": "x" * (MAX_REQUEST_BYTES - 100)}
-            assert (await request(sock, small))["ok"] is True
+            small = StopRequest("x" * (MAX_REQUEST_BYTES - 100))
+            assert await request(sock, small) == ComponentReply(component(small.name))
 
     asyncio.run(main())
 
@@ -158,9 +191,9 @@ def test_oversize_line_is_refused(tmp_path: Path) -> None:
 def test_daemon_not_running_when_socket_absent(tmp_path: Path) -> None:
     sock = tmp_path / "supervisor.sock"
     with pytest.raises(DaemonNotRunning, match=f"no control socket at {sock}"):
-        request_sync(sock, {"verb": "status"})
+        request_sync(sock, StatusRequest())
     with pytest.raises(DaemonNotRunning, match=f"no control socket at {sock}"):
-        asyncio.run(request(sock, {"verb": "status"}))
+        asyncio.run(request(sock, StatusRequest()))
 
 
 def make_stale_socket(path: Path) -> None:
@@ -173,9 +206,9 @@ def test_daemon_not_running_when_socket_stale(tmp_path: Path) -> None:
     sock = tmp_path / "supervisor.sock"
     make_stale_socket(sock)
     with pytest.raises(DaemonNotRunning, match=f"stale control socket at {sock}"):
-        request_sync(sock, {"verb": "status"})
+        request_sync(sock, StatusRequest())
     with pytest.raises(DaemonNotRunning, match=f"stale control socket at {sock}"):
-        asyncio.run(request(sock, {"verb": "status"}))
+        asyncio.run(request(sock, StatusRequest()))
 
 
 def test_stale_socket_is_replaced_on_start(tmp_path: Path) -> None:
@@ -184,7 +217,7 @@ def test_stale_socket_is_replaced_on_start(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with serving(sock):
-            assert (await request(sock, {"verb": "echo"}))["ok"] is True
+            assert isinstance(await request(sock, StatusRequest()), StatusReply)
 
     asyncio.run(main())
 
@@ -198,10 +231,10 @@ def test_second_server_refused_while_first_lives(tmp_path: Path) -> None:
             with pytest.raises(DaemonAlreadyRunning, match=f"already running on {sock}"):
                 await second.start()
             # The refused server must not have disturbed the live one.
-            assert (await request(sock, {"verb": "echo"}))["ok"] is True
+            assert isinstance(await request(sock, StatusRequest()), StatusReply)
         # Once the first is gone, a new one starts.
         async with serving(sock):
-            assert (await request(sock, {"verb": "echo"}))["ok"] is True
+            assert isinstance(await request(sock, StatusRequest()), StatusReply)
 
     asyncio.run(main())
 
@@ -234,14 +267,14 @@ def test_too_long_path(tmp_path: Path) -> None:
 def test_timeout_when_daemon_does_not_answer(tmp_path: Path) -> None:
     sock = tmp_path / "supervisor.sock"
 
-    async def hang(req: dict[str, Any]) -> dict[str, Any]:
+    async def hang(req: Request) -> Reply:
         await asyncio.Event().wait()
-        return {}
+        return Accepted()
 
     async def main() -> None:
         async with serving(sock, hang):
             with pytest.raises(ControlError, match="did not answer within 0.2 s"):
-                await request(sock, {"verb": "x"}, timeout=0.2)
+                await request(sock, ShutdownRequest(), timeout=0.2)
 
     asyncio.run(main())
 
@@ -250,7 +283,10 @@ CLIENT = """
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-s.sendall(b'{"verb": "echo"}\\n')
+try:
+    s.sendall(b'{"verb": "status"}\\n')
+except BrokenPipeError:
+    pass  # refused and closed before we wrote: the answer is still there to read
 print(s.makefile().readline(), end="")
 """
 
@@ -278,3 +314,50 @@ def test_other_uid_is_refused(tmp_path: Path) -> None:
                 assert [(e["event"], e["uid"]) for e in logs] == [("control.refused", 65534)]
 
         asyncio.run(main())
+
+
+@asynccontextmanager
+async def fake_daemon(path: Path, answer: bytes) -> AsyncIterator[None]:
+    """A socket that answers every request line with ``answer``, whatever it was."""
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(reply, str(path))
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(("answer", "error", "message"), [
+    (b'{"ok": true, "supervisor": {"pid": 1, "uptime_s": 1, "config": "c", "datadir": "d"},'
+     b' "components": [{"name": 1}]}\n', ProtocolError,
+     "sent a malformed status reply: components[0].name: expected a string, got integer"),
+    (b'{"ok": true, "components": []}\n', ProtocolError,
+     "sent a malformed status reply: supervisor: missing"),
+    (b'{"ok": false, "code": 999, "error": "?"}\n', ProtocolError,
+     "sent a malformed status reply: code: expected one of 400, 403, 404, 409, 413, 500, "
+     "got 999"),
+    (b'{"ok": "yes"}\n', ProtocolError,
+     "sent a malformed status reply: ok: expected a boolean, got string"),
+    (b"<html>\n", ControlError, "sent a reply that is not JSON"),
+    (b'{"ok": true', ControlError, "closed the connection without answering"),
+])
+def test_malformed_replies_raise_one_precise_error(
+        tmp_path: Path, answer: bytes, error: type[Exception], message: str) -> None:
+    sock = tmp_path / "supervisor.sock"
+
+    async def main() -> None:
+        async with fake_daemon(sock, answer):
+            with pytest.raises(error) as raised:
+                await request(sock, StatusRequest())
+            assert str(raised.value) == f"the daemon at {sock} {message}"
+            with pytest.raises(error) as raised:
+                await asyncio.to_thread(request_sync, sock, StatusRequest())
+            assert str(raised.value) == f"the daemon at {sock} {message}"
+
+    asyncio.run(main())
