@@ -157,6 +157,7 @@ _REMOVE = object()
                                          "got array"),
     (("components", 0, "confinement"), "maybe",
      "components[0].confinement: expected one of 'none', 'configured', 'enforced', "
+     "'violated', "
      "got 'maybe'"),
     (("components", 0, "restarts"), _REMOVE, "components[0].restarts: missing"),
     (("components",), {}, "components: expected an array, got object"),
