@@ -56,10 +56,12 @@ class LaunchPlan:
     cwd: Path
     parent_pid: int
     waiter: SeccompRules | None = None
+    # Inherited cgroup.procs fds of the supervisor-owned cgroup, joined first.
+    cgroup_fds: tuple[int, ...] = ()
 
 
 def make_plan(policy: Policy | None, *, name: str, executable: Path, cwd: Path,
-              parent_pid: int | None = None) -> LaunchPlan:
+              parent_pid: int | None = None, cgroup_fds: tuple[int, ...] = ()) -> LaunchPlan:
     """Resolve a plan for running ``executable`` under ``policy``.
 
     Files of the exec chain the policy's view does not show are added to it read-only
@@ -84,7 +86,7 @@ def make_plan(policy: Policy | None, *, name: str, executable: Path, cwd: Path,
             waiter = waiter_rules()
     return LaunchPlan(name=name, policy=policy, executable=executable, exec_chain=chain,
                       cwd=cwd, parent_pid=os.getpid() if parent_pid is None else parent_pid,
-                      waiter=waiter)
+                      waiter=waiter, cgroup_fds=cgroup_fds)
 
 
 def plan_fd(plan: LaunchPlan) -> int:
@@ -129,6 +131,7 @@ def encode_plan(plan: LaunchPlan) -> bytes:
         "cwd": str(plan.cwd),
         "parent_pid": plan.parent_pid,
         "waiter": None if plan.waiter is None else _seccomp_json(plan.waiter),
+        "cgroup_fds": list(plan.cgroup_fds),
     }, sort_keys=True).encode()
 
 
@@ -146,6 +149,7 @@ def decode_plan(data: bytes) -> LaunchPlan:
             cwd=Path(raw["cwd"]),
             parent_pid=int(raw["parent_pid"]),
             waiter=None if raw["waiter"] is None else _seccomp(raw["waiter"]),
+            cgroup_fds=tuple(int(fd) for fd in raw["cgroup_fds"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SandboxError(f"malformed launch plan: {exc!r}") from exc

@@ -11,11 +11,11 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
-from ._cgroups import remove_cgroups
+from ._cgroup_owner import create_cgroup
 from ._plan import LaunchPlan
 from ._policy import Policy
 from ._trampoline import enter
@@ -78,6 +78,12 @@ def run_sandboxed(plan: LaunchPlan, argv: Sequence[str], *,
     the file could not be executed, 127 that it was not found in the view. After a
     seccomp kill ``syscall`` names the culprit when the kernel log is readable.
     """
+    # Like the supervisor, the runner owns the cgroup: created and limited before the
+    # fork, joined by the child through the inherited fds, killed and removed afterwards.
+    cgroup = create_cgroup(plan.policy.cgroup if plan.policy else None, plan.name or "run",
+                           source=plan.policy.source if plan.policy else plan.executable)
+    if cgroup is not None:
+        plan = replace(plan, cgroup_fds=tuple(cgroup.join_fds()))
     # The sandboxed process says hello over this pair before it execs; SO_PASSCRED makes
     # the kernel attach its pid translated into our pid namespace (for the audit log).
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -87,16 +93,20 @@ def run_sandboxed(plan: LaunchPlan, argv: Sequence[str], *,
     pid = os.fork()
     if pid == 0:
         ours.close()
-        enter(plan, argv, ipc_fd=None, pass_fds=keep_fds, hello=theirs.detach())
+        enter(plan, argv, ipc_fd=None, pass_fds=keep_fds + plan.cgroup_fds,
+              hello=theirs.detach())
     theirs.close()
+    if cgroup is not None:
+        cgroup.close_fds()
     seen: list[int] = []
     previous = {sig: signal.signal(sig, _forwarder(pid, seen)) for sig in _FORWARDED}
     try:
         inner = _sandboxed_pid(ours)
         status = os.waitpid(pid, 0)[1]
-        if plan.policy is not None:
-            remove_cgroups(plan.name or plan.policy.role, pid)
     finally:
+        if cgroup is not None:
+            cgroup.kill()  # whatever the command left behind goes with it
+            cgroup.remove()
         ours.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -14,6 +14,7 @@ from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.log import get_logger
 
 from ._caps import drop_privileges, last_cap, set_hostname, set_no_new_privs, set_rlimits
+from ._cgroup_owner import join_cgroup_fds
 from ._cgroups import join_cgroups
 from ._landlock import abi_version as landlock_abi
 from ._landlock import plan as landlock_plan
@@ -49,6 +50,9 @@ class SandboxContext:
     name: str = ""
     parent_pid: int | None = None
     waiter: SeccompRules | None = None
+    # The supervisor-owned cgroup's cgroup.procs fds (None: a self-contained caller, such
+    # as the probe matrix, that creates and joins its own cgroup from the policy).
+    cgroup_fds: tuple[int, ...] | None = None
 
 
 class _Timer:
@@ -88,10 +92,13 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
                          if "pid" in names else None)
     with timer.step("pdeathsig"):
         bind_to_parent(context.parent_pid)
-    if policy.cgroup is not None:
+    # Joined first, while still root: unshare(CGROUP) later roots the role's cgroup
+    # namespace at this cgroup, and every process forked from here on is inside it.
+    if context.cgroup_fds is not None:
         with timer.step("cgroup"):
-            # Root may still create cgroups here; unshare(CGROUP) later roots the role's
-            # cgroup namespace at this cgroup.
+            join_cgroup_fds(context.cgroup_fds)
+    elif policy.cgroup is not None:
+        with timer.step("cgroup"):
             join_cgroups(policy.cgroup, context.name or policy.role, policy.source)
     if root:
         with timer.step("chown_datadir"):

@@ -34,6 +34,7 @@ from typing import NoReturn
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import SandboxError, SupervisorError
 
+from ._cgroup_owner import join_cgroup_fds
 from ._lifetime import bind_to_parent
 from ._namespaces import close_fds
 from ._plan import LaunchPlan, allow_entry_execve, read_plan_fd
@@ -105,12 +106,14 @@ def enter(plan: LaunchPlan, argv: Sequence[str], *, ipc_fd: int | None,
         keep = tuple(fd for fd in (ipc_fd, hello, *pass_fds) if fd is not None)
         address = _pin_filename(os.fsencode(plan.executable))
         if plan.policy is None:
+            join_cgroup_fds(plan.cgroup_fds)
             bind_to_parent(plan.parent_pid)
             close_fds({0, 1, 2, *keep})
         else:
             policy = allow_entry_execve(plan.policy, address, plan.exec_chain)
             apply(policy, SandboxContext(ipc_fd=ipc_fd, pass_fds=keep, name=plan.name,
-                                         parent_pid=plan.parent_pid, waiter=plan.waiter))
+                                         parent_pid=plan.parent_pid, waiter=plan.waiter,
+                                         cgroup_fds=plan.cgroup_fds))
         if hello is not None:
             os.write(hello, b"!")
             os.close(hello)

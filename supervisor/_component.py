@@ -88,6 +88,7 @@ class Component:
         self._stop_now = asyncio.Event()
         self._waiters: list[tuple[Callable[[Component], bool], asyncio.Future[None]]] = []
         self._child: ChildHandle | None = None
+        self._run: tuple[LaunchSpec, Endpoint] | None = None
         self.confinement: Confinement | None = None
         self._stop_reason = ExitReason.STOPPED_BY_USER
         self._killed = False
@@ -206,6 +207,12 @@ class Component:
         return LaunchSpec(name=self.name, argv=self.config.argv, env=self._child_env(),
                           datadir=Path(self.settings.datadir), policy=self.policy)
 
+    def usage(self) -> dict[str, int] | None:
+        """The running process tree's resource usage (its cgroup), None when not running
+        or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
+        run = self._run
+        return self._launcher.usage(run[1]) if run is not None else None
+
     async def _run_once(self) -> float | None:
         """Launch, bootstrap, verify and watch one process; return a restart delay or None."""
         self._set(ComponentState.STARTING, ExitReason.NONE)
@@ -225,6 +232,7 @@ class Component:
             return None
         child = endpoint.child
         self._child = child
+        self._run = (spec, endpoint)
         drains = [asyncio.create_task(self._drain(child, name, stream))
                   for name, stream in child.output.items()]
         self._log.info("component.spawned", pid=child.pid, argv=list(child.argv))
@@ -246,8 +254,9 @@ class Component:
                 inner = _descendants(child.pid)
                 self._set(ComponentState.RUNNING, ExitReason.NONE)
                 await self._watch(child, connection)
-        returncode = await self._ensure_stopped(child)
+        returncode = await self._ensure_stopped(spec, endpoint)
         await self._launcher.release(spec, endpoint)
+        self._run = None
         detail = None
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)
@@ -338,8 +347,10 @@ class Component:
         if any(t.get_name() == "link" for t in done) and child.returncode is None:
             self._log.warning("component.link_lost", pid=child.pid)
 
-    async def _ensure_stopped(self, child: ChildHandle) -> int:
-        """Return the child's returncode, terminating it first if it still runs."""
+    async def _ensure_stopped(self, spec: LaunchSpec, endpoint: Endpoint) -> int:
+        """Return the child's returncode, terminating it first if it still runs: SIGTERM,
+        then after the stop timeout the whole process tree through its cgroup."""
+        child = endpoint.child
         if child.returncode is not None:
             return child.returncode
         if not self._stop_now.is_set():
@@ -354,7 +365,7 @@ class Component:
         except TimeoutError:
             self._set(ComponentState.STOP_SIGKILL, self.machine.reason)
             self._killed = True
-            child.send_signal(signal.SIGKILL)
+            await self._launcher.kill(spec, endpoint)
             return await child.wait()
 
     def _after_exit(self, returncode: int, pid: int, *, bootstrapped: bool,

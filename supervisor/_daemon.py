@@ -11,7 +11,7 @@ from typing import Any, assert_never
 from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.ipc import Protocol
 from bitcoin_supervisor.log import get_logger
-from bitcoin_supervisor.sandbox import cgroup_summary, cgroup_usage, landlock_abi_version
+from bitcoin_supervisor.sandbox import cgroup_summary, landlock_abi_version
 
 from ._broker import Broker
 from ._component import Component
@@ -174,7 +174,7 @@ class Daemon:
         stop and restart answer once the component has settled."""
         match request:
             case StatusRequest(name=name):
-                return self._status(name)
+                return await self._status(name)
             case ShutdownRequest():
                 asyncio.get_running_loop().call_soon(self._shutdown.set)
                 return Accepted()
@@ -194,7 +194,9 @@ class Daemon:
         elif component.state is not ComponentState.RUNNING:
             component.request_start()
             await component.wait_until(Component._settled)
-        status = self._describe(component)
+        probe = await asyncio.get_running_loop().run_in_executor(
+            None, _cgroup_probe, component)
+        status = self._describe(component, probe)
         if isinstance(request, StopRequest) or component.state is ComponentState.RUNNING:
             return ComponentReply(status)
         # "failed (start-limit-hit)", not "failed (failed)": the reason says why.
@@ -207,19 +209,23 @@ class Daemon:
         return ErrorReply(ErrorCode.UNKNOWN_COMPONENT,
                           f"unknown component {name!r}; known components: {known}")
 
-    def _status(self, name: str | None) -> Reply:
+    async def _status(self, name: str | None) -> Reply:
         if name is not None and name not in self.components:
             return self._unknown(name)
         chosen = [c for n, c in self.components.items() if name is None or n == name]
+        # cgroupfs reads block: one executor job for all, never on the loop itself.
+        probes = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: [_cgroup_probe(c) for c in chosen])
         return StatusReply(
             supervisor=SupervisorInfo(
                 pid=os.getpid(), uptime_s=round(time.monotonic() - self._started, 3),
                 config=str(self.config.path), datadir=str(self.config.datadir)),
-            components=tuple(self._describe(c) for c in chosen))
+            components=tuple(self._describe(c, p) for c, p in zip(chosen, probes,
+                                                                  strict=True)))
 
-    def _describe(self, c: Component) -> ComponentStatus:
+    def _describe(self, c: Component, cgroup: dict[str, Any] | None) -> ComponentStatus:
         uptime = c.uptime_s()
-        sandbox = self._sandbox_summary(c)
+        sandbox = self._sandbox_summary(c, cgroup)
         return ComponentStatus(
             name=c.name, role=c.config.role, state=public_state(c.state).value,
             substate=c.state.value, reason=c.machine.reason.value, pid=c.pid,
@@ -228,18 +234,29 @@ class Daemon:
             last_exit=LastExit.from_json(c.last_exit.to_json()) if c.last_exit else None,
             datadir=str(c.config.datadir), sandbox=sandbox, **_confinement(c))
 
-    def _sandbox_summary(self, c: Component) -> SandboxSummary | None:
-        if c.policy is None:
+    def _sandbox_summary(self, c: Component,
+                         cgroup: dict[str, Any] | None) -> SandboxSummary | None:
+        if c.policy is None or cgroup is None:
             return None
         summary: dict[str, Any] = {**c.policy.summary(), "landlock_abi": self._landlock_abi,
-                                   "cgroup": cgroup_summary(c.policy)}
-        if c.pid is not None and c.policy.cgroup is not None:
-            summary["cgroup"]["usage"] = cgroup_usage(c.name, c.pid)
+                                   "cgroup": cgroup}
         if os.geteuid() != 0:
             summary["uid"] = None  # the policy's outer uid applies only under root
         # The sandbox package reports plain dicts; reading them through the protocol's
         # record makes a drifted key fail here, loudly, not in every CLI.
         return SandboxSummary.from_json(summary)
+
+
+def _cgroup_probe(c: Component) -> dict[str, Any] | None:
+    """The cgroup part of c's status: configured limits, what this host offers, usage.
+    Blocking /proc and cgroupfs reads (an executor job). Never raises."""
+    if c.policy is None:
+        return None
+    summary = cgroup_summary(c.policy)
+    usage = c.usage()
+    if usage is not None and c.policy.cgroup is not None:
+        summary["usage"] = usage
+    return summary
 
 
 def _confinement(c: Component) -> dict[str, Any]:

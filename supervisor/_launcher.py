@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,12 +28,13 @@ from bitcoin_supervisor.ipc import (
     resolve_executable,
 )
 from bitcoin_supervisor.sandbox import (
+    ComponentCgroup,
     Confinement,
     LaunchPlan,
     Policy,
+    create_cgroup,
     make_plan,
     plan_fd,
-    remove_cgroups,
     trampoline_argv,
     verify_confinement,
 )
@@ -50,6 +52,7 @@ class LaunchSpec:
     env: Mapping[str, str]
     datadir: Path
     policy: Policy | None
+    source: Path = Path("config")  # named in errors about this component's cgroup
 
 
 class ComponentLauncher(ABC):
@@ -64,28 +67,50 @@ class ComponentLauncher(ABC):
         """Observe the running process's confinement. Never raises."""
 
     @abstractmethod
+    async def kill(self, spec: LaunchSpec, endpoint: Endpoint) -> None:
+        """Kill the process and every descendant it left (the whole tree). Never raises."""
+
+    @abstractmethod
     async def release(self, spec: LaunchSpec, endpoint: Endpoint) -> None:
-        """Clean up after the process has exited (its cgroups). Never raises."""
+        """Clean up after the process has exited: kill whatever it left behind and remove
+        its cgroup. Never raises."""
+
+    def usage(self, endpoint: Endpoint) -> dict[str, int] | None:
+        """Resource usage of the running process tree (cgroup), None if unknown.
+        Blocking cgroupfs reads: call from an executor. Never raises."""
+        return None
 
 
 class ConfinedLauncher(ComponentLauncher):
     """Every process goes through the sandbox trampoline: confined before the program's
-    first instruction, whatever the program is."""
+    first instruction, whatever the program is, inside a cgroup the supervisor created,
+    limited and kills through."""
 
     def __init__(self, transport: Launcher | None = None) -> None:
         self._transport = transport or SocketpairLauncher()
+        self._cgroups: dict[int, ComponentCgroup] = {}  # by the launched process's pid
 
     async def launch(self, spec: LaunchSpec) -> Endpoint:
         loop = asyncio.get_running_loop()
         executable = Path(resolve_executable(spec.argv[0]))
+        limits = spec.policy.cgroup if spec.policy is not None else None
+        source = spec.policy.source if spec.policy is not None else spec.source
 
-        def plan() -> LaunchPlan:
+        def prepare() -> tuple[LaunchPlan, ComponentCgroup | None]:
             spec.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return make_plan(spec.policy, name=spec.name, executable=executable,
-                             cwd=spec.datadir)
+            cgroup = create_cgroup(limits, spec.name, source=source)
+            fds = tuple(cgroup.join_fds()) if cgroup is not None else ()
+            try:
+                return make_plan(spec.policy, name=spec.name, executable=executable,
+                                 cwd=spec.datadir, cgroup_fds=fds), cgroup
+            except BaseException:
+                if cgroup is not None:
+                    cgroup.remove()
+                raise
         try:
-            # File reads (program headers, syscall groups) and mkdir: off the event loop.
-            planned = await loop.run_in_executor(None, plan)
+            # File reads (program headers, syscall groups), mkdir and cgroupfs writes:
+            # off the event loop.
+            planned, cgroup = await loop.run_in_executor(None, prepare)
         except (SandboxError, PolicyError) as exc:
             raise SpawnError(f"cannot plan the sandbox of {spec.name}: {exc}") from exc
         except OSError as exc:
@@ -94,18 +119,44 @@ class ConfinedLauncher(ComponentLauncher):
         try:
             request = LaunchRequest(
                 argv=(str(executable), *spec.argv[1:]), env=spec.env, cwd=spec.datadir,
-                wrapper=trampoline_argv(fd, FD_PLACEHOLDER), pass_fds=(fd,))
-            return await self._transport.launch(request)
+                wrapper=trampoline_argv(fd, FD_PLACEHOLDER),
+                pass_fds=(fd, *planned.cgroup_fds))
+            endpoint = await self._transport.launch(request)
+        except BaseException:
+            if cgroup is not None:
+                await loop.run_in_executor(None, cgroup.remove)
+            raise
         finally:
-            os.close(fd)  # the child has its copy
+            os.close(fd)  # the child has its copies
+            if cgroup is not None:
+                cgroup.close_fds()
+        if cgroup is not None:
+            self._cgroups[endpoint.child.pid] = cgroup
+        return endpoint
 
     async def verify(self, spec: LaunchSpec, endpoint: Endpoint) -> Confinement:
         return await asyncio.get_running_loop().run_in_executor(
             None, verify_confinement, endpoint.child.pid, spec.policy)
 
+    async def kill(self, spec: LaunchSpec, endpoint: Endpoint) -> None:
+        cgroup = self._cgroups.get(endpoint.child.pid)
+        if cgroup is None:
+            endpoint.child.send_signal(signal.SIGKILL)
+            return
+        await asyncio.get_running_loop().run_in_executor(None, cgroup.kill)
+
     async def release(self, spec: LaunchSpec, endpoint: Endpoint) -> None:
         endpoint.child.close()
-        if spec.policy is not None and spec.policy.cgroup is not None:
-            with contextlib.suppress(OSError):
-                await asyncio.get_running_loop().run_in_executor(
-                    None, remove_cgroups, spec.name, endpoint.child.pid)
+        cgroup = self._cgroups.pop(endpoint.child.pid, None)
+        if cgroup is None:
+            return
+
+        def clean() -> None:
+            cgroup.kill()  # a descendant that outlived the component goes with it
+            cgroup.remove()
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().run_in_executor(None, clean)
+
+    def usage(self, endpoint: Endpoint) -> dict[str, int] | None:
+        cgroup = self._cgroups.get(endpoint.child.pid)
+        return cgroup.usage() if cgroup is not None else None

@@ -79,6 +79,9 @@ class FakeLauncher(ComponentLauncher):
     async def verify(self, spec: LaunchSpec, endpoint: Endpoint) -> Confinement:
         return self.confinement
 
+    async def kill(self, spec: LaunchSpec, endpoint: Endpoint) -> None:
+        endpoint.child.send_signal(signal.SIGKILL)
+
     async def release(self, spec: LaunchSpec, endpoint: Endpoint) -> None:
         endpoint.sock.close()
 
