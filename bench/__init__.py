@@ -5,7 +5,7 @@ Every number is compared with a baseline measured in the same run (a ratio), bec
 absolute timings on small shared VMs drift; nothing here gates CI.
 """
 
-from ._children import VARIANTS, SpawnVariant
+from ._children import DAEMON_VARIANTS, VARIANTS, SpawnVariant
 from ._options import Options
 from ._report import Result, format_table, machine_info, write_json
 from ._runner import BENCHMARKS, Benchmark, Outcome, run_benchmarks
@@ -13,6 +13,7 @@ from ._stats import Summary, percentile, summarize
 
 __all__ = [
     "BENCHMARKS",
+    "DAEMON_VARIANTS",
     "VARIANTS",
     "Benchmark",
     "Options",

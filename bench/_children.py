@@ -1,5 +1,5 @@
 """Child processes for the benchmarks: real role executables and the minimal probe child,
-spawned through the project's own ``Spawner`` and drained so no pipe ever fills."""
+launched through the project's own launchers and drained so no pipe ever fills."""
 
 from __future__ import annotations
 
@@ -11,14 +11,24 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bitcoin_supervisor.interfaces import ComponentSettings, IpcError
-from bitcoin_supervisor.ipc import ChildProcess, Connection, PopenSpawner, Protocol, Spawner
-from bitcoin_supervisor.sandbox import PARENT_PID_ENV
+from bitcoin_supervisor.ipc import (
+    Connection,
+    Endpoint,
+    LaunchRequest,
+    Protocol,
+    SocketpairLauncher,
+)
+from bitcoin_supervisor.sandbox import Policy, policy_for
+
+# Not re-exported by the supervisor package: the bench starts components exactly as the
+# daemon does, without a daemon.
+from bitcoin_supervisor.supervisor._launcher import ConfinedLauncher, LaunchSpec
 
 PROBE_SCRIPT = Path(__file__).resolve().parent / "_probe.py"
 PROBE_CALLS_ENV = "BENCH_PROBE_CALLS"
@@ -32,15 +42,23 @@ _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
 class SpawnVariant:
     """One way of bringing a component up, measured side by side with the others.
 
-    ``spawner`` makes the Spawner (cold Popen today; a fork server later) and
-    ``sandboxed`` applies the role's own policy (``policies/<role>.toml``). Add a variant
-    to ``VARIANTS`` and every benchmark that compares variants measures it too; the
-    daemon benchmarks use only ``sandboxed`` (the daemon picks its own spawner).
+    ``trampoline``: started by the daemon's ``ConfinedLauncher`` (the program runs behind
+    ``python -I -m bitcoin_supervisor.sandbox``); False: a plain ``SocketpairLauncher``
+    spawn, which shows what the trampoline itself costs. ``sandboxed``: the trampoline
+    applies the role's own policy (``policies/<role>.toml``) before the program runs.
+    Add a variant to ``VARIANTS`` and every benchmark that compares variants measures it
+    too; the daemon benchmarks and the call latencies use ``DAEMON_VARIANTS`` (the daemon
+    always launches through the trampoline, and a call does not care how the process
+    was started).
     """
 
     name: str
-    spawner: Callable[[], Spawner]
+    trampoline: bool
     sandboxed: bool
+
+    def __post_init__(self) -> None:
+        if self.sandboxed and not self.trampoline:
+            raise ValueError(f"variant {self.name}: only the trampoline confines")
 
     def sandbox(self, role: str) -> str | None:
         """The policy name a component of ``role`` runs under; None: unsandboxed."""
@@ -52,9 +70,11 @@ class SpawnVariant:
 
 
 VARIANTS: tuple[SpawnVariant, ...] = (
-    SpawnVariant("unsandboxed", PopenSpawner, sandboxed=False),
-    SpawnVariant("sandboxed", PopenSpawner, sandboxed=True),
+    SpawnVariant("direct", trampoline=False, sandboxed=False),
+    SpawnVariant("unsandboxed", trampoline=True, sandboxed=False),
+    SpawnVariant("sandboxed", trampoline=True, sandboxed=True),
 )
+DAEMON_VARIANTS: tuple[SpawnVariant, ...] = tuple(v for v in VARIANTS if v.trampoline)
 
 
 def free_port() -> int:
@@ -81,63 +101,116 @@ def role_settings(role: str, root: Path, variant: SpawnVariant) -> ComponentSett
 
 def child_env(settings: ComponentSettings | None = None,
               extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A child's environment as the supervisor builds it: small and explicit."""
+    """A child's environment as the supervisor builds it: small and explicit; a component
+    gets its datadir as HOME (a HOME-less Python asks NSS, which a role's filter kills)."""
     env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
     if settings is not None:
         env.update(settings.to_env())
-    env[PARENT_PID_ENV] = str(os.getpid())
+        env["HOME"] = settings.datadir
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
 
 
-def role_argv(role: str) -> list[str]:
+def role_argv(role: str) -> tuple[str, ...]:
     """The real role executable, started the way the supervisor starts it."""
-    return [f"bitcoin-supervisor-{role}", "-ipcfd", "{fd}"]
+    return (f"bitcoin-supervisor-{role}", "-ipcfd", "{fd}")
 
 
 def _interpreter() -> str:
-    # A bare name: the spawner finds it next to sys.executable and keeps the venv's path.
+    # A bare name: the launcher finds it next to sys.executable and keeps the venv's path.
     # An absolute path would be symlink-resolved to the base interpreter, outside the venv.
     return Path(sys.executable).name
 
 
-def probe_argv() -> list[str]:
+def probe_argv() -> tuple[str, ...]:
     """The minimal Python child: imports capnp and the ipc layer, serves Echo."""
-    return [_interpreter(), str(PROBE_SCRIPT), "-ipcfd", "{fd}"]
+    return (_interpreter(), str(PROBE_SCRIPT), "-ipcfd", "{fd}")
 
 
-def exec_floor_argv() -> list[str]:
+def exec_floor_argv() -> tuple[str, ...]:
     """An interpreter that imports nothing (no site) and exits: the cost of exec alone."""
-    return [_interpreter(), "-S", "-c", "", "{fd}"]
+    return (_interpreter(), "-S", "-c", "", "{fd}")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One child ready to start: everything resolved up front (the daemon resolves a
+    component's policy once, not per start), so ``start()`` times only the launch.
+
+    ``policy`` is ignored without ``trampoline``; ``name`` and ``datadir`` only matter
+    with it (the plan's name, the child's working directory).
+    """
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    trampoline: bool = False
+    name: str = "bench"
+    datadir: Path | None = None
+    policy: Policy | None = None
+
+    async def start(self) -> RunningChild:
+        """Launch the child and start draining its output. Raises SpawnError."""
+        if not self.trampoline:
+            endpoint = await SocketpairLauncher().launch(
+                LaunchRequest(argv=self.argv, env=self.env, cwd=self.datadir))
+            return RunningChild(endpoint)
+        assert self.datadir is not None, "a trampoline launch needs a datadir"
+        launcher = ConfinedLauncher()
+        spec = LaunchSpec(name=self.name, argv=self.argv, env=self.env,
+                          datadir=self.datadir, policy=self.policy)
+        endpoint = await launcher.launch(spec)
+        return RunningChild(endpoint, release=lambda: launcher.release(spec, endpoint))
+
+
+def plain(argv: Sequence[str], env: Mapping[str, str]) -> Launch:
+    """A child spawned directly on a socketpair: no trampoline, never confined."""
+    return Launch(tuple(argv), env)
+
+
+def role_launch(role: str, root: Path, variant: SpawnVariant,
+                extra_env: Mapping[str, str] | None = None) -> Launch:
+    """The real ``role`` executable launched as ``variant`` says, its datadir (and its
+    peers') under ``root``. Raises PolicyError when the role's policy does not load."""
+    settings = role_settings(role, root, variant)
+    return Launch(role_argv(role), child_env(settings, extra_env),
+                  trampoline=variant.trampoline, name=role, datadir=Path(settings.datadir),
+                  policy=policy_for(settings))
 
 
 class RunningChild:
-    """A spawned child whose stdout lines are queued and whose stderr tail is kept."""
+    """A launched child whose stdout lines are queued and whose stderr tail is kept."""
 
-    def __init__(self, child: ChildProcess) -> None:
-        self.child = child
+    def __init__(self, endpoint: Endpoint,
+                 release: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.endpoint = endpoint
+        self.child = endpoint.child
         self.stdout: asyncio.Queue[str | None] = asyncio.Queue()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.stderr_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
+        self._release = release
+        self._released = False
         self._drains = [asyncio.create_task(self._drain_stdout()),
                         asyncio.create_task(self._drain_stderr())]
 
     @property
     def pid(self) -> int:
-        """The child's pid."""
+        """The launched process's pid (the trampoline's, which may stay as the waiter)."""
         return self.child.pid
 
+    @property
+    def sock(self) -> socket.socket:
+        """Our end of the IPC link."""
+        return self.endpoint.sock
+
     async def _drain_stdout(self) -> None:
-        stream = self.child.process.stdout
-        assert stream is not None
+        stream = self.child.output["stdout"]
         while line := await stream.readline():
             await self.stdout.put(line.decode(errors="replace").rstrip("\n"))
         await self.stdout.put(None)
 
     async def _drain_stderr(self) -> None:
-        stream = self.child.process.stderr
-        assert stream is not None
+        stream = self.child.output["stderr"]
         while line := await stream.readline():
             text = line.decode(errors="replace").rstrip("\n")
             self.stderr_tail.append(text)
@@ -170,31 +243,35 @@ class RunningChild:
 
     def describe_failure(self, what: str) -> str:
         """One message naming the child and the last lines of its stderr."""
+        argv = self.child.argv
+        # Behind the trampoline, name the program it runs rather than the interpreter.
+        program = argv[argv.index("--") + 1] if "--" in argv[:-1] else argv[0]
         tail = "\n".join(self.stderr_tail)
-        return f"{self.child.argv[0]} (pid {self.pid}) {what}; stderr tail:\n{tail}"
+        return f"{program} (pid {self.pid}) {what}; stderr tail:\n{tail}"
 
     async def wait_exit(self) -> int:
-        """Wait for exit and for both pipes to drain; return the returncode."""
+        """Wait for exit and for both pipes to drain, then release what the launcher
+        holds for the child (pidfd, cgroups); return the returncode."""
         code = await self.child.wait()
         await asyncio.gather(*self._drains, return_exceptions=True)
+        if not self._released:
+            self._released = True
+            if self._release is not None:
+                await self._release()
+            else:
+                self.child.close()
         return code
 
     async def stop(self) -> float:
         """SIGTERM, reap (SIGKILL after ``STOP_TIMEOUT_S``); return milliseconds taken."""
         started = time.perf_counter()
-        if self.child.process.returncode is None:
-            self.child.process.send_signal(signal.SIGTERM)
+        if self.child.send_signal(signal.SIGTERM):
             try:
                 await asyncio.wait_for(asyncio.shield(self.wait_exit()), STOP_TIMEOUT_S)
             except TimeoutError:
-                self.child.process.kill()
+                self.child.send_signal(signal.SIGKILL)
         await self.wait_exit()
         return (time.perf_counter() - started) * 1000
-
-
-async def spawn(spawner: Spawner, argv: Sequence[str], env: Mapping[str, str]) -> RunningChild:
-    """Spawn ``argv`` with ``spawner`` and start draining its pipes. Raises SpawnError."""
-    return RunningChild(await spawner.spawn(argv, env=env))
 
 
 async def connect(protocol: Protocol, child: RunningChild, name: str,
@@ -202,6 +279,6 @@ async def connect(protocol: Protocol, child: RunningChild, name: str,
     """Bootstrap the child's Init; RuntimeError with its stderr if it dies or stalls."""
     try:
         async with asyncio.timeout(timeout):
-            return await protocol.connect(child.child.sock, peer=name)
+            return await protocol.connect(child.sock, peer=name)
     except (TimeoutError, OSError, IpcError) as exc:
         raise RuntimeError(child.describe_failure(f"did not bootstrap ({exc!r})")) from exc

@@ -134,8 +134,12 @@ async def start_daemon(workdir: Path, variant: SpawnVariant) -> RunningDaemon:
     """Start a daemon under ``workdir`` whose components are sandboxed as ``variant`` says
     and return once it logged ``supervisor.ready``.
 
-    Raises RuntimeError (with the log tail) if a component fails or the daemon exits.
+    Raises RuntimeError (with the log tail) if a component fails or the daemon exits,
+    ValueError for a variant the daemon cannot run (it always uses the trampoline).
     """
+    if not variant.trampoline:
+        raise ValueError(f"the daemon cannot launch variant {variant.name}: "
+                         "pick one of DAEMON_VARIANTS")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "bench.toml"
     config.write_text(_CONFIG.format(

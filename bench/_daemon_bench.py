@@ -11,7 +11,7 @@ import time
 
 import psutil
 
-from bitcoin_supervisor.ipc import PopenSpawner, make_protocol
+from bitcoin_supervisor.ipc import make_protocol
 
 from . import _children as ch
 from ._daemon import RunningDaemon, event_named, run_cli, start_daemon, state_changed
@@ -84,7 +84,7 @@ async def restart_latency(opts: Options) -> Result:
     CLI restarts. Raises RuntimeError if the daemon or a component fails."""
     rounds = opts.pick(2, 10)
     rows: list[dict[str, Cell]] = []
-    for variant in ch.VARIANTS:
+    for variant in ch.DAEMON_VARIANTS:
         series = await _restart_series(opts, variant, rounds)
         base = summarize(series["cli"])
         for key, label in _RESTART_LABELS.items():
@@ -138,7 +138,7 @@ def _total(readings: dict[str, list[Memory]]) -> list[Memory]:
 async def _floor_readings(count: int) -> list[Memory]:
     """Memory of the minimal probe child after its first Echo answer."""
     protocol = make_protocol()
-    probe = await ch.spawn(PopenSpawner(), ch.probe_argv(), ch.child_env())
+    probe = await ch.plain(ch.probe_argv(), ch.child_env()).start()
     try:
         link = await ch.connect(protocol, probe, "probe")
         await (await link.init.make_echo()).echo("ping")
@@ -173,7 +173,7 @@ async def rss(opts: Options) -> Result:
     floor = summarize([r[0] for r in floor_readings])
     rows: list[dict[str, Cell]] = []
     tables = [("-", {"floor: " + ch.FLOOR_LABEL: floor_readings})]
-    for variant in ch.VARIANTS:
+    for variant in ch.DAEMON_VARIANTS:
         tables.append((variant.name, await _daemon_readings(opts, variant, count)))
     for variant_name, readings in tables:
         for label, values in readings.items():

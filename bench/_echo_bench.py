@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bitcoin_supervisor.interfaces import Chain
-from bitcoin_supervisor.ipc import Connection, PopenSpawner, make_protocol
+from bitcoin_supervisor.ipc import Connection, make_protocol
 from bitcoin_supervisor.supervisor import Binding, Broker, CapabilityGraph
 
 from . import _children as ch
@@ -55,11 +55,9 @@ async def _measure(opts: Options, variant: ch.SpawnVariant, per_round: int, roun
                    ) -> dict[str, list[float]]:
     """All four series for one variant of the node (the probe is never sandboxed)."""
     protocol = make_protocol()
-    spawner = variant.spawner()
-    settings = ch.role_settings("node", opts.workdir / variant.name, variant)
-    node = await ch.spawn(spawner, ch.role_argv("node"), ch.child_env(settings))
-    probe = await ch.spawn(PopenSpawner(), ch.probe_argv(),
-                           ch.child_env(extra={ch.PROBE_CALLS_ENV: str(per_round)}))
+    node = await ch.role_launch("node", opts.workdir / variant.name, variant).start()
+    probe = await ch.plain(ch.probe_argv(),
+                           ch.child_env(extra={ch.PROBE_CALLS_ENV: str(per_round)})).start()
     links: list[Connection] = []
     try:
         node_link = await ch.connect(protocol, node, "node")
@@ -93,7 +91,8 @@ async def echo_direct_vs_brokered(opts: Options) -> Result:
     per_round, rounds = opts.pick(150, 1500), 2
     rows: list[dict[str, Cell]] = []
     measured: dict[str, float] = {}
-    for variant in ch.VARIANTS:
+    # Calls do not depend on how the node was started, only on whether it is confined.
+    for variant in ch.DAEMON_VARIANTS:
         series = await _measure(opts, variant, per_round, rounds)
         direct = summarize(series["direct"])
         for key, (label, path) in LABELS.items():

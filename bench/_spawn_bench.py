@@ -1,5 +1,6 @@
-"""``spawn_to_init``: Popen of a real role until its first Echo answer, against the floor of
-a bare interpreter and of a minimal Python child serving Echo, measured in the same run."""
+"""``spawn_to_init``: launch of a real role until its first Echo answer (directly, through the
+sandbox trampoline, and confined by it), against the floor of a bare interpreter and of a
+minimal Python child serving Echo, measured in the same run."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bitcoin_supervisor.interfaces import ComponentSettings
-from bitcoin_supervisor.ipc import PopenSpawner, Protocol, Spawner, make_protocol
+from bitcoin_supervisor.ipc import Protocol, make_protocol
 
 from . import _children as ch
 from ._options import Options
@@ -42,23 +42,21 @@ class _Case:
         return [v for t in self.timings if (v := getattr(t, attr)) is not None]
 
 
-async def _exec_floor(spawner: Spawner) -> Timing:
+async def _exec_floor(launch: ch.Launch) -> Timing:
     started = time.perf_counter()
-    child = await ch.spawn(spawner, ch.exec_floor_argv(), ch.child_env())
+    child = await launch.start()
     code = await child.wait_exit()
     if code != 0:
         raise RuntimeError(child.describe_failure(f"exited {code}"))
     return Timing((time.perf_counter() - started) * 1000)
 
 
-async def _first_echo(protocol: Protocol, spawner: Spawner, argv: list[str],
-                      settings: Callable[[], ComponentSettings | None], name: str
+async def _first_echo(protocol: Protocol, launch: Callable[[], ch.Launch], name: str
                       ) -> Timing:
-    """Spawn until the first Echo answer; then stop and check the sandbox really ran."""
-    component = settings()
-    env = ch.child_env(component)
+    """Launch until the first Echo answer; then stop and check the sandbox really ran."""
+    prepared = launch()
     started = time.perf_counter()
-    child = await ch.spawn(spawner, argv, env)
+    child = await prepared.start()
     try:
         connection = await ch.connect(protocol, child, name)
         echo = await connection.init.make_echo()
@@ -68,13 +66,13 @@ async def _first_echo(protocol: Protocol, spawner: Spawner, argv: list[str],
     finally:
         stop_ms = await child.stop()
     connection.close()
-    return Timing(up_ms, stop_ms, _sandbox_ms(child, component))
+    return Timing(up_ms, stop_ms, _sandbox_ms(child, prepared))
 
 
-def _sandbox_ms(child: ch.RunningChild, settings: ComponentSettings | None) -> float | None:
-    """Total of the child's own ``sandbox.applied`` step times; RuntimeError when a
+def _sandbox_ms(child: ch.RunningChild, launch: ch.Launch) -> float | None:
+    """Total of the trampoline's ``sandbox.applied`` step times; RuntimeError when a
     sandboxed variant's child did not report one (it would be measured unsandboxed)."""
-    if settings is None or settings.sandbox is None:
+    if launch.policy is None:
         return None
     event = child.logged("sandbox.applied")
     if event is None:
@@ -84,19 +82,18 @@ def _sandbox_ms(child: ch.RunningChild, settings: ComponentSettings | None) -> f
 
 
 def _cases(protocol: Protocol, opts: Options) -> list[_Case]:
-    floor_spawner = PopenSpawner()
+    floor = ch.plain(ch.exec_floor_argv(), ch.child_env())
+    probe = ch.plain(ch.probe_argv(), ch.child_env())
     cases = [
-        _Case("python -S -c '' (exec + exit)", "-", lambda: _exec_floor(floor_spawner)),
-        _Case(FLOOR, "-", lambda: _first_echo(protocol, floor_spawner, ch.probe_argv(),
-                                              lambda: None, "probe")),
+        _Case("python -S -c '' (exec + exit)", "-", lambda: _exec_floor(floor)),
+        _Case(FLOOR, "-", lambda: _first_echo(protocol, lambda: probe, "probe")),
     ]
     for variant in ch.VARIANTS:
-        spawner = variant.spawner()
         for role in ch.ROLES:
-            settings = functools.partial(ch.role_settings, role,
-                                         opts.workdir / variant.name, variant)
-            measure = functools.partial(_first_echo, protocol, spawner, ch.role_argv(role),
-                                        settings, role)
+            # Prepared per spawn (a fresh RPC port for the node), outside the timing.
+            launch = functools.partial(ch.role_launch, role, opts.workdir / variant.name,
+                                       variant)
+            measure = functools.partial(_first_echo, protocol, launch, role)
             cases.append(_Case(f"bitcoin-supervisor-{role}", variant.name, measure))
     return cases
 
@@ -122,16 +119,44 @@ async def spawn_to_init(opts: Options) -> Result:
                      "ratio_vs_floor": ratio(stats.median, floor.median),
                      "sandbox_ms": summarize(sandbox).median if sandbox else None,
                      "stop_ms": summarize(stops).median if stops else None})
+    compared = _variant_ratios(cases)
     return Result(
         name="spawn_to_init",
-        title="spawn with PopenSpawner until the first Echo answer",
+        title="launch a role until its first Echo answer",
         unit="ms", baseline=f"{FLOOR}, median {floor.median:.1f} ms",
         columns=("label", "variant", "n", "median", "p90", "min", "ratio_vs_floor",
                  "sandbox_ms", "stop_ms"),
         rows=rows,
-        notes=["time = Popen + bootstrap/construct Init + make_echo + echo round trip",
-               "sandbox_ms = the child's own sandbox.applied steps (median, included in "
+        notes=["time = launch + bootstrap/construct Init + make_echo + echo round trip",
+               "direct: SocketpairLauncher, no trampoline; unsandboxed: the daemon's "
+               "ConfinedLauncher with no policy (trampoline only); sandboxed: the same "
+               "with the role's policy",
+               "sandbox_ms = the trampoline's sandbox.applied steps (median, included in "
                "the time); stop_ms = SIGTERM until reaped (median)",
-               "role datadirs are reused across rounds: only the first spawn creates state"],
+               "role datadirs are reused across rounds: only the first spawn creates state",
+               *(f"{pair}: " + ", ".join(f"{role} {value:.2f}x"
+                                         for role, value in by_role.items())
+                 for pair, by_role in compared.items())],
         params={"rounds": rounds, "warmup_rounds": warmup,
-                "variants": [v.name for v in ch.VARIANTS]})
+                "variants": [v.name for v in ch.VARIANTS], "variant_ratios": compared})
+
+
+# Each variant against the one that lacks only its last addition: the trampoline, then
+# the policy it applies.
+_COMPARED = (("sandboxed", "unsandboxed"), ("unsandboxed", "direct"))
+
+
+def _variant_ratios(cases: list[_Case]) -> dict[str, dict[str, float]]:
+    """Per role, the median spawn-to-Init of one variant over another (see ``_COMPARED``;
+    pairs naming a variant not measured are left out)."""
+    medians = {(c.label, c.variant): summarize(c.series("up_ms")).median for c in cases}
+    out: dict[str, dict[str, float]] = {}
+    for num, den in _COMPARED:
+        by_role: dict[str, float] = {}
+        for role in ch.ROLES:
+            label = f"bitcoin-supervisor-{role}"
+            if (label, num) in medians and (label, den) in medians:
+                by_role[role] = ratio(medians[label, num], medians[label, den])
+        if by_role:
+            out[f"{num}/{den}"] = by_role
+    return out

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import BENCHMARKS, VARIANTS
+from bench import BENCHMARKS, DAEMON_VARIANTS, VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,5 +33,11 @@ def test_quick_bench_writes_every_benchmark_with_positive_numbers(tmp_path: Path
             assert all(v > 0 for v in numbers.values()), (name, row)
         # Each table is printed for the user, under the benchmark's name.
         assert f"== {name}:" in result.stdout
-    spawned = {row["variant"] for row in document["benchmarks"]["spawn_to_init"]["rows"]}
-    assert {v.name for v in VARIANTS} <= spawned
+    spawn_rows = document["benchmarks"]["spawn_to_init"]["rows"]
+    assert {v.name for v in VARIANTS} <= {row["variant"] for row in spawn_rows}
+    # Only a confined launch reports the trampoline's sandbox.applied steps.
+    sandboxed = {v.name for v in VARIANTS if v.sandboxed}
+    for row in spawn_rows:
+        assert (row["sandbox_ms"] is not None) == (row["variant"] in sandboxed), row
+    restarted = {row["variant"] for row in document["benchmarks"]["restart_latency"]["rows"]}
+    assert restarted == {v.name for v in DAEMON_VARIANTS}
