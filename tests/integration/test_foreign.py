@@ -125,3 +125,53 @@ restart = "no"
         assert system.component("escaper")["state"] == "failed"
     finally:
         stop_system(system)
+
+
+# Serves Init like _FOREIGN, but first leaves a grandchild behind in a session of its own
+# (the classic daemonizing double fork) and ignores SIGTERM: only the cgroup can end it.
+_STUBBORN = _FOREIGN.replace("protocol = make_protocol()", """
+ready_r, ready_w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open(os.path.join(os.environ["HOME"], "grandchild.pid"), "w") as fh:
+            fh.write(str(os.getpid()))
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.write(ready_w, b"!")
+        import time
+        time.sleep(3600)
+    os._exit(0)
+os.read(ready_r, 1)  # serve only once the grandchild has written its pid
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+protocol = make_protocol()""").replace(
+    "asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)", "pass")
+
+
+def test_a_stop_kills_the_whole_tree_and_says_it_needed_sigkill(tmp_path: Path) -> None:
+    program = tmp_path / "stubborn"
+    program.write_text(_STUBBORN)
+    program.chmod(0o755)
+    config = tmp_path / "stubborn.toml"
+    config.write_text(f"""
+[supervisor]
+datadir = "{tmp_path / 'data'}"
+[components.stubborn]
+argv = ["{program}", "{{fd}}"]
+sandbox = "none"
+stop_timeout_s = 0.5
+""")
+    system = launch(config)
+    try:
+        system.wait_running("stubborn")
+        pid_file = tmp_path / "data" / "stubborn" / "grandchild.pid"
+        grandchild = psutil.Process(int(pid_file.read_text()))
+        assert grandchild.ppid() != system.component("stubborn")["pid"]  # it escaped
+        system.cli("stop", "stubborn")
+        comp = system.component("stubborn")
+        assert comp["state"] == "inactive"
+        assert comp["last_exit"]["reason"] == "timeout", comp
+        assert comp["last_exit"]["signal"] == "SIGKILL"
+        _, alive = psutil.wait_procs([grandchild], timeout=5)
+        assert not alive, "a descendant outlived its component's stop"
+    finally:
+        stop_system(system)
