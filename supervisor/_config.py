@@ -254,9 +254,11 @@ class _Validator(TomlChecker):
         if not argv or not argv[0]:
             raise self.error(path + ("argv",), f"'argv' in {table_name(path)} must start "
                              "with an executable", value=True)
-        if sum(FD_PLACEHOLDER in arg for arg in argv) != 1:
+        # At least once: a wrapper such as `sandbox run --keep-fd {fd} -- prog {fd}`
+        # names the same inherited descriptor twice.
+        if not any(FD_PLACEHOLDER in arg for arg in argv):
             raise self.error(path + ("argv",), f"'argv' in {table_name(path)} must contain "
-                             "'{fd}' in exactly one element",
+                             "'{fd}' (the inherited IPC socket's number)",
                              'e.g. argv = ["bitcoin-node", "-ipcfd", "{fd}"]', value=True)
         return argv
 

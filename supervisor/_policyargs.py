@@ -23,7 +23,8 @@ interpreter. Later execve calls by CMD are killed; no_new_privs stays set, so ev
 exec that slipped through could never gain privilege (setuid bits and file capabilities
 are ignored), and the filter, Landlock and namespaces are inherited by it.
 
-CMD is looked up on PATH among the files the role's view shows; it runs as PID 1 of its
+A bare CMD is looked up on PATH among the files the role's view shows; a CMD given as a
+path is added to the view read-only (with its #! interpreter). It runs as PID 1 of its
 own pid namespace with the datadir as its working directory, so it ignores signals it
 has no handler for (a second Ctrl-C or SIGTERM kills it). Exit status: CMD's own, or
 128+n when signal n killed it ("killed by sandbox (SIGSYS)" when the filter did); 125

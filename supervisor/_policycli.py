@@ -100,6 +100,9 @@ def _sandbox_run(args: argparse.Namespace) -> int:
         policy = load_policy(args.role, datadirs=datadirs, options=options,
                              providers=default_providers(args.role))
         executable = resolve_command(command[0], policy, os.environ.get("PATH", os.defpath))
+        if executable is None and "/" in command[0] and os.access(command[0], os.X_OK):
+            # A path the operator named: the plan binds it (and its interpreter) read-only.
+            executable = Path(os.path.abspath(command[0]))
         if executable is None:
             print(f"bitcoin-supervisor: {command[0]}: not found in role {args.role}'s view "
                   "(its PATH entries outside the view are skipped)", file=sys.stderr)

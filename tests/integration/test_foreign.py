@@ -175,3 +175,33 @@ stop_timeout_s = 0.5
         assert not alive, "a descendant outlived its component's stop"
     finally:
         stop_system(system)
+
+
+def test_sandbox_run_works_as_an_argv_wrapper(tmp_path: Path) -> None:
+    """``sandbox run`` in a component's argv (the operator's own launcher, with the
+    supervisor's confinement off) keeps the IPC fd and confines the program."""
+    program = tmp_path / "foreign-init"
+    program.write_text(_FOREIGN)
+    program.chmod(0o755)
+    cli = str(Path(sys.executable).parent / "bitcoin-supervisor")
+    config = tmp_path / "wrapped.toml"
+    config.write_text(f"""
+[supervisor]
+datadir = "{tmp_path / 'data'}"
+[components.calc]
+argv = ["{cli}", "sandbox", "run", "--role", "wallet", "--datadir", ".",
+        "--keep-fd", "{{fd}}", "--", "{program}", "{{fd}}"]
+sandbox = "none"
+""")
+    system = launch(config)
+    try:
+        system.wait_running("calc")
+        calc = system.component("calc")
+        assert calc["confinement"] == "none"  # nothing the supervisor itself applied
+        tree = psutil.Process(calc["pid"]).children(recursive=True)
+        served = [p for p in tree if str(program) in " ".join(p.cmdline())]
+        assert served, [p.cmdline() for p in tree]
+        status = _proc_status(served[0].pid)
+        assert (status["Seccomp"], status["NoNewPrivs"]) == ("2", "1")
+    finally:
+        stop_system(system)
