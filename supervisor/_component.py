@@ -1,33 +1,30 @@
-"""One supervised component: spawn, bootstrap, broker, watch, stop, restart."""
+"""One supervised component: its jobs, its state, and one process run at a time."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from bitcoin_supervisor.interfaces import ComponentSettings, IpcError, SpawnError, SupervisorError
-from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, Protocol
+from bitcoin_supervisor.interfaces import ComponentSettings
+from bitcoin_supervisor.ipc import Protocol
 from bitcoin_supervisor.log import get_logger
-from bitcoin_supervisor.sandbox import Confinement, find_violation, policy_for
+from bitcoin_supervisor.sandbox import Confinement, Policy, policy_for
 
 from ._broker import Broker
 from ._config import ComponentConfig
+from ._jobs import Job, JobKind, merge
 from ._launcher import ComponentLauncher, LaunchSpec
 from ._restart import RestartTracker
+from ._run import ProcessRun, RunEnd, RunTimeouts
 from ._state import EX_CONFIG, ComponentState, ExitReason, StateMachine, classify_exit
 
 BOOTSTRAP_TIMEOUT_S = 30.0
-EXIT_GRACE_S = 1.0
 # Keep the child's environment small and explicit: nothing of the operator's shell leaks.
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
@@ -53,17 +50,43 @@ class ExitInfo:
         }
 
 
+
+@dataclass(frozen=True)
+class ComponentSnapshot:
+    """A frozen view of one component for status: the daemon reads these, never the
+    component's internals."""
+
+    name: str
+    role: str | None
+    state: ComponentState
+    reason: ExitReason
+    since: float
+    pid: int | None
+    restarts: int
+    uptime_s: float | None
+    last_exit: ExitInfo | None
+    datadir: Path
+    policy: Policy | None
+    confinement: Confinement | None
+    pending_job: str | None
+
+
 class Component:
     """Runs one configured component for the daemon's lifetime.
 
-    ``run()`` is the component's own task; the daemon talks to it only through
-    ``request_start``/``request_stop``/``request_restart`` and the read-only properties.
+    ``run()`` is the component's own task. Requests become jobs (at most one pending,
+    merged in ``_jobs.merge``); each start is one ``ProcessRun``. The daemon talks to it
+    only through ``request_start``/``request_stop``/``request_restart``, ``wait_until``
+    and ``snapshot``.
     """
 
     def __init__(self, config: ComponentConfig, *, launcher: ComponentLauncher,
                  protocol: Protocol,
                  broker: Broker, dependencies: list[Component], debug: tuple[str, ...],
-                 datadirs: Mapping[str, str], on_change: Callable[[], None]) -> None:
+                 datadirs: Mapping[str, str], on_change: Callable[[], None],
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 bootstrap_timeout_s: float = BOOTSTRAP_TIMEOUT_S) -> None:
         self.config = config
         self.name = config.name
         self.machine = StateMachine(config.name, clock=time.time)
@@ -80,20 +103,20 @@ class Component:
             datadirs=dict(datadirs), providers=dict(config.consumes))
         # Resolved now so that a bad policy stops the daemon before anything is spawned.
         self.policy = policy_for(self.settings)
-        self._tracker = RestartTracker(config.restart)
+        self._clock = clock
+        self._sleep = sleep
+        self._timeouts = RunTimeouts(bootstrap_s=bootstrap_timeout_s,
+                                     stop_s=config.stop_timeout_s)
+        self._tracker = RestartTracker(config.restart, clock=clock)
         self._on_change = on_change
-        self._wanted = True
-        self._start_pending = False
-        self._wake = asyncio.Event()
-        self._stop_now = asyncio.Event()
-        self._waiters: list[tuple[Callable[[Component], bool], asyncio.Future[None]]] = []
-        self._child: ChildHandle | None = None
-        self._run: tuple[LaunchSpec, Endpoint] | None = None
-        self.confinement: Confinement | None = None
+        self._goal = True  # run it: the daemon starts every component
+        self._pending: Job | None = None
+        self._active: Job | None = None  # the start/restart being carried out
+        self._changed = asyncio.Event()  # a job was submitted
         self._stop_reason = ExitReason.STOPPED_BY_USER
-        self._killed = False
-        self._last_line: str | None = None
-        self._started_at: float | None = None
+        self._waiters: list[tuple[Callable[[Component], bool], asyncio.Future[None]]] = []
+        self._run: ProcessRun | None = None
+        self._last_confinement: Confinement | None = None
         self._log = get_logger(component=config.name)
 
     # -- read side -------------------------------------------------------------------
@@ -105,13 +128,42 @@ class Component:
     @property
     def pid(self) -> int | None:
         """The running process's pid, or None."""
-        return self._child.pid if self._child is not None else None
+        return self._run.pid if self._run is not None else None
+
+    @property
+    def confinement(self) -> Confinement | None:
+        """What /proc showed of the current run (or of the last one), None if unchecked."""
+        run = self._run
+        if run is not None and run.confinement is not None:
+            return run.confinement
+        return self._last_confinement
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the component should be running (False after stop or a final failure)."""
+        return self._goal
 
     def uptime_s(self) -> float | None:
         """Seconds since the component became RUNNING, or None when it is not running."""
-        if self.state is not ComponentState.RUNNING or self._started_at is None:
+        run = self._run
+        if self.state is not ComponentState.RUNNING or run is None or run.started_at is None:
             return None
-        return time.monotonic() - self._started_at
+        return time.monotonic() - run.started_at
+
+    def usage(self) -> dict[str, int] | None:
+        """The running process tree's resource usage (its cgroup), None when not running
+        or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
+        run = self._run
+        return run.usage() if run is not None else None
+
+    def snapshot(self) -> ComponentSnapshot:
+        """A frozen copy of what status shows. Never blocks."""
+        return ComponentSnapshot(
+            name=self.name, role=self.config.role, state=self.state,
+            reason=self.machine.reason, since=self.machine.changed_at, pid=self.pid,
+            restarts=self.restarts, uptime_s=self.uptime_s(), last_exit=self.last_exit,
+            datadir=self.config.datadir, policy=self.policy, confinement=self.confinement,
+            pending_job=self._pending.kind.value if self._pending else None)
 
     async def wait_until(self, predicate: Callable[[Component], bool]) -> None:
         """Block until ``predicate(self)`` holds (checked at every state change)."""
@@ -126,77 +178,110 @@ class Component:
             self._waiters.remove(entry)
 
     # -- commands --------------------------------------------------------------------
-    def request_start(self) -> None:
-        """Want the component running again; clears the start limit (user's decision)."""
-        self._tracker.reset()
-        self._stop_reason = ExitReason.STOPPED_BY_USER
-        self._wanted = True
-        self._start_pending = True
-        self._wake.set()
+    async def request_start(self) -> None:
+        """Start it (clearing a hit start limit: the user's decision); returns once the
+        attempt has settled: running, failed, or superseded by a stop."""
+        if self.state is ComponentState.RUNNING and self._pending is None:
+            return
+        await self._submit(Job(JobKind.START))
 
     async def request_stop(self, reason: ExitReason = ExitReason.STOPPED_BY_USER) -> None:
-        """Stop the component (SIGTERM, then SIGKILL after its timeout); returns when down.
+        """Stop it (SIGTERM, then the whole tree after its timeout); returns when down.
         ``reason`` is what status shows afterwards (the user, or the daemon's shutdown)."""
-        self._stop_reason = reason
-        self._wanted = False
-        self._start_pending = False  # a start still waiting to begin is overridden
-        self._stop_now.set()
-        self._wake.set()
-        self._check_waiters()
-        await self.wait_until(lambda c: c.state in (ComponentState.STOPPED, ComponentState.FAILED))
+        await self._submit(Job(JobKind.STOP, reason=reason))
 
     async def request_restart(self) -> None:
-        """Stop then start again as one operation; returns once it is running or failed."""
-        await self.request_stop()
-        self.request_start()
-        await self.wait_until(Component._settled)
+        """Stop then start again as one job; returns once it is running or failed."""
+        await self._submit(Job(JobKind.RESTART))
 
-    def _settled(self) -> bool:
-        """True once a start attempt has come to rest (running, failed, or given up)."""
-        if self._start_pending:  # the asked-for attempt has not begun yet
-            return False
-        return (self.state in (ComponentState.RUNNING, ComponentState.FAILED)
-                or (self.state is ComponentState.STOPPED and not self._wanted))
+    async def _submit(self, job: Job) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        job.waiters.append(done)
+        self._pending, superseded = merge(self._pending, job)
+        _resolve(superseded)
+        self._log.info("component.job_queued", job=job.kind.value,
+                       pending=self._pending.kind.value)
+        if self._pending.kind is not JobKind.START:
+            self._stop_reason = (self._pending.reason if self._pending.kind is JobKind.STOP
+                                 else ExitReason.STOPPED_BY_USER)
+            if self._pending.kind is JobKind.STOP:
+                self._goal = False  # dependents waiting on it learn at once
+                self._check_waiters()
+            if self._run is not None:
+                self._run.stop()
+        self._changed.set()
+        await done
+
+    def _interrupted(self) -> bool:
+        """A pending stop or restart cuts short whatever the component is waiting for."""
+        return self._pending is not None and self._pending.kind is not JobKind.START
 
     # -- the component's own task ----------------------------------------------------
     async def run(self) -> None:
-        """Keep the component in its wanted state until cancelled by the daemon."""
+        """Carry out jobs and keep the component in its wanted state until cancelled."""
         while True:
-            if not self._wanted:
-                await self._wake.wait()
-                self._wake.clear()
+            job, self._pending = self._pending, None
+            if job is None and not self._goal:
+                self._changed.clear()
+                await self._changed.wait()
                 continue
-            self._stop_now.clear()
-            self._start_pending = False
-            if not await self._wait_for_dependencies():
+            if job is not None and job.kind is JobKind.STOP:
+                self._carry_out_stop(job)
                 continue
-            delay = await self._run_once()
-            if delay is not None:
-                await self._backoff(delay)
+            if job is not None:  # start or restart: the stop part is over by now
+                _resolve(job.stop_waiters)
+                if self._active is not None:  # an earlier start is absorbed by this one
+                    job.waiters += self._active.waiters
+                self._active = job
+                self._goal = True
+                self._tracker.reset()
+                self._stop_reason = ExitReason.STOPPED_BY_USER
+            await self._attempt()
 
-    @property
-    def wanted(self) -> bool:
-        """Whether the component should be running (False after stop or a final failure)."""
-        return self._wanted
+    def _carry_out_stop(self, job: Job) -> None:
+        self._goal = False
+        if self.state not in (ComponentState.STOPPED, ComponentState.FAILED):
+            self._set(ComponentState.STOPPED, job.reason)
+        self._check_waiters()
+        if self._active is not None:  # a start under way was superseded by this stop
+            _resolve(self._active.waiters)
+            self._active = None
+        _resolve(job.waiters)
+
+    async def _attempt(self) -> None:
+        """One start: dependencies, one process run, and the backoff before the next."""
+        if not await self._wait_for_dependencies() or self._interrupted():
+            return
+        delay = await self._run_once()
+        if delay is not None:
+            await self._backoff(delay)
+
+    async def _until_changed(self, task: Awaitable[Any]) -> bool:
+        """Wait for ``task`` or a pending stop/restart; True when ``task`` finished."""
+        work = asyncio.ensure_future(task)
+        try:
+            while not work.done():
+                self._changed.clear()
+                if self._interrupted():
+                    return False
+                changed = asyncio.create_task(self._changed.wait())
+                await asyncio.wait({work, changed}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+            return True
+        finally:
+            work.cancel()
 
     async def _wait_for_dependencies(self) -> bool:
         """Wait until every dependency runs; False (and a settled state) when a stop
         came meanwhile or a dependency will not come back without a user action."""
         for dep in self._deps:
-            waiter = asyncio.create_task(dep.wait_until(
-                lambda c: c.state is ComponentState.RUNNING or not c.wanted))
-            stopper = asyncio.create_task(self._stop_now.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
-            if self._stop_now.is_set():
-                if self.state not in (ComponentState.STOPPED, ComponentState.FAILED):
-                    self._set(ComponentState.STOPPED, self._stop_reason)
+            ready = dep.wait_until(lambda c: c.state is ComponentState.RUNNING or not c.wanted)
+            if not await self._until_changed(ready):
                 return False
             if dep.state is not ComponentState.RUNNING:
                 self._log.warning("component.dependency_down", dependency=dep.name,
                                   dependency_state=dep.state.value)
-                self._wanted = False
+                self._goal = False
                 if self.state is ComponentState.FAILED:  # the table has no FAILED -> FAILED
                     self._set(ComponentState.STOPPED, self.machine.reason)
                 self._set(ComponentState.FAILED, ExitReason.DEPENDENCY)
@@ -207,202 +292,85 @@ class Component:
         return LaunchSpec(name=self.name, argv=self.config.argv, env=self._child_env(),
                           datadir=Path(self.settings.datadir), policy=self.policy)
 
-    def usage(self) -> dict[str, int] | None:
-        """The running process tree's resource usage (its cgroup), None when not running
-        or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
-        run = self._run
-        return self._launcher.usage(run[1]) if run is not None else None
-
     async def _run_once(self) -> float | None:
-        """Launch, bootstrap, verify and watch one process; return a restart delay or None."""
+        """One process run from launch to reaped; return a restart delay or None."""
         self._set(ComponentState.STARTING, ExitReason.NONE)
         self._tracker.record_start()
-        self._killed = False
-        self._last_line = None
-        self.confinement = None
-        spec = self._spec()
+        self._last_confinement = None
+        run = ProcessRun(self._spec(), launcher=self._launcher, protocol=self._protocol,
+                         broker=self._broker, debug_ipc="ipc" in self._debug,
+                         timeouts=self._timeouts, on_state=self._on_run_state, log=self._log)
+        self._run = run
         try:
-            endpoint = await self._launcher.launch(spec)
-        except SpawnError as exc:
-            self._log.error("component.spawn_failed", error=str(exc))
-            self._wanted = False
-            self.last_exit = ExitInfo(None, None, ExitReason.SPAWN_FAILED, time.time(),
-                                      str(exc))
-            self._set(ComponentState.FAILED, ExitReason.SPAWN_FAILED)
+            end = await run.execute()
+        finally:
+            self._run = None
+        self._last_confinement = run.confinement
+        return self._after_exit(end)
+
+    def _on_run_state(self, state: ComponentState) -> None:
+        self._set(state, ExitReason.NONE if state is ComponentState.RUNNING
+                  else self.machine.reason)
+
+    def _after_exit(self, end: RunEnd) -> float | None:
+        if end.returncode is None or end.failure is ExitReason.UNCONFINED:
+            # Could not be started, or ran unconfined: never retried by itself.
+            reason = end.failure or ExitReason.SPAWN_FAILED
+            code, sig = _split(end.returncode)
+            self.last_exit = ExitInfo(code, sig, reason, time.time(), end.detail)
+            self._log.info("component.exited", pid=end.pid, exit_code=code,
+                           signal=signal.Signals(sig).name if sig else None,
+                           reason=reason.value)
+            self._goal = False
+            self._set(ComponentState.FAILED, reason)
             return None
-        child = endpoint.child
-        self._child = child
-        self._run = (spec, endpoint)
-        drains = [asyncio.create_task(self._drain(child, name, stream))
-                  for name, stream in child.output.items()]
-        self._log.info("component.spawned", pid=child.pid, argv=list(child.argv))
-        connection = await self._bootstrap(endpoint)
-        inner: list[int] = []
-        unconfined: Confinement | None = None
-        if connection is not None:
-            confinement = await self._launcher.verify(spec, endpoint)
-            self.confinement = confinement
-            if confinement.state == "violated":
-                unconfined = confinement
-                self._log.error("sandbox.violated", pid=child.pid,
-                                problems=list(confinement.problems))
-                self._stop_now.set()
-            else:
-                self._log.info("sandbox.verified", pid=child.pid, state=confinement.state,
-                               observed=confinement.facts)
-                self._started_at = time.monotonic()
-                inner = _descendants(child.pid)
-                self._set(ComponentState.RUNNING, ExitReason.NONE)
-                await self._watch(child, connection)
-        returncode = await self._ensure_stopped(spec, endpoint)
-        await self._launcher.release(spec, endpoint)
-        self._run = None
-        detail = None
-        if returncode == -signal.SIGSYS:
-            detail = await self._violation(child.pid, inner)
-        await asyncio.gather(*drains, return_exceptions=True)
-        self._broker.detach(self.name)
-        if connection is not None:
-            connection.close()
-        child.close()
-        self._child = None
-        self._started_at = None
-        if unconfined is not None:
-            self._refuse_unconfined(returncode, child.pid, unconfined)
-            return None
-        if detail is None and connection is None and self._last_line:
-            detail = self._last_line  # a start that failed: its last words say why
-        return self._after_exit(returncode, child.pid, bootstrapped=connection is not None,
-                                detail=detail)
-
-    def _refuse_unconfined(self, returncode: int, pid: int, confinement: Confinement) -> None:
-        """The process was not confined as its policy says: it was killed and stays down."""
-        self._stop_now.clear()
-        self._wanted = False
-        code = returncode if returncode >= 0 else None
-        sig = -returncode if returncode < 0 else None
-        detail = "confinement not as planned: " + "; ".join(confinement.problems)
-        self.last_exit = ExitInfo(code, sig, ExitReason.UNCONFINED, time.time(), detail)
-        self._log.info("component.exited", pid=pid, exit_code=code,
-                       signal=signal.Signals(sig).name if sig else None,
-                       reason=ExitReason.UNCONFINED.value)
-        self._set(ComponentState.FAILED, ExitReason.UNCONFINED)
-
-    async def _violation(self, pid: int, inner: list[int]) -> str:
-        """Say which syscall the sandbox killed the component for (kernel audit log)."""
-        loop = asyncio.get_running_loop()
-        syscall = await loop.run_in_executor(None, find_violation, [pid, *inner])
-        detail = "killed by sandbox: " + (
-            f"syscall {syscall}" if syscall
-            else "SIGSYS (the kernel log names no syscall: unreadable or rate-limited)")
-        self._log.error("sandbox.violation", pid=pid, syscall=syscall, detail=detail)
-        return detail
-
-    async def _bootstrap(self, endpoint: Endpoint) -> Connection | None:
-        """Connect to the child's Init and broker it; None if that failed or a stop came."""
-        child = endpoint.child
-
-        async def connect_and_attach() -> Connection:
-            connection = await self._protocol.connect(endpoint.sock, peer=self.name,
-                                                      debug="ipc" in self._debug)
-            try:
-                await self._broker.attach(self.name, connection.init)
-            except BaseException:
-                connection.close()
-                raise
-            return connection
-
-        task = asyncio.create_task(connect_and_attach())
-        stopper = asyncio.create_task(self._stop_now.wait())
-        exited = asyncio.create_task(child.wait())
-        done, _ = await asyncio.wait({task, stopper, exited}, timeout=BOOTSTRAP_TIMEOUT_S,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        exited.cancel()
-        if task.done() and not task.cancelled() and task.exception() is None:
-            return task.result()
-        if not done:
-            self._log.error("component.bootstrap_failed", pid=child.pid,
-                            error=f"no Init within {BOOTSTRAP_TIMEOUT_S:.0f} s")
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except (IpcError, SupervisorError) as exc:
-            self._log.error("component.bootstrap_failed", pid=child.pid, error=str(exc))
-        except Exception:  # noqa: BLE001 - loop boundary: any failure here is a failed start
-            self._log.exception("component.bootstrap_failed", pid=child.pid)
-        return None
-
-    async def _watch(self, child: ChildHandle, connection: Connection) -> None:
-        waits = {
-            asyncio.create_task(child.wait(), name="exit"),
-            asyncio.create_task(connection.wait_disconnected(), name="link"),
-            asyncio.create_task(self._stop_now.wait(), name="stop"),
-        }
-        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        if any(t.get_name() == "link" for t in done) and child.returncode is None:
-            self._log.warning("component.link_lost", pid=child.pid)
-
-    async def _ensure_stopped(self, spec: LaunchSpec, endpoint: Endpoint) -> int:
-        """Return the child's returncode, terminating it first if it still runs: SIGTERM,
-        then after the stop timeout the whole process tree through its cgroup."""
-        child = endpoint.child
-        if child.returncode is not None:
-            return child.returncode
-        if not self._stop_now.is_set():
-            # The link broke on its own: the process is most likely exiting already
-            # (a sandboxed role's waiter follows its child within milliseconds).
-            with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(child.wait(), timeout=EXIT_GRACE_S)
-        self._set(ComponentState.STOP_SIGTERM, self.machine.reason)
-        child.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(child.wait(), timeout=self.config.stop_timeout_s)
-        except TimeoutError:
-            self._set(ComponentState.STOP_SIGKILL, self.machine.reason)
-            self._killed = True
-            await self._launcher.kill(spec, endpoint)
-            return await child.wait()
-
-    def _after_exit(self, returncode: int, pid: int, *, bootstrapped: bool,
-                    detail: str | None) -> float | None:
-        code = returncode if returncode >= 0 else None
-        sig = -returncode if returncode < 0 else None
-        requested = self._stop_now.is_set() or not self._wanted
-        decision = self._tracker.decide(
-            code, sig, requested,
-            failure=None if bootstrapped or code == EX_CONFIG or detail
-            else ExitReason.BOOTSTRAP_FAILED)
+        code, sig = _split(end.returncode)
+        requested = end.requested or not self._goal or self._interrupted()
+        failure = end.failure
+        if code == EX_CONFIG or sig == signal.SIGSYS:
+            failure = None  # boot refused / killed by the sandbox say more than "bootstrap"
+        decision = self._tracker.decide(code, sig, requested, failure=failure)
         if requested:
             # A stop that needed SIGKILL says so; else whoever asked for it (user, shutdown).
-            reason = ExitReason.TIMEOUT if self._killed else self._stop_reason
+            reason = ExitReason.TIMEOUT if end.killed else self._stop_reason
         else:
-            reason = classify_exit(code, sig)
-        if not bootstrapped and not requested and code != EX_CONFIG and detail is None:
-            reason = ExitReason.BOOTSTRAP_FAILED
-        self.last_exit = ExitInfo(code, sig, reason, time.time(), detail)
-        self._log.info("component.exited", pid=pid, exit_code=code,
+            reason = failure or classify_exit(code, sig)
+        self.last_exit = ExitInfo(code, sig, reason, time.time(), end.detail)
+        self._log.info("component.exited", pid=end.pid, exit_code=code,
                        signal=signal.Signals(sig).name if sig else None, reason=reason.value)
         if not decision.restart and not requested:
-            self._wanted = False
+            self._goal = False
         self._set(decision.next_state, reason if requested else decision.reason)
         return decision.delay_s if decision.restart else None
 
     async def _backoff(self, delay: float) -> None:
+        """Wait ``delay`` before the next start; any new job cuts it short."""
+        nap = asyncio.ensure_future(self._sleep(delay))
         try:
-            await asyncio.wait_for(self._stop_now.wait(), timeout=delay)
-        except TimeoutError:
-            self.restarts += 1
-            self._log.info("component.restarting", restarts=self.restarts, delay_s=delay)
-            return
-        self._set(ComponentState.STOPPED, self._stop_reason)
+            while True:
+                self._changed.clear()
+                if self._pending is not None:
+                    return
+                changed = asyncio.create_task(self._changed.wait())
+                await asyncio.wait({nap, changed}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                if nap.done():
+                    break
+        finally:
+            nap.cancel()
+        self.restarts += 1
+        self._log.info("component.restarting", restarts=self.restarts, delay_s=delay)
 
     def _set(self, state: ComponentState, reason: ExitReason) -> None:
         self.machine.set_state(state, reason)
+        if self._active is not None and state in (ComponentState.RUNNING,
+                                                  ComponentState.FAILED):
+            _resolve(self._active.waiters)  # the asked-for start has settled
+            self._active = None
+        if (state is ComponentState.RUNNING and self._pending is not None
+                and self._pending.kind is JobKind.START):
+            _resolve(self._pending.waiters)  # asked to start while it was starting anyway
+            self._pending = None
         self._on_change()
         self._check_waiters()
 
@@ -422,44 +390,15 @@ class Component:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    async def _drain(self, child: ChildHandle, which: str,
-                     stream: asyncio.StreamReader) -> None:
-        """Forward the child's output lines as log events; never let the pipe fill up."""
-        while True:
-            try:
-                line = await stream.readline()
-            except ValueError:  # beyond the stream limit: readline already dropped it
-                self._log.warning("component.output_dropped", pid=child.pid, stream=which,
-                                  why="line longer than the stream limit")
-                continue
-            if not line:
-                return
-            self._log_child_line(child.pid, which, line.decode(errors="replace").rstrip("\n"))
 
-    def _log_child_line(self, pid: int, which: str, text: str) -> None:
-        try:
-            event: Mapping[str, Any] = json.loads(text)
-        except (ValueError, RecursionError):  # not JSON (or absurdly nested): log raw
-            event = {}
-        if isinstance(event, dict) and "event" in event:
-            fields = {k: v for k, v in event.items() if k not in ("event", "timestamp", "level")}
-            fields.setdefault("component", self.name)
-            fields["pid"] = pid
-            level = str(event.get("level", "info"))
-            emit = getattr(self._log, level if level in ("debug", "info", "warning", "error",
-                                                         "critical") else "info")
-            emit(str(event["event"]), **{k: v for k, v in fields.items() if k != "component"})
-            if which == "stderr" and level in ("error", "critical"):
-                self._last_line = f"{event['event']}: {event.get('error', '')}"[:300]
-        elif text:
-            self._log.info("component.output", pid=pid, stream=which, line=text)
-            if which == "stderr":
-                self._last_line = text[:300]
+def _split(returncode: int | None) -> tuple[int | None, int | None]:
+    """(exit code, signal) from a returncode (negative: killed by that signal)."""
+    if returncode is None:
+        return None, None
+    return (returncode, None) if returncode >= 0 else (None, -returncode)
 
 
-def _descendants(pid: int) -> list[int]:
-    """Pids below ``pid`` (a sandboxed role's waiter has the role itself as its child)."""
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
+def _resolve(waiters: list[object]) -> None:
+    for waiter in waiters:
+        if isinstance(waiter, asyncio.Future) and not waiter.done():
+            waiter.set_result(None)

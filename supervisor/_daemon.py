@@ -14,7 +14,7 @@ from bitcoin_supervisor.log import get_logger
 from bitcoin_supervisor.sandbox import cgroup_summary, landlock_abi_version
 
 from ._broker import Broker
-from ._component import Component
+from ._component import Component, ComponentSnapshot
 from ._config import Config
 from ._control import ControlServer
 from ._launcher import ComponentLauncher, ConfinedLauncher
@@ -191,9 +191,8 @@ class Daemon:
             await component.request_stop()
         elif isinstance(request, RestartRequest):
             await component.request_restart()
-        elif component.state is not ComponentState.RUNNING:
-            component.request_start()
-            await component.wait_until(Component._settled)
+        else:
+            await component.request_start()
         probe = await asyncio.get_running_loop().run_in_executor(
             None, _cgroup_probe, component)
         status = self._describe(component, probe)
@@ -224,22 +223,23 @@ class Daemon:
                                                                   strict=True)))
 
     def _describe(self, c: Component, cgroup: dict[str, Any] | None) -> ComponentStatus:
-        uptime = c.uptime_s()
-        sandbox = self._sandbox_summary(c, cgroup)
+        snap = c.snapshot()  # one frozen read: status never sees a half-made transition
         return ComponentStatus(
-            name=c.name, role=c.config.role, state=public_state(c.state).value,
-            substate=c.state.value, reason=c.machine.reason.value, pid=c.pid,
-            restarts=c.restarts, uptime_s=round(uptime, 3) if uptime is not None else None,
-            since=c.machine.changed_at,
-            last_exit=LastExit.from_json(c.last_exit.to_json()) if c.last_exit else None,
-            datadir=str(c.config.datadir), sandbox=sandbox, **_confinement(c))
+            name=snap.name, role=snap.role, state=public_state(snap.state).value,
+            substate=snap.state.value, reason=snap.reason.value, pid=snap.pid,
+            restarts=snap.restarts,
+            uptime_s=round(snap.uptime_s, 3) if snap.uptime_s is not None else None,
+            since=snap.since,
+            last_exit=LastExit.from_json(snap.last_exit.to_json()) if snap.last_exit else None,
+            datadir=str(snap.datadir), sandbox=self._sandbox_summary(snap, cgroup),
+            **_confinement(snap))
 
-    def _sandbox_summary(self, c: Component,
+    def _sandbox_summary(self, snap: ComponentSnapshot,
                          cgroup: dict[str, Any] | None) -> SandboxSummary | None:
-        if c.policy is None or cgroup is None:
+        if snap.policy is None or cgroup is None:
             return None
-        summary: dict[str, Any] = {**c.policy.summary(), "landlock_abi": self._landlock_abi,
-                                   "cgroup": cgroup}
+        summary: dict[str, Any] = {**snap.policy.summary(),
+                                   "landlock_abi": self._landlock_abi, "cgroup": cgroup}
         if os.geteuid() != 0:
             summary["uid"] = None  # the policy's outer uid applies only under root
         # The sandbox package reports plain dicts; reading them through the protocol's
@@ -259,12 +259,12 @@ def _cgroup_probe(c: Component) -> dict[str, Any] | None:
     return summary
 
 
-def _confinement(c: Component) -> dict[str, Any]:
+def _confinement(snap: ComponentSnapshot) -> dict[str, Any]:
     """What status may claim: what /proc showed at the last start, never the policy."""
-    if c.policy is None:
+    if snap.policy is None:
         return {"confinement": Confinement.NONE}
-    seen = c.confinement
-    if seen is None or c.pid is None and seen.state != "violated":
+    seen = snap.confinement
+    if seen is None or snap.pid is None and seen.state != "violated":
         return {"confinement": Confinement.CONFIGURED}
     if seen.state == "violated":
         return {"confinement": Confinement.VIOLATED,

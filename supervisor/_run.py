@@ -1,0 +1,270 @@
+"""One process run of a component: launch, bootstrap, verify, watch, stop, and how it ended.
+
+A ``ProcessRun`` lives exactly as long as one process: ``Component`` makes a fresh one for
+every start, tells it to ``stop()`` when a job says so, and reads the ``RunEnd`` it
+returns. The run owns everything tied to that process (its endpoint, the IPC connection,
+the output drains, the cgroup through the launcher) and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from bitcoin_supervisor.interfaces import IpcError, SpawnError, SupervisorError
+from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, Protocol
+from bitcoin_supervisor.sandbox import Confinement, find_violation
+
+from ._broker import Broker
+from ._launcher import ComponentLauncher, LaunchSpec
+from ._state import ComponentState, ExitReason
+
+__all__ = ["RunEnd", "RunTimeouts", "ProcessRun"]
+
+
+@dataclass(frozen=True)
+class RunTimeouts:
+    """How long a run waits: for Init, for an exit after the link broke, after SIGTERM."""
+
+    bootstrap_s: float = 30.0
+    exit_grace_s: float = 1.0
+    stop_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How one run ended. ``returncode`` is None when no process was started (then
+    ``failure`` is SPAWN_FAILED). ``failure`` names a start that did not get going
+    (SPAWN_FAILED, BOOTSTRAP_FAILED, UNCONFINED), None after a run that was up.
+    ``requested``: it ended because ``stop()`` was called; ``killed``: that stop needed
+    SIGKILL. ``detail`` is the human reason (sandbox kill, last stderr line, ...)."""
+
+    pid: int | None
+    returncode: int | None
+    failure: ExitReason | None
+    requested: bool
+    killed: bool
+    detail: str | None
+
+
+class ProcessRun:
+    """Drives one process from launch to reaped; ``execute`` once, ``stop`` any time."""
+
+    def __init__(self, spec: LaunchSpec, *, launcher: ComponentLauncher, protocol: Protocol,
+                 broker: Broker, debug_ipc: bool, timeouts: RunTimeouts,
+                 on_state: Callable[[ComponentState], None], log: Any) -> None:
+        self.spec = spec
+        self._launcher = launcher
+        self._protocol = protocol
+        self._broker = broker
+        self._debug_ipc = debug_ipc
+        self._timeouts = timeouts
+        self._on_state = on_state
+        self._log = log
+        self._stop = asyncio.Event()
+        self._endpoint: Endpoint | None = None
+        self.confinement: Confinement | None = None
+        self.started_at: float | None = None  # monotonic, once RUNNING
+        self._last_line: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The launched process's pid while it exists, else None."""
+        return self._endpoint.child.pid if self._endpoint is not None else None
+
+    def stop(self) -> None:
+        """Ask the run to end: SIGTERM, then the whole tree after the stop timeout. Returns
+        at once; ``execute`` returns when the process is gone. Idempotent."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether ``stop`` was called."""
+        return self._stop.is_set()
+
+    def usage(self) -> dict[str, int] | None:
+        """Resource usage of the process tree (cgroup), None when unknown. Blocking
+        cgroupfs reads: call from an executor. Never raises."""
+        endpoint = self._endpoint
+        return self._launcher.usage(endpoint) if endpoint is not None else None
+
+    async def execute(self) -> RunEnd:
+        """Launch, bootstrap and broker, verify the confinement, watch until the process
+        ends or ``stop`` is called, then reap it and clean up. Never raises but
+        CancelledError."""
+        spec = self.spec
+        try:
+            endpoint = await self._launcher.launch(spec)
+        except SpawnError as exc:
+            self._log.error("component.spawn_failed", error=str(exc))
+            return RunEnd(None, None, ExitReason.SPAWN_FAILED, False, False, str(exc))
+        self._endpoint = endpoint
+        child = endpoint.child
+        drains = [asyncio.create_task(self._drain(child, name, stream))
+                  for name, stream in child.output.items()]
+        self._log.info("component.spawned", pid=child.pid, argv=list(child.argv))
+        connection = await self._bootstrap(endpoint)
+        inner: list[int] = []
+        failure = None if connection is not None else ExitReason.BOOTSTRAP_FAILED
+        detail = None
+        if connection is not None:
+            confinement = await self._launcher.verify(spec, endpoint)
+            self.confinement = confinement
+            if confinement.state == "violated":
+                failure = ExitReason.UNCONFINED
+                detail = "confinement not as planned: " + "; ".join(confinement.problems)
+                self._log.error("sandbox.violated", pid=child.pid,
+                                problems=list(confinement.problems))
+            else:
+                self._log.info("sandbox.verified", pid=child.pid, state=confinement.state,
+                               observed=confinement.facts)
+                self.started_at = time.monotonic()
+                inner = _descendants(child.pid)
+                self._on_state(ComponentState.RUNNING)
+                await self._watch(child, connection)
+        requested = self._stop.is_set()
+        returncode, killed = await self._ensure_stopped(
+            endpoint, force=failure is ExitReason.UNCONFINED)
+        await self._launcher.release(spec, endpoint)
+        if returncode == -signal.SIGSYS:
+            detail = await self._violation(child.pid, inner)
+        await asyncio.gather(*drains, return_exceptions=True)
+        self._broker.detach(spec.name)
+        if connection is not None:
+            connection.close()
+        self._endpoint = None
+        if detail is None and failure is not None and self._last_line:
+            detail = self._last_line  # a start that failed: its last words say why
+        return RunEnd(child.pid, returncode, failure, requested, killed, detail)
+
+    async def _bootstrap(self, endpoint: Endpoint) -> Connection | None:
+        """Connect to the child's Init and broker it; None if that failed or a stop came."""
+        child = endpoint.child
+
+        async def connect_and_attach() -> Connection:
+            connection = await self._protocol.connect(endpoint.sock, peer=self.spec.name,
+                                                      debug=self._debug_ipc)
+            try:
+                await self._broker.attach(self.spec.name, connection.init)
+            except BaseException:
+                connection.close()
+                raise
+            return connection
+
+        task = asyncio.create_task(connect_and_attach())
+        stopper = asyncio.create_task(self._stop.wait())
+        exited = asyncio.create_task(child.wait())
+        timeout = self._timeouts.bootstrap_s
+        done, _ = await asyncio.wait({task, stopper, exited}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        exited.cancel()
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()
+        if not done:
+            self._log.error("component.bootstrap_failed", pid=child.pid,
+                            error=f"no Init within {timeout:g} s")
+            self._last_line = self._last_line or f"no Init within {timeout:g} s"
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except (IpcError, SupervisorError) as exc:
+            self._log.error("component.bootstrap_failed", pid=child.pid, error=str(exc))
+        except Exception:  # noqa: BLE001 - loop boundary: any failure here is a failed start
+            self._log.exception("component.bootstrap_failed", pid=child.pid)
+        return None
+
+    async def _watch(self, child: ChildHandle, connection: Connection) -> None:
+        waits = {
+            asyncio.create_task(child.wait(), name="exit"),
+            asyncio.create_task(connection.wait_disconnected(), name="link"),
+            asyncio.create_task(self._stop.wait(), name="stop"),
+        }
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if any(t.get_name() == "link" for t in done) and child.returncode is None:
+            self._log.warning("component.link_lost", pid=child.pid)
+
+    async def _ensure_stopped(self, endpoint: Endpoint, *, force: bool) -> tuple[int, bool]:
+        """The child's returncode, and whether it took a kill: SIGTERM first, then the
+        whole process tree through its cgroup after the stop timeout. ``force`` (an
+        unconfined or failed start) skips the grace period for a process still alive."""
+        child = endpoint.child
+        if child.returncode is not None:
+            return child.returncode, False
+        if not self._stop.is_set() and not force:
+            # The link broke on its own: the process is most likely exiting already
+            # (a sandboxed role's waiter follows its child within milliseconds).
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(child.wait(), self._timeouts.exit_grace_s), False
+        self._on_state(ComponentState.STOP_SIGTERM)
+        child.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(child.wait(), timeout=self._timeouts.stop_s), False
+        except TimeoutError:
+            self._on_state(ComponentState.STOP_SIGKILL)
+            await self._launcher.kill(self.spec, endpoint)
+            return await child.wait(), True
+
+    async def _violation(self, pid: int, inner: list[int]) -> str:
+        """Say which syscall the sandbox killed the component for (kernel audit log)."""
+        loop = asyncio.get_running_loop()
+        syscall = await loop.run_in_executor(None, find_violation, [pid, *inner])
+        detail = "killed by sandbox: " + (
+            f"syscall {syscall}" if syscall
+            else "SIGSYS (the kernel log names no syscall: unreadable or rate-limited)")
+        self._log.error("sandbox.violation", pid=pid, syscall=syscall, detail=detail)
+        return detail
+
+    async def _drain(self, child: ChildHandle, which: str,
+                     stream: asyncio.StreamReader) -> None:
+        """Forward the child's output lines as log events; never let the pipe fill up."""
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # beyond the stream limit: readline already dropped it
+                self._log.warning("component.output_dropped", pid=child.pid, stream=which,
+                                  why="line longer than the stream limit")
+                continue
+            if not line:
+                return
+            self._relay(child.pid, which, line.decode(errors="replace").rstrip("\n"))
+
+    def _relay(self, pid: int, which: str, text: str) -> None:
+        try:
+            event: Mapping[str, Any] = json.loads(text)
+        except (ValueError, RecursionError):  # not JSON (or absurdly nested): log raw
+            event = {}
+        if isinstance(event, dict) and "event" in event:
+            fields = {k: v for k, v in event.items()
+                      if k not in ("event", "timestamp", "level", "component")}
+            fields["pid"] = pid
+            level = str(event.get("level", "info"))
+            emit = getattr(self._log, level if level in ("debug", "info", "warning", "error",
+                                                         "critical") else "info")
+            emit(str(event["event"]), **fields)
+            if which == "stderr" and level in ("error", "critical"):
+                self._last_line = f"{event['event']}: {event.get('error', '')}"[:300]
+        elif text:
+            self._log.info("component.output", pid=pid, stream=which, line=text)
+            if which == "stderr":
+                self._last_line = text[:300]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Pids below ``pid`` (a sandboxed role's waiter has the role itself as its child)."""
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
