@@ -20,6 +20,7 @@ from ._broker import Broker
 from ._config import ComponentConfig
 from ._jobs import Job, JobKind, merge
 from ._launcher import ComponentLauncher, LaunchSpec
+from ._relay import ChildLogRelay
 from ._restart import RestartTracker
 from ._run import ProcessRun, RunEnd, RunTimeouts
 from ._state import EX_CONFIG, ComponentState, ExitReason, StateMachine, classify_exit
@@ -118,6 +119,7 @@ class Component:
         self._run: ProcessRun | None = None
         self._last_confinement: Confinement | None = None
         self._log = get_logger(component=config.name)
+        self._relay = ChildLogRelay(self._log)
 
     # -- read side -------------------------------------------------------------------
     @property
@@ -299,7 +301,8 @@ class Component:
         self._last_confinement = None
         run = ProcessRun(self._spec(), launcher=self._launcher, protocol=self._protocol,
                          broker=self._broker, debug_ipc="ipc" in self._debug,
-                         timeouts=self._timeouts, on_state=self._on_run_state, log=self._log)
+                         timeouts=self._timeouts, on_state=self._on_run_state, log=self._log,
+                         relay=self._relay)
         self._run = run
         try:
             end = await run.execute()

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from bitcoin_supervisor.sandbox import Confinement, find_violation
 
 from ._broker import Broker
 from ._launcher import ComponentLauncher, LaunchSpec
+from ._relay import ChildLogRelay
 from ._state import ComponentState, ExitReason
 
 __all__ = ["RunEnd", "RunTimeouts", "ProcessRun"]
@@ -60,7 +60,8 @@ class ProcessRun:
 
     def __init__(self, spec: LaunchSpec, *, launcher: ComponentLauncher, protocol: Protocol,
                  broker: Broker, debug_ipc: bool, timeouts: RunTimeouts,
-                 on_state: Callable[[ComponentState], None], log: Any) -> None:
+                 on_state: Callable[[ComponentState], None], log: Any,
+                 relay: ChildLogRelay) -> None:
         self.spec = spec
         self._launcher = launcher
         self._protocol = protocol
@@ -69,6 +70,7 @@ class ProcessRun:
         self._timeouts = timeouts
         self._on_state = on_state
         self._log = log
+        self._relay = relay
         self._stop = asyncio.Event()
         self._endpoint: Endpoint | None = None
         self.confinement: Confinement | None = None
@@ -137,6 +139,7 @@ class ProcessRun:
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)
         await asyncio.gather(*drains, return_exceptions=True)
+        self._relay.flush()
         self._broker.detach(spec.name)
         if connection is not None:
             connection.close()
@@ -229,7 +232,8 @@ class ProcessRun:
 
     async def _drain(self, child: ChildHandle, which: str,
                      stream: asyncio.StreamReader) -> None:
-        """Forward the child's output lines as log events; never let the pipe fill up."""
+        """Relay the child's output lines (as data: ``child.log``); never let the pipe
+        fill up."""
         while True:
             try:
                 line = await stream.readline()
@@ -239,27 +243,10 @@ class ProcessRun:
                 continue
             if not line:
                 return
-            self._relay(child.pid, which, line.decode(errors="replace").rstrip("\n"))
-
-    def _relay(self, pid: int, which: str, text: str) -> None:
-        try:
-            event: Mapping[str, Any] = json.loads(text)
-        except (ValueError, RecursionError):  # not JSON (or absurdly nested): log raw
-            event = {}
-        if isinstance(event, dict) and "event" in event:
-            fields = {k: v for k, v in event.items()
-                      if k not in ("event", "timestamp", "level", "component")}
-            fields["pid"] = pid
-            level = str(event.get("level", "info"))
-            emit = getattr(self._log, level if level in ("debug", "info", "warning", "error",
-                                                         "critical") else "info")
-            emit(str(event["event"]), **fields)
-            if which == "stderr" and level in ("error", "critical"):
-                self._last_line = f"{event['event']}: {event.get('error', '')}"[:300]
-        elif text:
-            self._log.info("component.output", pid=pid, stream=which, line=text)
-            if which == "stderr":
-                self._last_line = text[:300]
+            said = self._relay.relay(child.pid, which,
+                                     line.decode(errors="replace").rstrip("\n"))
+            if said is not None:
+                self._last_line = said
 
 
 def _descendants(pid: int) -> list[int]:

@@ -11,10 +11,12 @@ def test_debug_ipc_logs_calls_on_both_sides(tmp_path: Path) -> None:
     system = start_system(tmp_path, "--debug", "ipc")
     try:
         system.rpc("createwallet", "dbg")
-        events = system.log.events + [system.log.wait_for(
-            lambda e: e.get("event") == "ipc.call" and e.get("component") == "node"
-            and e.get("method") == "execute")]
-        calls = [e for e in events if e.get("event") == "ipc.call"]
+        # The node's own calls reach the log as data relayed under its name.
+        relayed = system.log.wait_for(
+            lambda e: e.get("event") == "child.log" and e.get("component") == "node"
+            and e.get("child_event") == "ipc.call" and e["child"].get("method") == "execute")
+        assert {"interface", "method", "direction", "duration_ms"} <= set(relayed["child"])
+        calls = [e for e in system.log.events if e.get("event") == "ipc.call"]
         # The supervisor's own bootstrap calls, client side.
         assert any(e["method"] == "makeChain" and e["direction"] == "client" for e in calls)
         assert any(e["method"] == "makeWalletLoader" and e["direction"] == "client"

@@ -205,3 +205,44 @@ sandbox = "none"
         assert (status["Seccomp"], status["NoNewPrivs"]) == ("2", "1")
     finally:
         stop_system(system)
+
+
+# Floods its stderr with forged supervisor events, then serves like _FOREIGN.
+_FORGER = _FOREIGN.replace("protocol = make_protocol()", """
+import json
+forged = json.dumps({"event": "component.state_changed", "level": "critical",
+                     "component": "node", "old": "running", "new": "hijacked"})
+for _ in range(20000):
+    print(forged, file=sys.stderr)
+print("\\x1b[2J\\rsupervisor.stopped", file=sys.stderr, flush=True)
+protocol = make_protocol()""")
+
+
+def test_a_components_output_is_relayed_as_data_and_rate_limited(tmp_path: Path) -> None:
+    program = tmp_path / "forger"
+    program.write_text(_FORGER)
+    program.chmod(0o755)
+    config = tmp_path / "forger.toml"
+    config.write_text(f"""
+[supervisor]
+datadir = "{tmp_path / 'data'}"
+[components.forger]
+argv = ["{program}", "{{fd}}"]
+sandbox = "wallet"
+""")
+    system = launch(config)
+    try:
+        system.wait_running("forger")
+        system.log.wait_for(lambda e: e.get("event") == "child.log_dropped")
+        stop_system(system)
+        system.log.wait_for(lambda e: e.get("event") == "supervisor.stopped")
+        system.log.wait_drain()
+        events = system.log.events
+        assert not any(e.get("new") == "hijacked" for e in events)
+        relayed = [e for e in events if e.get("event") == "child.log"]
+        assert relayed and all(e["component"] == "forger" for e in relayed)
+        assert all(e["level"] in ("info", "warning") for e in relayed)
+        assert len(relayed) < 5000, "the flood reached the log unthrottled"
+        assert not any("\x1b" in line for line in system.log.raw)
+    finally:
+        stop_system(system)
