@@ -56,7 +56,8 @@ class LaunchSpec:
 
 
 class ComponentLauncher(ABC):
-    """Starts, checks and cleans up after one component process at a time."""
+    """Starts, checks, kills and cleans up after component processes (one launcher
+    serves every component of a daemon)."""
 
     @abstractmethod
     async def launch(self, spec: LaunchSpec) -> Endpoint:

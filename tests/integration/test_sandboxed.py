@@ -124,3 +124,17 @@ def test_unprivileged_daemon_sandboxes_with_user_namespaces() -> None:
         assert system.process.returncode == 0
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_shutdown_ends_every_component_with_exit_code_0(tmp_path: Path) -> None:
+    system = start_system(tmp_path)
+    try:
+        system.rpc("createwallet", "w")  # the wallet has state to flush
+    finally:
+        stop_system(system)
+    assert system.process.returncode == 0
+    for name in ("node", "wallet", "index"):
+        exited = system.log.wait_for(lambda e, n=name: e.get("event") == "component.exited"
+                                     and e.get("component") == n)
+        assert (exited["exit_code"], exited["signal"], exited["reason"]) == (
+            0, None, "shutdown"), exited
