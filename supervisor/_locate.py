@@ -27,10 +27,6 @@ CONFIG_ENV = "BITCOIN_SUPERVISOR_CONFIG"
 RUNTIME_ENV = "BITCOIN_SUPERVISOR_RUNTIME_DIR"
 CONFIG_NAME = "multiprocess.toml"
 DEFAULT_DATADIR = ".bitcoin-supervisor"
-SEARCH_ORDER = (f"--datadir DIR, --config FILE, ${CONFIG_ENV}, ./{CONFIG_NAME}, the daemon "
-                f"recorded in /run/bitcoin-supervisor/ (root) or $XDG_RUNTIME_DIR/"
-                f"bitcoin-supervisor/, $XDG_CONFIG_HOME/bitcoin-supervisor/{CONFIG_NAME} "
-                f"(default ~/.config), /etc/bitcoin-supervisor/{CONFIG_NAME}")
 _MAX_RECORD = 4096
 
 
@@ -103,7 +99,7 @@ def socket_path(config: str | os.PathLike[str], datadir: str | None) -> Path:
 
 
 def locate_daemon(config: str | None, datadir: str | None) -> Target:
-    """The daemon a client verb should talk to, in ``SEARCH_ORDER``: an explicit choice
+    """The daemon a client verb should talk to: an explicit choice
     (``--datadir``, ``--config``, ``$BITCOIN_SUPERVISOR_CONFIG``) or ``./multiprocess.toml``,
     then the one running daemon recorded in ``runtime_dir()``, then the user's and the
     system's config file.
@@ -129,10 +125,10 @@ def locate_daemon(config: str | None, datadir: str | None) -> Target:
     for path in candidates[1:]:
         if path.is_file():
             return Target(socket_path(path, None), path, None)
-    tried = [f"no running daemon recorded in {directory}" if directory
+    tried = [f"none recorded in {directory}" if directory
              else "no runtime directory ($XDG_RUNTIME_DIR is not set)", *notes,
              *(f"no {p}" for p in candidates)]
-    raise DaemonNotRunning("bitcoin-supervisor daemon not found: " + "; ".join(tried)
+    raise DaemonNotRunning("no running daemon found: " + "; ".join(tried)
                            + f"; start one with `bitcoin-supervisor start`, or pass "
                            f"--config FILE (or set {CONFIG_ENV})")
 

@@ -19,7 +19,7 @@ from typing import Any
 from bitcoin_supervisor.interfaces import ConfigError, SupervisorError
 
 from ._client import DaemonNotRunning, request_sync
-from ._locate import CONFIG_ENV, SEARCH_ORDER, find_config, locate_daemon
+from ._locate import CONFIG_ENV, RUNTIME_ENV, find_config, locate_daemon
 from ._policyargs import add_verbs as add_policy_verbs
 from .control_protocol import (
     Accepted,
@@ -46,9 +46,13 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2  # bad config, bad arguments, unknown component
 EXIT_NO_DAEMON = 3
 _EPILOG = f"""\
-Where the daemon is found (client verbs, in order): {SEARCH_ORDER}.
-`start` without NAME reads --config FILE, ${CONFIG_ENV}, ./multiprocess.toml,
-$XDG_CONFIG_HOME/bitcoin-supervisor/multiprocess.toml, /etc/bitcoin-supervisor/multiprocess.toml."""
+Client verbs find the daemon through the first of:
+  --datadir DIR; --config FILE; ${CONFIG_ENV}; ./multiprocess.toml;
+  the daemon recorded in /run/bitcoin-supervisor/ (root) or
+  $XDG_RUNTIME_DIR/bitcoin-supervisor/ (a user; ${RUNTIME_ENV} overrides both);
+  $XDG_CONFIG_HOME/bitcoin-supervisor/multiprocess.toml (default ~/.config);
+  /etc/bitcoin-supervisor/multiprocess.toml.
+`start` without NAME (the daemon) reads the first config file of that list."""
 _COMPONENT_VERBS: dict[str, type[ComponentRequest]] = {
     "start": StartRequest, "stop": StopRequest, "restart": RestartRequest}
 

@@ -43,7 +43,7 @@ def test_cli_finds_the_running_daemon_from_home(tmp_path: Path) -> None:
         stop_system(system)
     assert list(run_dir.iterdir()) == [], "the daemon removes its record when it stops"
     gone = cli("status")
-    assert gone.returncode == 3 and f"no running daemon recorded in {run_dir}" in gone.stderr
+    assert gone.returncode == 3 and f"none recorded in {run_dir}" in gone.stderr
 
 
 def test_ctrl_c_reaches_only_the_supervisor(tmp_path: Path) -> None:

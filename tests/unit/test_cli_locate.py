@@ -58,8 +58,8 @@ def test_nothing_found_says_what_was_tried(dirs: dict[str, Path]) -> None:
     code, _, err, _ = run_cli("status", cwd=dirs["cwd"], env=_env(dirs))
     assert code == 3
     assert err == (
-        f"bitcoin-supervisor: bitcoin-supervisor daemon not found: no running daemon "
-        f"recorded in {dirs['run']}; no multiprocess.toml; "
+        f"bitcoin-supervisor: no running daemon found: none recorded in"
+        f" {dirs['run']}; no multiprocess.toml; "
         f"no {dirs['xdg']}/bitcoin-supervisor/multiprocess.toml; "
         "no /etc/bitcoin-supervisor/multiprocess.toml; start one with `bitcoin-supervisor "
         "start`, or pass --config FILE (or set BITCOIN_SUPERVISOR_CONFIG)")
