@@ -5,9 +5,20 @@ SHELL := /bin/bash
 # as their own uid must be able to reach the interpreter the venv points at.
 PYTHON ?= /usr/bin/python3
 VENV := .venv
-APT_PACKAGES := libcap-dev libseccomp2 python3-venv python3-dev gcc systemd iproute2 util-linux
+# procps: `kill` for the systemd tests; util-linux: setpriv, unshare, nsenter.
+APT_PACKAGES := libcap-dev libseccomp2 python3-venv python3-dev gcc systemd iproute2 \
+	util-linux procps
 CONFIG ?= multiprocess.toml
 PYTEST_ARGS ?=
+# Each set-up step prints one line; its output goes to $(LOG), shown only if it fails.
+# `make VERBOSE=1 ...` shows everything as it happens.
+LOG := build/make.log
+ifdef VERBOSE
+step = echo "==> $(1)"; $(2)
+else
+step = mkdir -p build; echo "==> $(1)"; { $(2); } >>$(LOG) 2>&1 || { rc=$$?; \
+	tail -n 60 $(LOG); echo "make: $(1) failed (exit $$rc); full log: $(LOG)"; exit $$rc; }
+endif
 
 .PHONY: run test setup bench clean
 
@@ -16,29 +27,25 @@ setup: $(VENV)/.installed
 $(VENV)/.apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing system packages: $$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	  $(call step,installing system packages: $$(echo $$missing),$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing); \
 	fi
-	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	@[ -x $(VENV)/bin/python ] || { $(call step,creating $(VENV),$(PYTHON) -m venv $(VENV)); }
 	@touch $@
 
 $(VENV)/.installed: $(VENV)/.apt pyproject.toml
-	$(VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
-	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	@$(call step,installing the project and its test tools into $(VENV),$(VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel && $(VENV)/bin/python -m pip install -q -e '.[test]')
 	@touch $@
 
 run: setup
 	$(VENV)/bin/bitcoin-supervisor start --config $(CONFIG)
 
 test: setup
-	$(VENV)/bin/python -m ruff check .
+	@$(call step,ruff,$(VENV)/bin/python -m ruff check -q .)
 	@# Layer contracts are checked on a real (non-editable) install: the editable finder
 	@# that maps the top-level folders is invisible to import-linter's module walk.
-	@rm -rf build/lint-site
-	@$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation --target build/lint-site . 2>/dev/null
-	cd build/lint-site && PYTHONPATH=. ../../$(VENV)/bin/lint-imports --config ../../pyproject.toml --no-cache
-	cd build/lint-site && ../../$(VENV)/bin/python -m mypy --config-file ../../pyproject.toml -p bitcoin_supervisor
+	@$(call step,import-linter (layer contracts),rm -rf build/lint-site && $(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation --target build/lint-site . && cp pyproject.toml build/lint-site/ && cd build/lint-site && PYTHONPATH=. ../../$(VENV)/bin/lint-imports --no-cache)
+	@$(call step,mypy --strict,cd build/lint-site && ../../$(VENV)/bin/python -m mypy -p bitcoin_supervisor)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -15,7 +15,7 @@ from ._policy import (
 from ._seccomp import SeccompFilter, build_filter
 from ._steps import SandboxContext, apply
 from ._verify import Confinement, verify_confinement
-from ._violations import find_violation
+from ._violations import find_violation, pids_are_host_pids
 
 __all__ = [
     "POLICY_DIR",
@@ -34,6 +34,7 @@ __all__ = [
     "find_violation",
     "landlock_abi_version",
     "load_policy",
+    "pids_are_host_pids",
     "policy_for",
     "trampoline_argv",
     "verify_confinement",

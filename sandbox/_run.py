@@ -10,6 +10,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -90,6 +91,7 @@ def run_sandboxed(plan: LaunchPlan, argv: Sequence[str], *,
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     sys.stdout.flush()
     sys.stderr.flush()
+    started = time.time()  # audit records older than this are about an earlier pid
     pid = os.fork()
     if pid == 0:
         ours.close()
@@ -115,7 +117,7 @@ def run_sandboxed(plan: LaunchPlan, argv: Sequence[str], *,
         return RunOutcome(code, None)
     syscall = None
     if -code == signal.SIGSYS:
-        syscall = find_violation([pid] + ([inner] if inner else []))
+        syscall = find_violation([pid] + ([inner] if inner else []), started_at=started)
     return RunOutcome(128 - code, -code, syscall)
 
 

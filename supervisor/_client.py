@@ -1,8 +1,8 @@
-"""The CLI's side of the control socket: find it, send one typed request, read the reply.
+"""The CLI's side of the control socket: send one typed request, read the reply.
 
 Imports nothing of the daemon (no asyncio, structlog, capnp or sandbox): every CLI call
 pays for what this module loads, and ``status`` should cost little more than starting the
-interpreter. ``tests/unit/test_cli_imports.py`` keeps it that way.
+interpreter. ``tests/unit/test_cli_client.py`` keeps it that way.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from .control_protocol import (
-    CONTROL_SOCKET,
     ControlError,
     ProtocolError,
     Reply,
@@ -25,10 +23,9 @@ from .control_protocol import (
 )
 
 __all__ = ["MAX_RESPONSE_BYTES", "DaemonNotRunning", "decode_reply", "encode",
-           "not_running", "request_sync", "socket_path"]
+           "not_running", "request_sync"]
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-DEFAULT_DATADIR = ".bitcoin-supervisor"
 
 
 class DaemonNotRunning(ControlError):
@@ -101,28 +98,3 @@ def request_sync(path: Path | str, request: Request, *, timeout: float = 10.0) -
         except OSError as exc:
             raise ControlError(f"lost the connection to the daemon at {path}") from exc
     return decode_reply(path, request, line)
-
-
-def socket_path(config: str | None, datadir: str | None, *,
-                default_config: str = "multiprocess.toml") -> Path:
-    """Where the daemon's control socket is: ``<datadir>/supervisor.sock``.
-
-    ``datadir`` (the command line's ``--datadir``) wins; else ``[supervisor].datadir`` of
-    the config file ``config`` (default ``./multiprocess.toml``), relative to the file's
-    directory, as the daemon resolves it. Reads only that key: the full loader (and its
-    file:line:col errors) runs only when the fast read fails. Raises ConfigError.
-    """
-    if datadir is not None:
-        return Path(datadir).expanduser().resolve() / CONTROL_SOCKET
-    path = Path(config or default_config)
-    try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-        value = data.get("supervisor", {}).get("datadir", DEFAULT_DATADIR)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
-        value = None
-    if not isinstance(value, str) or not value:
-        # Let the real loader say what is wrong, with file:line:col and a hint.
-        from ._config import load_config
-
-        return load_config(path).datadir / CONTROL_SOCKET
-    return (path.resolve().parent / Path(value).expanduser()).resolve() / CONTROL_SOCKET

@@ -18,6 +18,7 @@ from ._component import Component, ComponentSnapshot
 from ._config import Config
 from ._control import ControlServer
 from ._launcher import ComponentLauncher, ConfinedLauncher
+from ._locate import publish_record, retract_record
 from ._notify import sd_notify, watchdog_interval
 from ._state import ComponentState, ExitReason, public_state
 from .control_protocol import (
@@ -107,6 +108,12 @@ class Daemon:
         self.config.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
         control = ControlServer(self.config.datadir / CONTROL_SOCKET, self.handle)
         await control.start()
+        try:  # lets the CLI find this daemon from any directory; optional
+            record = publish_record(os.getpid(), control.path, self.config.path,
+                                    self.config.datadir)
+        except OSError as exc:
+            record = None
+            log.warning("supervisor.record_failed", error=str(exc))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._shutdown.set)
@@ -130,6 +137,8 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await control.close()
+            if record is not None:
+                retract_record(record, os.getpid())
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         log.info("supervisor.stopped")

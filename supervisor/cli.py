@@ -18,10 +18,10 @@ from typing import Any
 
 from bitcoin_supervisor.interfaces import ConfigError, SupervisorError
 
-from ._client import DaemonNotRunning, request_sync, socket_path
+from ._client import DaemonNotRunning, request_sync
+from ._locate import CONFIG_ENV, RUNTIME_ENV, find_config, locate_daemon
 from ._policyargs import add_verbs as add_policy_verbs
 from .control_protocol import (
-    CONTROL_SOCKET,
     Accepted,
     ComponentReply,
     ComponentRequest,
@@ -45,7 +45,14 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # bad config, bad arguments, unknown component
 EXIT_NO_DAEMON = 3
-DEFAULT_CONFIG = "multiprocess.toml"
+_EPILOG = f"""\
+Client verbs find the daemon through the first of:
+  --datadir DIR; --config FILE; ${CONFIG_ENV}; ./multiprocess.toml;
+  the daemon recorded in /run/bitcoin-supervisor/ (root) or
+  $XDG_RUNTIME_DIR/bitcoin-supervisor/ (a user; ${RUNTIME_ENV} overrides both);
+  $XDG_CONFIG_HOME/bitcoin-supervisor/multiprocess.toml (default ~/.config);
+  /etc/bitcoin-supervisor/multiprocess.toml.
+`start` without NAME (the daemon) reads the first config file of that list."""
 _COMPONENT_VERBS: dict[str, type[ComponentRequest]] = {
     "start": StartRequest, "stop": StopRequest, "restart": RestartRequest}
 
@@ -71,7 +78,8 @@ class _VersionAction(argparse.Action):
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE",
-                        help=f"config file (default: ./{DEFAULT_CONFIG})")
+                        help=f"config file (default: ${CONFIG_ENV}, else the search order "
+                        "in `bitcoin-supervisor --help`)")
     parser.add_argument("--datadir", metavar="DIR",
                         help="data directory of the daemon (overrides the config's)")
 
@@ -80,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every verb."""
     parser = argparse.ArgumentParser(
         prog="bitcoin-supervisor",
-        description="Sandboxed process supervisor for multiprocess Bitcoin.")
+        description="Sandboxed process supervisor for multiprocess Bitcoin.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=_VersionAction,
                         help="show the version and exit")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -118,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
-    return socket_path(args.config, args.datadir, default_config=DEFAULT_CONFIG)
+    return locate_daemon(args.config, args.datadir).socket
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -169,7 +178,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     from ._config import load_config
     from ._daemon import Daemon
 
-    config = load_config(Path(args.config or DEFAULT_CONFIG), datadir_override=args.datadir)
+    config = load_config(find_config(args.config), datadir_override=args.datadir)
     if args.debug:
         debug = tuple(sorted(set(config.debug) | set(args.debug)))
         config = dataclasses.replace(config, debug=debug)
@@ -199,9 +208,11 @@ def _rpc(args: argparse.Namespace) -> int:
     from ._config import load_config
     from ._rpcclient import RpcCallError, RpcEndpoint, call, parse_cli_params
 
-    config = load_config(Path(args.config or DEFAULT_CONFIG), datadir_override=args.datadir)
+    target = locate_daemon(args.config, args.datadir)
+    config = load_config(target.config or find_config(args.config),
+                         datadir_override=target.datadir)
     # Exit 3 like every verb when no daemon runs (not "cannot read the cookie").
-    request_sync(config.datadir / CONTROL_SOCKET, StatusRequest())
+    request_sync(target.socket, StatusRequest())
     try:
         result = call(RpcEndpoint.from_config(config), args.method,
                       parse_cli_params(args.params), wallet=args.wallet)

@@ -4,6 +4,7 @@ import (no daemon code), what they print and how they exit."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 from _controlfixture import INDEX, STATUS, WALLET
 
-from bitcoin_supervisor.supervisor._client import socket_path
 from bitcoin_supervisor.supervisor._config import load_config
+from bitcoin_supervisor.supervisor._locate import socket_path
 from bitcoin_supervisor.supervisor.cli import format_status
 from bitcoin_supervisor.supervisor.control_protocol import (
     CONTROL_SOCKET,
@@ -101,10 +102,12 @@ def fake_daemon(datadir: Path) -> Iterator[list[object]]:
         thread.join(5)
 
 
-def run_cli(*args: str, cwd: Path) -> tuple[int, str, str, list[str]]:
-    """(exit status, stdout, stderr without the report, modules loaded) of the CLI."""
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None
+            ) -> tuple[int, str, str, list[str]]:
+    """(exit status, stdout, stderr without the report, modules loaded) of the CLI;
+    ``env`` is added to the environment."""
     proc = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True,
-                          text=True, timeout=60, cwd=cwd)
+                          text=True, timeout=60, cwd=cwd, env={**os.environ, **(env or {})})
     *err, report = proc.stderr.splitlines()
     result = json.loads(report)
     return result["code"], proc.stdout, "\n".join(err), result["modules"]
