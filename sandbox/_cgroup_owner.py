@@ -236,7 +236,10 @@ def _plan(limits: CgroupLimits | None) -> tuple[dict[str, Path], str]:
             missing.append(f"no {controller} controller (neither offered to this "
                            f"process's cgroup v2 nor a cgroup v1 hierarchy)")
     if "freezer" not in parents and base is not None and not missing:
-        return {"": base}, ""  # no v1 freezer: a v2 leaf (cgroup.kill) holds the tree
+        # No v1 freezer: a v2 leaf (cgroup.kill) holds the tree; v1 leaves, if any, still
+        # carry the limits (a hybrid host without a mounted freezer hierarchy).
+        parents[""] = base
+        return parents, ""
     if not parents and not missing:
         missing.append("no cgroup v1 freezer and no cgroup2 hierarchy to hold it")
     return parents, "; ".join(missing)
@@ -246,9 +249,10 @@ def _make(parents: Mapping[str, Path], name: str, limits: CgroupLimits | None,
           created: list[Path]) -> dict[str, Path]:
     """Create each leaf and write its limits; record every directory made in ``created``."""
     needed = limits.controllers() if limits else ()
+    v2_limits = set(parents) == {""}  # v2 carries the limits only when it is all there is
     dirs: dict[str, Path] = {}
     for key, parent in parents.items():
-        if key == "" and needed:
+        if key == "" and needed and v2_limits:
             # v2 hands controllers to a child only from a cgroup without processes.
             base = prepare_supervisor_cgroup(needed) or parent
             for controller in needed:
@@ -261,7 +265,8 @@ def _make(parents: Mapping[str, Path], name: str, limits: CgroupLimits | None,
         dirs[key] = leaf
         if limits is None:
             continue
-        for controller in needed if key == "" else [key] if key in needed else []:
+        for controller in (needed if key == "" and v2_limits
+                           else [key] if key in needed else []):
             write_limits(leaf, controller, 2 if key == "" else 1, limits)
     return dirs
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import Callable
@@ -76,6 +77,7 @@ class ProcessRun:
         self.confinement: Confinement | None = None
         self.started_at: float | None = None  # monotonic, once RUNNING
         self._last_line: str | None = None
+        self._launched_at: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -103,6 +105,7 @@ class ProcessRun:
         ends or ``stop`` is called, then reap it and clean up. Never raises but
         CancelledError."""
         spec = self.spec
+        self._launched_at = time.time()  # audit records older than this are not ours
         try:
             endpoint = await self._launcher.launch(spec)
         except SpawnError as exc:
@@ -223,7 +226,8 @@ class ProcessRun:
     async def _violation(self, pid: int, inner: list[int]) -> str:
         """Say which syscall the sandbox killed the component for (kernel audit log)."""
         loop = asyncio.get_running_loop()
-        syscall = await loop.run_in_executor(None, find_violation, [pid, *inner])
+        syscall = await loop.run_in_executor(None, functools.partial(
+            find_violation, [pid, *inner], started_at=self._launched_at))
         detail = "killed by sandbox: " + (
             f"syscall {syscall}" if syscall
             else "SIGSYS (the kernel log names no syscall: unreadable or rate-limited)")
