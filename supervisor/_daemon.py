@@ -18,7 +18,7 @@ from ._component import Component
 from ._config import Config
 from ._control import ControlServer
 from ._launcher import ComponentLauncher, ConfinedLauncher
-from ._notify import sd_notify, watchdog_interval
+from ._notify import Notifier, watchdog_interval
 from ._state import ComponentState, ExitReason, public_state
 from .control_protocol import (
     CONTROL_SOCKET,
@@ -45,12 +45,12 @@ from .control_protocol import (
 log = get_logger()
 
 
+_notifier = Notifier()
+
+
 def _notify_systemd(message: str) -> None:
-    """sd_notify that never takes the daemon down: an unreachable socket is logged."""
-    try:
-        sd_notify(message)
-    except OSError as exc:
-        log.warning("supervisor.notify_failed", message=message, error=str(exc))
+    """sd_notify that never blocks the loop nor takes the daemon down (see Notifier)."""
+    _notifier.send(message)
 
 
 async def _watchdog(interval: float) -> None:
