@@ -20,6 +20,7 @@ from ._control import ControlServer
 from ._launcher import ComponentLauncher, ConfinedLauncher
 from ._notify import Notifier, watchdog_interval
 from ._state import ComponentState, ExitReason, public_state
+from ._uids import assign_outer_uids
 from .control_protocol import (
     CONTROL_SOCKET,
     Accepted,
@@ -92,6 +93,8 @@ class Daemon:
                 cfg, launcher=self._launcher, protocol=protocol, broker=self._broker,
                 dependencies=[self.components[d] for d in cfg.depends_on],
                 debug=config.debug, datadirs=datadirs, on_change=self._on_change)
+        # As root: this instance's own outer uids, not the policy files' shared ones.
+        assign_outer_uids(config.datadir, self.components.values())
 
     @property
     def socket_path(self) -> os.PathLike[str]:
