@@ -108,7 +108,8 @@ class Daemon:
         e.g. because another daemon runs on this datadir.
         """
         self.config.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        control = ControlServer(self.config.datadir / CONTROL_SOCKET, self.handle)
+        control = ControlServer(self.config.datadir / CONTROL_SOCKET, self.handle,
+                                group=self.config.control_group)
         await control.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
