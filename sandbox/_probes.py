@@ -11,29 +11,25 @@ applies the role's real policy, does one operation and prints one JSON line
 from __future__ import annotations
 
 import argparse
-import ctypes
 import errno
 import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyseccomp as seccomp
-
 from bitcoin_supervisor import log
 
 from ._cgroups import remove_cgroups
 from ._loader import load_policy
+from ._probe_ops import OPS, ProbeContext
 from ._steps import SandboxContext, apply
 from ._templates import ROLES
 
@@ -82,6 +78,16 @@ _TABLE: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("netlink_socket", "socket(AF_NETLINK, SOCK_RAW)", {_N: _S, _W: _S, _I: _S}),
     ("chmod_setuid", "chmod u+s a file in its datadir", {_N: _S, _W: _S, _I: _S}),
     ("chmod_plain", "chmod 0600 a file in its datadir", {_N: OK, _W: OK, _I: OK}),
+    ("open_setuid", "open(O_CREAT, 04755) in its datadir", _ALL_SIGSYS),
+    ("openat_setgid", "openat(O_CREAT, 02755) in its datadir (Python's os.open)",
+     _ALL_SIGSYS),
+    ("openat_setuid_high", "openat(O_CREAT, 1<<32 | 04755): high bits hide nothing",
+     _ALL_SIGSYS),
+    ("creat_setuid", "creat(06755) in its datadir", _ALL_SIGSYS),
+    ("openat2", "openat2 (its mode is out of the filter's reach)",
+     {_N: "ENOSYS", _W: "ENOSYS", _I: "ENOSYS"}),
+    ("open_plain", "open(O_CREAT, 0640) in its datadir, then read it back",
+     {_N: OK, _W: OK, _I: OK}),
     ("connect_leaked", "connect() a leaked host AF_INET socket to 127.0.0.1:9",
      {_N: "EACCES", _W: _S, _I: _S}),
     ("bind_rpcport", "bind 127.0.0.1:<rpcport> (the node's JSON-RPC)", {_N: OK}),
@@ -214,160 +220,7 @@ def _observed(proc: subprocess.CompletedProcess[str]) -> tuple[str, str]:
     return f"exit {proc.returncode}", tail
 
 
-# ---- inside the sandboxed child ----------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_PROT_R, _PROT_W, _PROT_X = 1, 2, 4
-_MAP_PRIVATE_ANON = 0x02 | 0x20
-_MAP_FAILED = (1 << 64) - 1
-
-
-@dataclass(frozen=True)
-class _Ctx:
-    """What an operation may use: datadirs, ports and pids taken before sandboxing."""
-
-    role: str
-    datadirs: Mapping[str, Path]
-    rpcport: int
-    supervisor_pid: int
-    outside_pid: int
-    leaked: int | None
-
-
-def _check(result: int) -> None:
-    if result == -1:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-
-
-def _sys(name: str, *args: int) -> None:
-    """Call syscall ``name`` by number (no libc wrapper needed); OSError on failure."""
-    number = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
-    _check(int(_libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))))
-
-
-def _write(path: Path) -> None:
-    with open(path, "wb") as fh:
-        fh.write(b"probe")
-
-
-def _read(path: Path) -> None:
-    with open(path, "rb") as fh:
-        fh.read(1)
-
-
-def _write_fsync(ctx: _Ctx) -> None:
-    with open(ctx.datadirs[ctx.role] / "fsync.bin", "wb") as fh:
-        fh.write(b"x" * 4096)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _chmod(ctx: _Ctx, mode: int) -> None:
-    path = ctx.datadirs[ctx.role] / "chmod.bin"
-    path.write_bytes(b"#!/bin/sh\n")
-    os.chmod(path, mode)
-
-
-def _sqlite(ctx: _Ctx) -> None:
-    db = sqlite3.connect(ctx.datadirs[ctx.role] / "probe.sqlite")
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        with db:
-            db.execute("CREATE TABLE t (v BLOB)")
-            db.executemany("INSERT INTO t VALUES (?)", [(os.urandom(32),)] * 50)
-        if db.execute("SELECT count(*) FROM t").fetchone()[0] != 50:
-            raise OSError(errno.EIO, "rows lost")
-    finally:
-        db.close()
-
-
-def _thread(_ctx: _Ctx) -> None:
-    box: list[int] = []
-    worker = threading.Thread(target=lambda: box.append(42))
-    worker.start()
-    worker.join()
-    if box != [42]:
-        raise OSError(errno.EIO, "thread did not run")
-
-
-def _signal_self(_ctx: _Ctx) -> None:
-    got: list[int] = []
-    signal.signal(signal.SIGUSR1, lambda signum, _frame: got.append(signum))
-    os.kill(os.getpid(), signal.SIGUSR1)
-    if got != [signal.SIGUSR1]:
-        raise OSError(errno.EIO, "signal not delivered")
-
-
-def _bind(port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-
-
-def _connect_leaked(ctx: _Ctx) -> None:
-    assert ctx.leaked is not None
-    with socket.socket(fileno=ctx.leaked) as sock:
-        sock.connect(("127.0.0.1", 9))
-
-
-def _wx_mmap(_ctx: _Ctx) -> None:
-    addr = _libc.mmap(None, 4096, _PROT_R | _PROT_W | _PROT_X, _MAP_PRIVATE_ANON, -1, 0)
-    _check(-1 if addr == _MAP_FAILED else 0)
-
-
-def _wx_mprotect(_ctx: _Ctx) -> None:
-    addr = _libc.mmap(None, 4096, _PROT_R | _PROT_W, _MAP_PRIVATE_ANON, -1, 0)
-    _check(-1 if addr == _MAP_FAILED else 0)
-    ctypes.memset(addr, 0xC3, 1)  # a `ret`: the page now holds code-to-be
-    _check(_libc.mprotect(addr, 4096, _PROT_R | _PROT_X))
-
-
-_OPS: dict[str, Callable[[_Ctx], object]] = {
-    "inet_socket": lambda c: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(),
-    "udp_socket": lambda c: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close(),
-    "netlink_socket": lambda c: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW).close(),
-    "chmod_setuid": lambda c: _chmod(c, 0o4755),
-    "chmod_plain": lambda c: _chmod(c, 0o600),
-    "connect_leaked": _connect_leaked,
-    "bind_rpcport": lambda c: _bind(c.rpcport),
-    "bind_other_port": lambda c: _bind(c.rpcport + 1),
-    "write_outside_datadir": lambda c: _write(Path("/probe")),
-    "write_usr": lambda c: _write(Path("/usr/probe")),
-    "read_node_datadir": lambda c: _read(c.datadirs["node"] / "peers.dat"),
-    "read_wallet_datadir": lambda c: _read(c.datadirs["wallet"] / "wallet.dat"),
-    "read_index_datadir": lambda c: _read(c.datadirs["index"] / "index.db"),
-    "read_node_blocks": lambda c: _read(c.datadirs["node"] / "blocks" / "blk00000.dat"),
-    "write_node_blocks": lambda c: _write(c.datadirs["node"] / "blocks" / "blk00000.dat"),
-    "read_shadow": lambda c: _read(Path("/etc/shadow")),
-    "list_root": lambda c: os.listdir("/root"),
-    "execve": lambda c: os.execv("/usr/bin/true", ["true"]),
-    "fork": lambda c: os.fork(),
-    "ptrace": lambda c: _sys("ptrace", 0, 0, 0, 0),
-    "mount": lambda c: _check(_libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)),
-    "unshare": lambda c: _sys("unshare", 0x10000000),
-    "setns": lambda c: _sys("setns", 0, 0),
-    "bpf": lambda c: _sys("bpf", 0, 0, 0),
-    "io_uring_setup": lambda c: _sys("io_uring_setup", 1, 0),
-    "userfaultfd": lambda c: _sys("userfaultfd", 0),
-    "keyctl": lambda c: _sys("keyctl", 0, -3, 0),
-    "perf_event_open": lambda c: _sys("perf_event_open", 0, 0, -1, -1, 0),
-    "kill_supervisor": lambda c: os.kill(c.supervisor_pid, 0),
-    "kill_outside_pid": lambda c: os.kill(c.outside_pid, 0),
-    "wx_mmap": _wx_mmap,
-    "wx_mprotect": _wx_mprotect,
-    "write_fsync_datadir": _write_fsync,
-    "sqlite_datadir": _sqlite,
-    "thread": _thread,
-    "signal_self": _signal_self,
-}
-assert set(_OPS) == {name for name, _, _ in _TABLE}
+assert set(OPS) == {name for name, _, _ in _TABLE}
 
 
 def probe_main(argv: Sequence[str] | None = None) -> int:
@@ -375,7 +228,7 @@ def probe_main(argv: Sequence[str] | None = None) -> int:
     line on stdout and return 0 — or die by the filter. Exit 2 for bad arguments."""
     parser = argparse.ArgumentParser(prog="python3 -m bitcoin_supervisor.sandbox._probes")
     parser.add_argument("role", choices=ROLES)
-    parser.add_argument("probe", choices=sorted(_OPS))
+    parser.add_argument("probe", choices=sorted(OPS))
     parser.add_argument("--datadirs", type=Path, required=True,
                         help="folder holding node/, wallet/ and index/")
     parser.add_argument("--rpcport", type=int, default=18443)
@@ -386,7 +239,7 @@ def probe_main(argv: Sequence[str] | None = None) -> int:
     if args.probe == "connect_leaked":
         # Made on the host before any wall goes up, as a descriptor leak would be.
         leaked = socket.socket(socket.AF_INET, socket.SOCK_STREAM).detach()
-    ctx = _Ctx(args.role, datadirs, args.rpcport, supervisor_pid=os.getppid(),
+    ctx = ProbeContext(args.role, datadirs, args.rpcport, supervisor_pid=os.getppid(),
                outside_pid=os.getpid(), leaked=leaked)
     # Components are named by role here, as in the bundled config: the node provides
     # the chain that wallet and index consume.
@@ -398,7 +251,7 @@ def probe_main(argv: Sequence[str] | None = None) -> int:
     # a process outside the sandbox with the same uid.
     observed, detail = OK, ""
     try:
-        _OPS[args.probe](ctx)
+        OPS[args.probe](ctx)
     except OSError as exc:
         observed = errno.errorcode.get(exc.errno or 0, f"errno {exc.errno}")
         detail = str(exc)

@@ -7,6 +7,7 @@ is documented in the bundled ``multiprocess.toml``.
 
 from __future__ import annotations
 
+import grp
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -84,6 +85,9 @@ class Config:
     datadir: Path
     debug: tuple[str, ...]
     components: tuple[ComponentConfig, ...]
+    # The gid whose members may use the control socket besides the daemon's user and
+    # root ([supervisor] control_group); None: nobody else.
+    control_group: int | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -116,7 +120,7 @@ ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
     "index": {},
     None: {},  # a program that is none of our roles
 }
-_SUPERVISOR_KEYS = ("datadir", "debug")
+_SUPERVISOR_KEYS = ("datadir", "debug", "control_group")
 _COMPONENT_KEYS = ("role", "argv", "datadir", "depends_on", "provides", "consumes",
                    "restart", "stop_timeout_s", "debug", "sandbox")
 _SYSTEM_DIRS = frozenset(Path(p) for p in (
@@ -197,7 +201,20 @@ class _Validator(TomlChecker):
         self.check_unique(parsed)
         self.check_datadirs(parsed, datadir)
         return Config(path=path, datadir=datadir, debug=debug,
-                      components=self.graph(parsed))
+                      components=self.graph(parsed), control_group=self.group(sup))
+
+    def group(self, sup: Mapping[str, Any]) -> int | None:
+        """``[supervisor] control_group``: a group name (or gid) of this host, as a gid."""
+        if "control_group" not in sup:
+            return None
+        where = ("supervisor", "control_group")
+        name = self.typed(sup["control_group"], where, "string")
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            raise self.error(where, f"unknown group {name!r} in [supervisor] control_group",
+                             "create the group first (groupadd) or remove the key",
+                             value=True) from None
 
     def component(self, name: str, body: object, datadir: Path,
                   debug: tuple[str, ...]) -> ComponentConfig:

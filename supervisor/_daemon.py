@@ -19,8 +19,9 @@ from ._config import Config
 from ._control import ControlServer
 from ._launcher import ComponentLauncher, ConfinedLauncher
 from ._locate import publish_record, retract_record
-from ._notify import sd_notify, watchdog_interval
+from ._notify import Notifier, watchdog_interval
 from ._state import ComponentState, ExitReason, public_state
+from ._uids import assign_outer_uids
 from .control_protocol import (
     CONTROL_SOCKET,
     Accepted,
@@ -46,12 +47,12 @@ from .control_protocol import (
 log = get_logger()
 
 
+_notifier = Notifier()
+
+
 def _notify_systemd(message: str) -> None:
-    """sd_notify that never takes the daemon down: an unreachable socket is logged."""
-    try:
-        sd_notify(message)
-    except OSError as exc:
-        log.warning("supervisor.notify_failed", message=message, error=str(exc))
+    """sd_notify that never blocks the loop nor takes the daemon down (see Notifier)."""
+    _notifier.send(message)
 
 
 async def _watchdog(interval: float) -> None:
@@ -93,6 +94,8 @@ class Daemon:
                 cfg, launcher=self._launcher, protocol=protocol, broker=self._broker,
                 dependencies=[self.components[d] for d in cfg.depends_on],
                 debug=config.debug, datadirs=datadirs, on_change=self._on_change)
+        # As root: this instance's own outer uids, not the policy files' shared ones.
+        assign_outer_uids(config.datadir, self.components.values())
 
     @property
     def socket_path(self) -> os.PathLike[str]:
@@ -106,7 +109,8 @@ class Daemon:
         e.g. because another daemon runs on this datadir.
         """
         self.config.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        control = ControlServer(self.config.datadir / CONTROL_SOCKET, self.handle)
+        control = ControlServer(self.config.datadir / CONTROL_SOCKET, self.handle,
+                                group=self.config.control_group)
         await control.start()
         try:  # lets the CLI find this daemon from any directory; optional
             record = publish_record(os.getpid(), control.path, self.config.path,

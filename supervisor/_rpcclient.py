@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
+import os
+import re
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,6 +19,17 @@ from bitcoin_supervisor import jsonfmt
 from bitcoin_supervisor.interfaces import SupervisorError
 
 from ._config import Config
+from .control_protocol import Reply, StatusReply
+
+# bitcoind's cookie: "__cookie__:" and 32 random bytes in hex, nothing else.
+COOKIE_SIZE = len("__cookie__:") + 64
+_COOKIE = re.compile(rb"__cookie__:[0-9a-f]{64}")
+
+
+class CookieRefused(SupervisorError):
+    """The cookie file is not one the node could have written honestly (a symlink, not a
+    regular file, someone else's, the wrong size or shape): nothing was read from it, or
+    nothing read is used."""
 
 
 class RpcCallError(SupervisorError):
@@ -33,6 +48,7 @@ class RpcEndpoint:
     host: str
     port: int
     cookie_path: Path
+    name: str = "node"
 
     @staticmethod
     def from_config(config: Config) -> RpcEndpoint:
@@ -41,8 +57,68 @@ class RpcEndpoint:
             if component.role == "node":
                 host = str(component.options.get("rpcbind", "127.0.0.1"))
                 port = int(str(component.options.get("rpcport", 18443)))
-                return RpcEndpoint(host, port, component.datadir / ".cookie")
+                return RpcEndpoint(host, port, component.datadir / ".cookie", component.name)
         raise SupervisorError(f"{config.path}: no component with role 'node'")
+
+
+def read_cookie(path: Path, owner: int) -> str:
+    """Return the cookie at ``path`` (``__cookie__:<64 hex>``) if it is a regular file
+    owned by ``owner`` (the uid the node runs as) and of cookie size. Blocks briefly.
+
+    The node's datadir is the node's to write: a compromised node can put a symlink, a
+    FIFO or a hard link to any file there, and the CLI (often root) would send that file's
+    text to the node as the password. So: ``O_NOFOLLOW`` (no symlink is followed),
+    ``O_NONBLOCK`` (a FIFO cannot hang the CLI), checks on the opened descriptor (no swap
+    between check and read), and the content must look like a cookie. Raises
+    CookieRefused (one line) for such a file, SupervisorError when there is no cookie.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refused(path, "it is a symbolic link") from None
+        raise SupervisorError(f"cannot read the node's cookie {path}: "
+                              f"{exc.strerror} (is the node running?)") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refused(path, "it is not a regular file")
+        if st.st_uid != owner:
+            raise _refused(path, f"it is owned by uid {st.st_uid}, not by the node's "
+                                 f"uid {owner}")
+        if st.st_size != COOKIE_SIZE:
+            raise _refused(path, f"it has {st.st_size} bytes, a cookie has {COOKIE_SIZE}")
+        data = os.read(fd, COOKIE_SIZE + 1)
+    except OSError as exc:
+        raise SupervisorError(f"cannot read the node's cookie {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if _COOKIE.fullmatch(data) is None:
+        raise _refused(path, "its content is not a cookie")
+    return data.decode("ascii")
+
+
+def _refused(path: Path, why: str) -> CookieRefused:
+    return CookieRefused(f"refusing the node's cookie {path}: {why}; the node may be "
+                         "compromised, nothing was sent (inspect the file, then restart "
+                         "the node)")
+
+
+def cookie_owner(status: Reply, name: str, control_socket: Path) -> int:
+    """The uid the node ``name`` runs as, which must own its cookie: the outer uid the
+    daemon reports for it (a root daemon), else the daemon's own uid (an unprivileged
+    daemon, or an unsandboxed node), read from the owner of the control socket the
+    daemon created. Raises SupervisorError when neither can be found."""
+    if isinstance(status, StatusReply):
+        for comp in status.components:
+            if comp.name == name and comp.sandbox is not None and comp.sandbox.uid is not None:
+                return comp.sandbox.uid
+    try:
+        return os.stat(control_socket).st_uid
+    except OSError as exc:
+        raise SupervisorError(f"cannot tell which uid the node runs as: {control_socket}: "
+                              f"{exc.strerror}") from exc
 
 
 def parse_cli_params(args: list[str]) -> list[Any]:
@@ -56,18 +132,16 @@ def parse_cli_params(args: list[str]) -> list[Any]:
     return params
 
 
-def call(endpoint: RpcEndpoint, method: str, params: list[Any], *, wallet: str | None = None,
-         timeout: float = 120.0) -> Any:
+def call(endpoint: RpcEndpoint, method: str, params: list[Any], *, cookie_owner: int,
+         wallet: str | None = None, timeout: float = 120.0) -> Any:
     """Call ``method`` and return its result. Blocks.
 
-    Raises RpcCallError for an RPC-level error and SupervisorError (one line) when the
-    node cannot be reached or the cookie cannot be read.
+    The cookie is read with ``read_cookie(endpoint.cookie_path, cookie_owner)`` before
+    anything is sent. Raises RpcCallError for an RPC-level error, CookieRefused for a
+    cookie that fails those checks, and SupervisorError (one line) when the node cannot
+    be reached or the cookie cannot be read.
     """
-    try:
-        cookie = endpoint.cookie_path.read_text().strip()
-    except OSError as exc:
-        raise SupervisorError(f"cannot read the node's cookie {endpoint.cookie_path}: "
-                              f"{exc.strerror} (is the node running?)") from exc
+    cookie = read_cookie(endpoint.cookie_path, cookie_owner)
     path = "/" if wallet is None else "/wallet/" + urllib.parse.quote(wallet, safe="")
     body = json.dumps({"jsonrpc": "1.0", "id": "bitcoin-supervisor", "method": method,
                        "params": params}).encode()

@@ -206,16 +206,20 @@ def _rpc(args: argparse.Namespace) -> int:
     from bitcoin_supervisor import jsonfmt
 
     from ._config import load_config
-    from ._rpcclient import RpcCallError, RpcEndpoint, call, parse_cli_params
+    from ._rpcclient import RpcCallError, RpcEndpoint, call, cookie_owner, parse_cli_params
 
     target = locate_daemon(args.config, args.datadir)
     config = load_config(target.config or find_config(args.config),
                          datadir_override=target.datadir)
-    # Exit 3 like every verb when no daemon runs (not "cannot read the cookie").
-    request_sync(target.socket, StatusRequest())
+    # Exit 3 like every verb when no daemon runs (not "cannot read the cookie"); the
+    # status also says which uid the node runs as, the only one its cookie may belong to.
+    control = target.socket
+    status = request_sync(control, StatusRequest())
+    endpoint = RpcEndpoint.from_config(config)
     try:
-        result = call(RpcEndpoint.from_config(config), args.method,
-                      parse_cli_params(args.params), wallet=args.wallet)
+        result = call(endpoint, args.method, parse_cli_params(args.params),
+                      cookie_owner=cookie_owner(status, endpoint.name, control),
+                      wallet=args.wallet)
     except RpcCallError as exc:
         print(str(exc), file=sys.stderr)
         return abs(exc.code)  # bitcoin-cli's convention

@@ -57,9 +57,11 @@ class ErrorCode(enum.IntEnum):
     BAD_REQUEST = 400        # malformed request: not JSON, unknown verb or key, wrong type
     FORBIDDEN = 403          # the peer's uid may not use the socket
     UNKNOWN_COMPONENT = 404  # no component has that name
+    TIMEOUT = 408            # no complete request line within the server's time limit
     COMPONENT_FAILED = 409   # the component did not reach the state the verb asked for
     TOO_LARGE = 413          # request line longer than the server's limit
     INTERNAL = 500           # the daemon hit a bug answering; see its log
+    BUSY = 503               # too many control connections open at once; try again
 
 
 class Verb(enum.StrEnum):

@@ -4,6 +4,7 @@ own consumers only."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,10 @@ def _rpc(system: System, node: str, method: str, *params: Any,
     """Call ``node``'s own JSON-RPC endpoint (the CLI's ``rpc`` knows one node only)."""
     comp = load_config(system.config).component(node)
     endpoint = RpcEndpoint(str(comp.options["rpcbind"]), int(str(comp.options["rpcport"])),
-                           comp.datadir / ".cookie")
-    return call(endpoint, method, list(params), wallet=wallet)
+                           comp.datadir / ".cookie", node)
+    owner = system.component(node)["sandbox"]["uid"]
+    return call(endpoint, method, list(params), wallet=wallet,
+                cookie_owner=os.geteuid() if owner is None else owner)
 
 
 def test_each_wallet_follows_its_own_node(two_nodes: System) -> None:

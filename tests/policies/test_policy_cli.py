@@ -127,7 +127,7 @@ def test_policy_show_wallet_json() -> None:
     assert {"socket", "connect", "bind", "execve", "ptrace"}.isdisjoint(seccomp["allowed"])
     assert seccomp["default_action"] == "kill_process"
     assert seccomp["groups"] == ["@python-service"]
-    assert seccomp["errno"] == {"clone3": "ENOSYS"}
+    assert seccomp["errno"] == {"clone3": "ENOSYS", "openat2": "ENOSYS"}
     assert {"syscall": "socket", "action": "allow",
             "args": [{"arg": 0, "mask": "0xffffffff", "value": "0x1"}]} in seccomp["rules"]
     assert shown["role"] == "wallet" and shown["uid"] == shown["gid"] == 64102

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bitcoin_supervisor.interfaces import ConfigError, PolicyError
-from bitcoin_supervisor.sandbox import POLICY_DIR, load_policy
+from bitcoin_supervisor.sandbox import POLICY_DIR, ArgCompare, load_policy
 
 DATADIRS = {"node": Path("/srv/node"), "wallet": Path("/srv/wallet"),
             "index": Path("/srv/index")}
@@ -21,13 +21,28 @@ NEVER = {"execve", "execveat", "ptrace", "mount", "umount2", "pivot_root", "unsh
          "move_mount", "fsopen", "mount_setattr", "clone3", "kexec_load", "init_module"}
 
 
+_MODE_ARG = {"open": 2, "openat": 3, "creat": 1}
+
+
+@pytest.mark.parametrize("role", ["node", "wallet", "index"])
+def test_no_role_creates_setuid_or_setgid_files(role: str) -> None:
+    """open/openat/creat pass only by a rule masking the mode's setuid/setgid bits (no
+    unconditional allow: that would bypass the chmod rules); openat2's mode is out of
+    the filter's reach, so it answers ENOSYS."""
+    rules = load_policy(role, datadirs=DATADIRS).seccomp
+    assert not set(_MODE_ARG) & rules.allow and "openat2" not in rules.allow
+    for syscall, index in _MODE_ARG.items():
+        guards = [r.args for r in rules.rules if r.syscall == syscall]
+        assert guards == [(ArgCompare(index, 0o6000, 0),)], syscall
+
+
 @pytest.mark.parametrize("role", ["node", "wallet", "index"])
 def test_every_role_forbids_the_dangerous_syscalls(role: str) -> None:
     policy = load_policy(role, datadirs=DATADIRS)
     assert not NEVER & policy.seccomp.allow
     assert {r.syscall for r in policy.seccomp.rules} <= {"clone", "socket", "ioctl", "chmod",
-                                                         "fchmod", "fchmodat"}
-    assert policy.seccomp.errno == {"clone3": errno.ENOSYS}
+                                                         "fchmod", "fchmodat", *_MODE_ARG}
+    assert policy.seccomp.errno == {"clone3": errno.ENOSYS, "openat2": errno.ENOSYS}
     assert "rt_sigreturn" in policy.seccomp.allow
     assert policy.seccomp.default_action == "kill_process"
     assert policy.capabilities == ()

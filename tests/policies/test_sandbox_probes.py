@@ -35,8 +35,10 @@ FORBIDDEN_EVERYWHERE = {
     "connect_leaked", "write_outside_datadir", "write_usr", "read_shadow", "list_root",
     "execve", "fork", "ptrace", "mount", "unshare", "setns", "bpf", "io_uring_setup",
     "userfaultfd", "keyctl", "perf_event_open", "kill_supervisor", "kill_outside_pid",
-    "wx_mmap", "wx_mprotect"}
-NEEDED_EVERYWHERE = {"write_fsync_datadir", "sqlite_datadir", "thread", "signal_self"}
+    "wx_mmap", "wx_mprotect", "open_setuid", "openat_setgid", "openat_setuid_high",
+    "creat_setuid", "openat2"}
+NEEDED_EVERYWHERE = {"write_fsync_datadir", "sqlite_datadir", "thread", "signal_self",
+                     "open_plain"}
 
 
 def _spec(dd: Datadirs, role: str, action: str, **extra: object) -> dict[str, object]:

@@ -244,7 +244,7 @@ def test_unknown_key_without_close_match_lists_known_keys(tmp_path: Path) -> Non
         colour = "blue"
         [components.node]
         """) == ("2:1: unknown key 'colour' in [supervisor] "
-                 "(hint: known keys: 'datadir', 'debug')")
+                 "(hint: known keys: 'datadir', 'debug', 'control_group')")
     assert error_of(tmp_path, """
         [daemon]
         """) == ("1:1: unknown key 'daemon' in the top level "

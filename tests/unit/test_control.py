@@ -340,8 +340,8 @@ async def fake_daemon(path: Path, answer: bytes) -> AsyncIterator[None]:
     (b'{"ok": true, "components": []}\n', ProtocolError,
      "sent a malformed status reply: supervisor: missing"),
     (b'{"ok": false, "code": 999, "error": "?"}\n', ProtocolError,
-     "sent a malformed status reply: code: expected one of 400, 403, 404, 409, 413, 500, "
-     "got 999"),
+     "sent a malformed status reply: code: expected one of 400, 403, 404, 408, 409, 413, "
+     "500, 503, got 999"),
     (b'{"ok": "yes"}\n', ProtocolError,
      "sent a malformed status reply: ok: expected a boolean, got string"),
     (b"<html>\n", ControlError, "sent a reply that is not JSON"),

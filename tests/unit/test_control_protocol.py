@@ -179,6 +179,6 @@ def test_replies_ignore_keys_a_newer_daemon_adds() -> None:
 def test_error_codes_are_one_closed_set() -> None:
     assert parse_reply(StatusRequest(), {"ok": False, "code": 500, "error": "bug"}) == \
         ErrorReply(ErrorCode.INTERNAL, "bug")
-    with pytest.raises(ProtocolError, match=r"^code: expected one of 400, 403, 404, 409, "
-                                            r"413, 500, got 2$"):
+    with pytest.raises(ProtocolError, match=r"^code: expected one of 400, 403, 404, 408, "
+                                            r"409, 413, 500, 503, got 2$"):
         parse_reply(StatusRequest(), {"ok": False, "code": 2, "error": "old daemon"})
