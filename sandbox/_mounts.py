@@ -17,7 +17,12 @@ __all__ = ["STAGING", "pivot_into", "stage_view"]
 # Where the new root is assembled. Bind sources are opened *before* this tmpfs is
 # mounted and bound from /proc/self/fd, so a source below it (pytest's /tmp dirs) stays
 # reachable.
-STAGING = "/tmp"
+# The new root is assembled on a tmpfs mounted over /sys in the process's own mount
+# namespace: no installation, checkout or datadir can sit below /sys (unlike /tmp, /mnt or
+# /run), so the staging mount never hides a file the sandbox still needs. Every bind
+# source is opened (pinned) before this tmpfs is mounted anyway, and nothing under /sys is
+# read after it: the cgroup was joined and /proc/sys read before.
+STAGING = "/sys"
 _RO = libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
 _RW = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | libc.MOUNT_ATTR_NOEXEC
 _DEV = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC
