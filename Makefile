@@ -46,7 +46,9 @@ test: setup
 	@# that maps the top-level folders is invisible to import-linter's module walk.
 	@$(call step,import-linter (layer contracts),rm -rf build/lint-site && $(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation --target build/lint-site . && cp pyproject.toml build/lint-site/ && cd build/lint-site && PYTHONPATH=. ../../$(VENV)/bin/lint-imports --no-cache)
 	@$(call step,mypy --strict,cd build/lint-site && ../../$(VENV)/bin/python -m mypy -p bitcoin_supervisor)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	@# Some tests run as an unprivileged user: a checkout below a 0700 directory (root's
+	@# home) is shown to them in a private mount namespace (tests/open_checkout.py).
+	$(VENV)/bin/python tests/open_checkout.py $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(VENV)/bin/python -m bench

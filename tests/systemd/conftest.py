@@ -35,6 +35,19 @@ def unit_text(config: str) -> str:
     return text.replace(TEMPLATE_VENV, str(VENV)).replace(TEMPLATE_CONFIG, config)
 
 
+def checkout_dropin() -> str | None:
+    """The drop-in that shows this checkout to the hardened unit where it sits out of its
+    sight (a home directory: ProtectHome=; /tmp or /var/tmp: PrivateTmp=), read-only,
+    standing in for an installation under /opt; None where the unit sees it anyway."""
+    homes = [Path(p) for p in ("/root", "/home", "/run/user")]
+    temps = [Path(p) for p in ("/tmp", "/var/tmp")]
+    in_home = any(REPO.is_relative_to(p) for p in homes)
+    if not in_home and not any(REPO.is_relative_to(p) for p in temps):
+        return None
+    return ("[Service]\n" + ("ProtectHome=tmpfs\n" if in_home else "")
+            + f"BindReadOnlyPaths={REPO}\n")
+
+
 def free_port() -> int:
     """A TCP port free on the host now (the booted systemd shares no network with it,
     but its own loopback starts empty, so any free port is free there too)."""
@@ -128,12 +141,15 @@ def service(tmp_path: Path) -> Iterator[Service]:
         text, n = re.subn(r'(?m)^datadir\s*=\s*"[^"]*"', f'datadir = "{STATE_DIR}"', text)
         assert n == 1, "bundled config has no [supervisor] datadir line to override"
         config.write_text(text)
+        dropin = systemd.units / f"{UNIT_NAME}.d"
         if systemd.v1_controllers:
             # This harness (not a real host) mounts the host's v1 memory/pids hierarchies
             # outside /sys/fs/cgroup, so the unit's ReadWritePaths= cannot name them.
-            dropin = systemd.units / f"{UNIT_NAME}.d"
-            dropin.mkdir()
+            dropin.mkdir(exist_ok=True)
             (dropin / "cgroup-v1.conf").write_text(
                 f"[Service]\nReadWritePaths={INNER_STATE}/cgroup-v1\n")
+        if (shown := checkout_dropin()) is not None:
+            dropin.mkdir(exist_ok=True)
+            (dropin / "checkout.conf").write_text(shown)
         systemd.install(UNIT_NAME, unit_text(systemd.inner(config)))
         yield Service(systemd)
