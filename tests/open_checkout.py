@@ -37,7 +37,10 @@ def _open(blocked: Path) -> None:
     subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=16m", "tmpfs",
                     str(blocked)], check=True)
     REPO.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "--bind", f"/proc/self/fd/{pinned}", str(REPO)], check=True,
+    # --no-canonicalize: mount(8) would resolve the fd link to its path string, which now
+    # names the empty directory on the tmpfs; the kernel resolves it to the pinned one.
+    subprocess.run(["mount", "--no-canonicalize", "--bind", f"/proc/self/fd/{pinned}",
+                    str(REPO)], check=True,
                    pass_fds=(pinned,))
     os.close(pinned)
 
