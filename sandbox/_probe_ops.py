@@ -31,6 +31,19 @@ _MAP_FAILED = (1 << 64) - 1
 _AT_FDCWD = -100
 
 
+def _list_root() -> None:
+    """/root must show nothing: absent from the view (ENOENT) or, where the installation
+    itself lives below it (a checkout in root's home), present only as the path to it,
+    which Landlock does not let the role list (EACCES): the same outcome, reported as
+    ENOENT so the matrix pins one answer wherever the checkout sits."""
+    try:
+        os.listdir("/root")
+    except PermissionError:
+        if Path(__file__).resolve().is_relative_to("/root"):
+            raise FileNotFoundError(errno.ENOENT, "/root shows nothing") from None
+        raise
+
+
 @dataclass(frozen=True)
 class ProbeContext:
     """What an operation may use: datadirs, ports and pids taken before sandboxing."""
@@ -179,7 +192,7 @@ OPS: dict[str, Callable[[ProbeContext], object]] = {
     "read_node_blocks": lambda c: _read(c.datadirs["node"] / "blocks" / "blk00000.dat"),
     "write_node_blocks": lambda c: _write(c.datadirs["node"] / "blocks" / "blk00000.dat"),
     "read_shadow": lambda c: _read(Path("/etc/shadow")),
-    "list_root": lambda c: os.listdir("/root"),
+    "list_root": lambda c: _list_root(),
     "execve": lambda c: os.execv("/usr/bin/true", ["true"]),
     "fork": lambda c: os.fork(),
     "ptrace": lambda c: _sys("ptrace", 0, 0, 0, 0),
