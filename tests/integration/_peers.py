@@ -60,3 +60,4 @@ def write_program(directory: Path, name: str, text: str) -> Path:
     program.write_text(text)
     program.chmod(0o755)
     return program
+
