@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-
 # Serves Bitcoin Core v30's Init under Core's wire ids (our core.capnp), the way a C++
 # libmultiprocess server does: every call that has a Context must name a Thread this
 # server made (no pool), and Echo.destroy twice is an error (a C++ server would crash).

@@ -7,19 +7,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import capnp
 import pytest
+from _core_peer import CORE_PEER
 
 from bitcoin_supervisor.interfaces import RemoteError
 from bitcoin_supervisor.ipc import make_protocol
 from bitcoin_supervisor.ipc.capnp import load_schemas
-
-from _core_peer import CORE_PEER
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from bitcoin_supervisor.supervisor import _configipc
 from bitcoin_supervisor.supervisor._config import HealthConfig, load_config
 
 
-
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "multiprocess.toml"
     path.write_text(textwrap.dedent(text).lstrip("\n"))
