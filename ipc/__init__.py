@@ -1,6 +1,8 @@
 """Protocol-agnostic IPC: launching component processes and the Protocol/Connection faces."""
 
+from ._bind import BindLauncher
 from ._launch import (
+    DATADIR_PLACEHOLDER,
     FD_PLACEHOLDER,
     ChildHandle,
     Endpoint,
@@ -10,14 +12,20 @@ from ._launch import (
     expand_argv,
     resolve_executable,
 )
-from ._protocol import Connection, Protocol
+from ._protocol import PROBES, SCHEMAS, Connection, Probe, Protocol, Schema
 
 __all__ = [
+    "DATADIR_PLACEHOLDER",
     "FD_PLACEHOLDER",
+    "BindLauncher",
     "ChildHandle",
     "Connection",
     "Endpoint",
     "LaunchRequest",
+    "PROBES",
+    "Probe",
+    "SCHEMAS",
+    "Schema",
     "Launcher",
     "Protocol",
     "SocketpairLauncher",

@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from bitcoin_supervisor.interfaces import SpawnError
 
 __all__ = [
     "FD_PLACEHOLDER",
+    "DATADIR_PLACEHOLDER",
     "ChildHandle",
     "Endpoint",
     "LaunchRequest",
@@ -31,9 +32,11 @@ __all__ = [
     "SocketpairLauncher",
     "expand_argv",
     "resolve_executable",
+    "spawn_process",
 ]
 
 FD_PLACEHOLDER = "{fd}"
+DATADIR_PLACEHOLDER = "{datadir}"
 # asyncio's default line limit is 64 KiB; a child printing longer lines gets them dropped
 # (and reported) instead of stalling its pipe.
 _STREAM_LIMIT = 1 << 16
@@ -83,10 +86,25 @@ class Endpoint:
 
     ``sock`` belongs to whoever connects to the component (a ``Protocol``); the child's
     end of a socketpair is already closed here, so the parent sees EOF once it dies.
+    A bind-mode launch has no socket yet: ``dial`` waits for the program's own and
+    connects (``link`` hides the difference).
     """
 
-    sock: socket.socket
+    sock: socket.socket | None
     child: ChildHandle
+    dial: Callable[[], Awaitable[socket.socket]] | None = None
+
+    async def link(self) -> socket.socket:
+        """Return the connected link socket (ownership passes to the caller), waiting for
+        a bind-mode program to listen first. Raises SpawnError (one line: which path, how
+        long) when no connection could be made before the launcher's deadline. Call once.
+        """
+        if self.sock is not None:
+            return self.sock
+        if self.dial is None:
+            raise SpawnError("the endpoint has no link: it was handed out already")
+        dial, self.dial = self.dial, None
+        return await dial()
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,10 @@ class LaunchRequest:
     sandbox trampoline that applies confinement and then executes ``argv``); ``{fd}`` may
     appear there too. ``pass_fds`` are further descriptors the process inherits (the
     trampoline's plan, cgroup handles); the launcher does not close them.
+
+    Bind mode (``BindLauncher``): ``socket`` is where the program listens, below ``cwd``
+    (its datadir), and ``link_timeout_s`` how long it may take to get there; ``argv``
+    then has no ``{fd}``.
     """
 
     argv: tuple[str, ...]
@@ -105,6 +127,8 @@ class LaunchRequest:
     cwd: Path | None = None
     wrapper: tuple[str, ...] = ()
     pass_fds: tuple[int, ...] = ()
+    socket: Path | None = None
+    link_timeout_s: float = 30.0
 
 
 class Launcher(ABC):
@@ -205,6 +229,32 @@ class _ProcessHandle(ChildHandle):
             self._pidfd = None
 
 
+async def spawn_process(argv: Sequence[str], request: LaunchRequest,
+                        pass_fds: Sequence[int]) -> ChildHandle:
+    """Fork+exec ``argv`` (already expanded, ``argv[0]`` absolute) with ``request``'s
+    environment and working directory, stdin from /dev/null, stdout/stderr piped, in a
+    session of its own. Raises SpawnError (one line) when the exec fails."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            pass_fds=tuple(pass_fds),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(request.env),
+            cwd=request.cwd,
+            close_fds=True,
+            # Its own session: a terminal's Ctrl-C (or a signal to the daemon's process
+            # group) reaches the supervisor alone, which then stops components in order.
+            start_new_session=True,
+            limit=_STREAM_LIMIT,
+        )
+    except OSError as exc:
+        raise SpawnError(f"cannot execute {(request.wrapper or request.argv)[0]}: "
+                         f"{exc.strerror}") from exc
+    return _ProcessHandle(process, argv)
+
+
 class SocketpairLauncher(Launcher):
     """Cold start with one end of a fresh ``AF_UNIX`` socketpair inherited as an fd
     (Bitcoin Core's ``-ipcfd N``): fork+exec per launch."""
@@ -219,28 +269,11 @@ class SocketpairLauncher(Launcher):
             argv = [a.replace(FD_PLACEHOLDER, str(fd)) for a in request.wrapper]
             argv += expand_argv(request.argv, fd)
             argv[0] = resolve_executable(argv[0])
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                pass_fds=(fd, *request.pass_fds),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=dict(request.env),
-                cwd=request.cwd,
-                close_fds=True,
-                # Its own session: a terminal's Ctrl-C (or a signal to the daemon's process
-                # group) reaches the supervisor alone, which then stops components in order.
-                start_new_session=True,
-                limit=_STREAM_LIMIT,
-            )
-        except OSError as exc:
-            parent_end.close()
-            raise SpawnError(f"cannot execute {(request.wrapper or request.argv)[0]}: "
-                             f"{exc.strerror}") from exc
-        except SpawnError:
+            child = await spawn_process(argv, request, (fd, *request.pass_fds))
+        except BaseException:
             parent_end.close()
             raise
         finally:
             # Keeping the child's end open here would hide the child's death (no EOF).
             child_end.close()
-        return Endpoint(sock=parent_end, child=_ProcessHandle(process, argv))
+        return Endpoint(sock=parent_end, child=child)

@@ -5,11 +5,19 @@ from __future__ import annotations
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from bitcoin_supervisor.interfaces import Init
 
 T = TypeVar("T")
+
+Schema = Literal["bitcoin-supervisor", "bitcoin-core", "mp-example"]
+SCHEMAS: tuple[Schema, ...] = ("bitcoin-supervisor", "bitcoin-core", "mp-example")
+"""Which Init a peer serves: ours; Bitcoin Core v30's (``construct``, ``makeEcho`` under
+Core's wire ids); libmultiprocess's example programs' (``construct`` only)."""
+
+Probe = Literal["echo", "construct"]
+PROBES: tuple[Probe, ...] = ("echo", "construct")
 
 
 class Connection(ABC):
@@ -25,6 +33,13 @@ class Connection(ABC):
         """Return once the link is gone (peer died or closed). Never raises."""
 
     @abstractmethod
+    async def probe(self, kind: Probe) -> None:
+        """Prove the peer still answers: ``echo`` sends a fresh token through an Echo
+        (made once per connection) and checks it comes back; ``construct`` repeats the
+        Init handshake call. Returns when it answered; raises IpcError (PeerGoneError,
+        RemoteError, or a wrong answer) otherwise. Callers add their own deadline."""
+
+    @abstractmethod
     def close(self) -> None:
         """Drop the link from this side. Idempotent; pending calls fail with PeerGoneError."""
 
@@ -38,10 +53,12 @@ class Protocol(ABC):
         return its result. Blocks the calling thread; call once per process."""
 
     @abstractmethod
-    async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False) -> Connection:
+    async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False,
+                      schema: Schema = "bitcoin-supervisor") -> Connection:
         """Bootstrap the peer's Init over ``sock`` (ownership passes to the connection).
 
-        ``peer`` names the component in logs; ``debug`` logs every call as ``ipc.call``.
+        ``peer`` names the component in logs; ``debug`` logs every call as ``ipc.call``;
+        ``schema`` says whose Init the peer serves (``SCHEMAS``).
         Raises PeerGoneError if the peer is gone before Init is constructed.
         """
 

@@ -25,7 +25,6 @@ from ._restart import RestartTracker
 from ._run import ProcessRun, RunEnd, RunTimeouts
 from ._state import EX_CONFIG, ComponentState, ExitReason, StateMachine, classify_exit
 
-BOOTSTRAP_TIMEOUT_S = 30.0
 # Keep the child's environment small and explicit: nothing of the operator's shell leaks.
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
@@ -87,7 +86,7 @@ class Component:
                  datadirs: Mapping[str, str], on_change: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 bootstrap_timeout_s: float = BOOTSTRAP_TIMEOUT_S) -> None:
+                 bootstrap_timeout_s: float | None = None) -> None:
         self.config = config
         self.name = config.name
         self.machine = StateMachine(config.name, clock=time.time)
@@ -106,7 +105,7 @@ class Component:
         self.policy = policy_for(self.settings)
         self._clock = clock
         self._sleep = sleep
-        self._timeouts = RunTimeouts(bootstrap_s=bootstrap_timeout_s,
+        self._timeouts = RunTimeouts(bootstrap_s=bootstrap_timeout_s or config.start_timeout_s,
                                      stop_s=config.stop_timeout_s)
         self._tracker = RestartTracker(config.restart, clock=clock)
         self._on_change = on_change
@@ -292,7 +291,9 @@ class Component:
 
     def _spec(self) -> LaunchSpec:
         return LaunchSpec(name=self.name, argv=self.config.argv, env=self._child_env(),
-                          datadir=Path(self.settings.datadir), policy=self.policy)
+                          datadir=Path(self.settings.datadir), policy=self.policy,
+                          socket=self.config.socket,
+                          link_timeout_s=self._timeouts.bootstrap_s)
 
     async def _run_once(self) -> float | None:
         """One process run from launch to reaped; return a restart delay or None."""
@@ -302,7 +303,8 @@ class Component:
         run = ProcessRun(self._spec(), launcher=self._launcher, protocol=self._protocol,
                          broker=self._broker, debug_ipc="ipc" in self._debug,
                          timeouts=self._timeouts, on_state=self._on_run_state, log=self._log,
-                         relay=self._relay)
+                         relay=self._relay, schema=self.config.schema,
+                         health=self.config.health)
         self._run = run
         try:
             end = await run.execute()

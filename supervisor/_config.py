@@ -21,6 +21,7 @@ from bitcoin_supervisor.interfaces import ConfigError
 from ._capabilities import CAPABILITIES, ROLE_CONSUMES, ROLE_PROVIDES, Binding, CapabilityGraph
 from ._configcheck import TomlChecker, choices, table_name, type_name
 from ._configgraph import Node, Want, close_match, order, resolve
+from ._configipc import IPC_KEYS, HealthConfig, IpcMode, LinkConfig, Schema, check_link
 
 __all__ = [
     "FD_PLACEHOLDER",
@@ -29,6 +30,7 @@ __all__ = [
     "ROLE_OPTIONS",
     "ComponentConfig",
     "Config",
+    "HealthConfig",
     "RestartConfig",
     "load_config",
 ]
@@ -56,7 +58,8 @@ class RestartConfig:
 @dataclass(frozen=True)
 class ComponentConfig:
     """One supervised process. ``argv`` is a template: the element containing ``{fd}``
-    gets the inherited socket's fd number (substitute with ``str.replace``).
+    gets the inherited socket's fd number (substitute with ``str.replace``); a bind-mode
+    component (``ipc == "bind"``) has no ``{fd}`` and listens on ``socket``.
 
     ``role`` is None for a program that is none of ours (it then provides and consumes
     nothing). ``consumes`` maps each capability it receives to the component providing
@@ -75,6 +78,11 @@ class ComponentConfig:
     sandbox: str | None = None  # the policy applied (policies/<sandbox>.toml); None: none
     provides: tuple[str, ...] = ()
     consumes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    ipc: IpcMode = "spawn"  # "bind": the program listens on ``socket`` itself
+    socket: Path | None = None
+    schema: Schema = "bitcoin-supervisor"  # whose Init it serves
+    health: HealthConfig = HealthConfig()
+    start_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,8 @@ ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
     None: {},  # a program that is none of our roles
 }
 _SUPERVISOR_KEYS = ("datadir", "debug", "control_group")
-_COMPONENT_KEYS = ("role", "argv", "datadir", "depends_on", "provides", "consumes",
-                   "restart", "stop_timeout_s", "debug", "sandbox")
+_COMPONENT_KEYS = ("role", "datadir", "depends_on", "provides", "consumes",
+                   "restart", "stop_timeout_s", "debug", "sandbox") + IPC_KEYS
 _SYSTEM_DIRS = frozenset(Path(p) for p in (
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
     "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
@@ -233,8 +241,8 @@ class _Validator(TomlChecker):
                 raise self.error(path + (key,), f"{key!r} in {table_name(path)} is not a "
                                  f"setting of {of_role}",
                                  f"settings of {of_role}: {choices(list(options)) or 'none'}")
-        argv = self.argv(table, path, role)
         comp_dir = self.directory(table.get("datadir", name), path + ("datadir",), datadir)
+        link: LinkConfig = check_link(self, table, path, role, comp_dir)
         depends = self.depends(table, path)
         self._nodes.append(Node(name, self.provides(table, path, role),
                                 self.consumes(table, path, role), depends))
@@ -245,11 +253,12 @@ class _Validator(TomlChecker):
         sandbox = self.choice(table.get("sandbox", role), path + ("sandbox",), "sandbox",
                               SANDBOX_CHOICES)
         return ComponentConfig(
-            name=name, role=role, argv=argv, datadir=comp_dir, depends_on=depends,
+            name=name, role=role, argv=link.argv, datadir=comp_dir, depends_on=depends,
             restart=restart, stop_timeout_s=stop_timeout,
             options=MappingProxyType(self.options(table, path, options)), debug=merged_debug,
             sandbox=None if sandbox == "none" else sandbox,
-            provides=self._nodes[-1].provides)
+            provides=self._nodes[-1].provides, ipc=link.ipc, socket=link.socket,
+            schema=link.schema, health=link.health, start_timeout_s=link.start_timeout_s)
 
     def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role | None:
         if "role" not in table:
@@ -261,23 +270,6 @@ class _Validator(TomlChecker):
                              f"set role to one of {choices(ROLES)}, or give a program "
                              "of another kind both 'argv' and 'sandbox'")
         return cast(Role, self.choice(table["role"], path + ("role",), "role", ROLES))
-
-    def argv(self, table: Mapping[str, Any], path: tuple[str, ...],
-             role: Role | None) -> tuple[str, ...]:
-        if "argv" not in table:
-            assert role is not None  # role() returns None only when argv is given
-            return (f"bitcoin-supervisor-{role}", "-ipcfd", FD_PLACEHOLDER)
-        argv = self.strings(table["argv"], path + ("argv",))
-        if not argv or not argv[0]:
-            raise self.error(path + ("argv",), f"'argv' in {table_name(path)} must start "
-                             "with an executable", value=True)
-        # At least once: a wrapper such as `sandbox run --keep-fd {fd} -- prog {fd}`
-        # names the same inherited descriptor twice.
-        if not any(FD_PLACEHOLDER in arg for arg in argv):
-            raise self.error(path + ("argv",), f"'argv' in {table_name(path)} must contain "
-                             "'{fd}' (the inherited IPC socket's number)",
-                             'e.g. argv = ["bitcoin-node", "-ipcfd", "{fd}"]', value=True)
-        return argv
 
     def depends(self, table: Mapping[str, Any], path: tuple[str, ...]) -> tuple[str, ...]:
         names = self.strings(table.get("depends_on", []), path + ("depends_on",))

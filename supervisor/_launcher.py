@@ -3,8 +3,9 @@
 ``Component`` only ever calls ``ComponentLauncher``: launch (an ``Endpoint``), verify (the
 confinement observed in ``/proc``), release (after the exit). ``ConfinedLauncher`` is the
 real one: it plans the sandbox (``sandbox.make_plan``), hands the plan to the trampoline
-through a sealed memfd, and lets an ``ipc.Launcher`` (socketpair spawn today; bind mode and
-a fork server later) start ``trampoline -- program``. Unit tests put a fake in its place.
+through a sealed memfd, and lets an ``ipc.Launcher`` (socketpair spawn, or bind mode for a
+program that listens itself; a fork server later) start ``trampoline -- program``. Unit
+tests put a fake in its place.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from bitcoin_supervisor.interfaces import PolicyError, SandboxError, SpawnError
 from bitcoin_supervisor.ipc import (
     FD_PLACEHOLDER,
+    BindLauncher,
     Endpoint,
     Launcher,
     LaunchRequest,
@@ -45,7 +47,9 @@ __all__ = ["ComponentLauncher", "ConfinedLauncher", "LaunchSpec"]
 @dataclass(frozen=True)
 class LaunchSpec:
     """One component run to start: its name, command line template (``{fd}``), the
-    environment, its datadir (the working directory) and the policy (None: unconfined)."""
+    environment, its datadir (the working directory) and the policy (None: unconfined).
+    ``socket`` set: bind mode, the program listens there (inside ``datadir``) within
+    ``link_timeout_s`` and its argv has no ``{fd}``."""
 
     name: str
     argv: tuple[str, ...]
@@ -53,6 +57,8 @@ class LaunchSpec:
     datadir: Path
     policy: Policy | None
     source: Path = Path("config")  # named in errors about this component's cgroup
+    socket: Path | None = None
+    link_timeout_s: float = 30.0
 
 
 class ComponentLauncher(ABC):
@@ -87,8 +93,10 @@ class ConfinedLauncher(ComponentLauncher):
     first instruction, whatever the program is, inside a cgroup the supervisor created,
     limited and kills through."""
 
-    def __init__(self, transport: Launcher | None = None) -> None:
+    def __init__(self, transport: Launcher | None = None,
+                 bind: Launcher | None = None) -> None:
         self._transport = transport or SocketpairLauncher()
+        self._bind = bind or BindLauncher()
         self._cgroups: dict[int, ComponentCgroup] = {}  # by the launched process's pid
 
     async def launch(self, spec: LaunchSpec) -> Endpoint:
@@ -118,11 +126,14 @@ class ConfinedLauncher(ComponentLauncher):
             raise SpawnError(f"cannot create the datadir of {spec.name}: {exc}") from exc
         fd = plan_fd(planned)
         try:
+            bind = spec.socket is not None
             request = LaunchRequest(
                 argv=(str(executable), *spec.argv[1:]), env=spec.env, cwd=spec.datadir,
-                wrapper=trampoline_argv(fd, FD_PLACEHOLDER),
-                pass_fds=(fd, *planned.cgroup_fds))
-            endpoint = await self._transport.launch(request)
+                wrapper=trampoline_argv(fd, None if bind else FD_PLACEHOLDER),
+                pass_fds=(fd, *planned.cgroup_fds), socket=spec.socket,
+                link_timeout_s=spec.link_timeout_s)
+            transport = self._bind if bind else self._transport
+            endpoint = await transport.launch(request)
         except BaseException:
             if cgroup is not None:
                 await loop.run_in_executor(None, cgroup.remove)

@@ -25,6 +25,11 @@ __all__ = ["STABLE_RUN_MIN_S", "Decision", "RestartTracker"]
 STABLE_RUN_MIN_S = 10.0
 
 
+# Failures of a run that got going (as against a start that never did): a long run
+# before one of them still resets the backoff.
+_RAN_FIRST = (None, ExitReason.LINK_LOST, ExitReason.WATCHDOG)
+
+
 @dataclass(frozen=True)
 class Decision:
     """What to do after an exit.
@@ -95,7 +100,7 @@ class RestartTracker:
         now = self._clock()
         # Only a run that got going counts as healthy: a start that failed after a long
         # bootstrap timeout must not reset the backoff.
-        if (failure is None and self._last_start is not None
+        if (failure in _RAN_FIRST and self._last_start is not None
                 and now - self._last_start >= self._stable_after()):
             self._failures = 0
         cfg = self.config

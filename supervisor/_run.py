@@ -20,15 +20,18 @@ from typing import Any
 import psutil
 
 from bitcoin_supervisor.interfaces import IpcError, SpawnError, SupervisorError
-from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, Protocol
+from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, Protocol, Schema
 from bitcoin_supervisor.sandbox import Confinement, find_violation
 
 from ._broker import Broker
+from ._configipc import HealthConfig
 from ._launcher import ComponentLauncher, LaunchSpec
 from ._relay import ChildLogRelay
 from ._state import ComponentState, ExitReason
 
 __all__ = ["RunEnd", "RunTimeouts", "ProcessRun"]
+
+NO_HEALTH_CHECK = HealthConfig()
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class RunTimeouts:
 class RunEnd:
     """How one run ended. ``returncode`` is None when no process was started (then
     ``failure`` is SPAWN_FAILED). ``failure`` names a start that did not get going
-    (SPAWN_FAILED, BOOTSTRAP_FAILED, UNCONFINED), None after a run that was up.
+    (SPAWN_FAILED, BOOTSTRAP_FAILED, UNCONFINED), or a run that was up and had to be
+    ended (LINK_LOST, WATCHDOG); None when the process ended by itself or on request.
     ``requested``: it ended because ``stop()`` was called; ``killed``: that stop needed
     SIGKILL. ``detail`` is the human reason (sandbox kill, last stderr line, ...)."""
 
@@ -62,7 +66,8 @@ class ProcessRun:
     def __init__(self, spec: LaunchSpec, *, launcher: ComponentLauncher, protocol: Protocol,
                  broker: Broker, debug_ipc: bool, timeouts: RunTimeouts,
                  on_state: Callable[[ComponentState], None], log: Any,
-                 relay: ChildLogRelay) -> None:
+                 relay: ChildLogRelay, schema: Schema = "bitcoin-supervisor",
+                 health: HealthConfig = NO_HEALTH_CHECK) -> None:
         self.spec = spec
         self._launcher = launcher
         self._protocol = protocol
@@ -72,6 +77,10 @@ class ProcessRun:
         self._on_state = on_state
         self._log = log
         self._relay = relay
+        self._schema: Schema = schema
+        self._health = health
+        self._start_error: str | None = None  # why the link or Init did not come up
+        self._signalled = False  # we sent SIGTERM (the process did not end by itself)
         self._stop = asyncio.Event()
         self._endpoint: Endpoint | None = None
         self.confinement: Confinement | None = None
@@ -134,10 +143,16 @@ class ProcessRun:
                 self.started_at = time.monotonic()
                 inner = _descendants(child.pid)
                 self._on_state(ComponentState.RUNNING)
-                await self._watch(child, connection)
+                failure, detail = await self._watch(child, connection)
         requested = self._stop.is_set()
+        # A hung process gets the check's deadline to honour SIGTERM, not the full stop
+        # timeout: it already failed to answer once.
+        hung = failure is ExitReason.WATCHDOG
         returncode, killed = await self._ensure_stopped(
-            endpoint, force=failure is ExitReason.UNCONFINED)
+            endpoint, force=failure is ExitReason.UNCONFINED or hung,
+            stop_s=min(self._timeouts.stop_s, self._health.timeout_s) if hung else None)
+        if failure is ExitReason.LINK_LOST and not self._signalled:
+            failure = detail = None  # it was exiting anyway: its exit status says why
         await self._launcher.release(spec, endpoint)
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)
@@ -147,8 +162,10 @@ class ProcessRun:
         if connection is not None:
             connection.close()
         self._endpoint = None
-        if detail is None and failure is not None and self._last_line:
-            detail = self._last_line  # a start that failed: its last words say why
+        if detail is None and failure is not None:
+            # A start that failed: our reason and its last words, whichever there are.
+            said = [self._start_error, self._last_line and f"last output: {self._last_line}"]
+            detail = "; ".join(s for s in said if s) or None
         return RunEnd(child.pid, returncode, failure, requested, killed, detail)
 
     async def _bootstrap(self, endpoint: Endpoint) -> Connection | None:
@@ -156,8 +173,11 @@ class ProcessRun:
         child = endpoint.child
 
         async def connect_and_attach() -> Connection:
-            connection = await self._protocol.connect(endpoint.sock, peer=self.spec.name,
-                                                      debug=self._debug_ipc)
+            # Bind mode: waits (its own deadline) for the program to listen.
+            sock = await endpoint.link()
+            connection = await self._protocol.connect(sock, peer=self.spec.name,
+                                                      debug=self._debug_ipc,
+                                                      schema=self._schema)
             try:
                 await self._broker.attach(self.spec.name, connection.init)
             except BaseException:
@@ -169,6 +189,8 @@ class ProcessRun:
         stopper = asyncio.create_task(self._stop.wait())
         exited = asyncio.create_task(child.wait())
         timeout = self._timeouts.bootstrap_s
+        if self.spec.socket is not None:
+            timeout += self.spec.link_timeout_s
         done, _ = await asyncio.wait({task, stopper, exited}, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -178,7 +200,7 @@ class ProcessRun:
         if not done:
             self._log.error("component.bootstrap_failed", pid=child.pid,
                             error=f"no Init within {timeout:g} s")
-            self._last_line = self._last_line or f"no Init within {timeout:g} s"
+            self._start_error = f"no Init within {timeout:g} s"
         task.cancel()
         try:
             await task
@@ -186,23 +208,54 @@ class ProcessRun:
             pass
         except (IpcError, SupervisorError) as exc:
             self._log.error("component.bootstrap_failed", pid=child.pid, error=str(exc))
+            self._start_error = str(exc)
         except Exception:  # noqa: BLE001 - loop boundary: any failure here is a failed start
             self._log.exception("component.bootstrap_failed", pid=child.pid)
         return None
 
-    async def _watch(self, child: ChildHandle, connection: Connection) -> None:
-        waits = {
+    async def _watch(self, child: ChildHandle, connection: Connection
+                     ) -> tuple[ExitReason | None, str | None]:
+        """Wait until the process ends, its link breaks, a health check fails or a stop
+        comes; return the failure to report (and why), None for an exit or a stop."""
+        waits: set[asyncio.Task[Any]] = {
             asyncio.create_task(child.wait(), name="exit"),
             asyncio.create_task(connection.wait_disconnected(), name="link"),
             asyncio.create_task(self._stop.wait(), name="stop"),
         }
+        if self._health.check != "none":
+            waits.add(asyncio.create_task(self._checks(connection), name="health"))
         done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
-        if any(t.get_name() == "link" for t in done) and child.returncode is None:
+        await asyncio.gather(*pending, return_exceptions=True)
+        ended = {t.get_name(): t for t in done}
+        if "exit" in ended or "stop" in ended:
+            return None, None
+        if "health" in ended:
+            why = ended["health"].result()
+            self._log.error("component.health_failed", pid=child.pid,
+                            check=self._health.check, error=why)
+            return ExitReason.WATCHDOG, f"health check {self._health.check!r}: {why}"
+        if child.returncode is None:
             self._log.warning("component.link_lost", pid=child.pid)
+        return ExitReason.LINK_LOST, "its IPC link broke while it was running"
 
-    async def _ensure_stopped(self, endpoint: Endpoint, *, force: bool) -> tuple[int, bool]:
+    async def _checks(self, connection: Connection) -> str:
+        """Probe the peer every interval; return (why) at the first probe that fails or
+        stays unanswered past the deadline. Runs until cancelled otherwise."""
+        health = self._health
+        assert health.check != "none"
+        while True:
+            await asyncio.sleep(health.interval_s)
+            try:
+                await asyncio.wait_for(connection.probe(health.check), health.timeout_s)
+            except TimeoutError:
+                return f"no answer within {health.timeout_s:g} s"
+            except (IpcError, SupervisorError) as exc:
+                return str(exc)
+
+    async def _ensure_stopped(self, endpoint: Endpoint, *, force: bool,
+                              stop_s: float | None = None) -> tuple[int, bool]:
         """The child's returncode, and whether it took a kill: SIGTERM first, then the
         whole process tree through its cgroup after the stop timeout. ``force`` (an
         unconfined or failed start) skips the grace period for a process still alive."""
@@ -215,9 +268,11 @@ class ProcessRun:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(child.wait(), self._timeouts.exit_grace_s), False
         self._on_state(ComponentState.STOP_SIGTERM)
+        self._signalled = True
         child.send_signal(signal.SIGTERM)
         try:
-            return await asyncio.wait_for(child.wait(), timeout=self._timeouts.stop_s), False
+            return await asyncio.wait_for(
+                child.wait(), timeout=self._timeouts.stop_s if stop_s is None else stop_s), False
         except TimeoutError:
             self._on_state(ComponentState.STOP_SIGKILL)
             await self._launcher.kill(self.spec, endpoint)

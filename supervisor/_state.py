@@ -62,6 +62,8 @@ class ExitReason(enum.Enum):
     SHUTDOWN = "shutdown"                  # the daemon itself is shutting down
     SANDBOX = "sandbox"                    # killed by its seccomp filter (SIGSYS)
     UNCONFINED = "unconfined"              # /proc showed it not confined as planned
+    LINK_LOST = "link-lost"                # its IPC link broke while the process lived on
+    WATCHDOG = "watchdog"                  # a health check got no answer in time (a hang)
 
 
 class PublicState(enum.Enum):

@@ -106,18 +106,26 @@ def proxy(interface: str, raw: Any, link: Link) -> CapnpClient:
     return CLIENTS[interface](raw, link)
 
 
-async def construct_init(raw_init: Any, link: Link) -> CapnpClient:
+async def construct_init(raw_init: Any, link: Link, interface: str = "Init") -> CapnpClient:
     """Run libmultiprocess's handshake on a bootstrapped Init and return its proxy.
 
     Sends ``construct`` with a null ThreadMap (this side runs no thread pool a C++ peer
     could call back into) and pipelines ``makeThread`` on the peer's ThreadMap, so the
     thread every later call names in ``Context.thread`` costs no extra round trip.
+    ``interface`` is the table row of the peer's Init (``CoreInit`` for a bitcoin-node).
     Raises PeerGoneError/RemoteError if ``construct`` fails.
     """
     promise = raw_init.construct_request().send()
     make_thread = promise.threadMap.makeThread_request()
     make_thread.name = f"ipc-client-{os.getpid()}"
     thread = make_thread.send().result
-    await proxy("Init", raw_init, link)._await("construct", promise)
-    return proxy("Init", raw_init, Link(component=link.component, debug=link.debug,
-                                        thread=thread))
+    await proxy(interface, raw_init, link)._await("construct", promise)
+    return proxy(interface, raw_init, Link(component=link.component, debug=link.debug,
+                                           thread=thread))
+
+
+async def reconstruct(init: CapnpClient) -> None:
+    """Call ``construct`` again on a constructed Init: one round trip through the peer's
+    event loop that needs no interface beyond the handshake (a liveness probe). The
+    ThreadMap it returns is released at once. Raises PeerGoneError/RemoteError."""
+    await init._await("construct", init.raw.construct_request().send())

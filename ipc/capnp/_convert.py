@@ -167,6 +167,7 @@ def read_indexed_transaction(reader: Any) -> IndexedTransaction:
 TEXT = Value("Text", str)
 BOOL = Value("Bool", bool)
 INT32 = Value("Int32", int)
+UINT32 = Value("UInt32", int)
 INT64 = Value("Int64", int)
 TEXT_LIST = Value("List(Text)", lambda names: [str(name) for name in names], list)
 BLOCK_REF = Struct("BlockRef", fill_block_ref, read_block_ref)

@@ -34,6 +34,7 @@ from ._convert import (
     RPC_RESPONSE,
     TEXT,
     TEXT_LIST,
+    UINT32,
     Capability,
     Converter,
 )
@@ -74,13 +75,16 @@ class Interface:
     """One capnp interface: the schema file that declares it and the ABC it carries.
 
     ``abc`` is None for libmultiprocess's ``ThreadMap``/``Thread``, which only this
-    package implements (``_servers``).
+    package implements (``_servers``). ``partial``: the interface carries only some of
+    the ABC's methods (another program's Init); the rest keep the ABC's defaults, which
+    raise ``NotProvidedError``.
     """
 
     name: str
     file: str
     abc: type | None
     methods: tuple[Method, ...]
+    partial: bool = False
 
 
 def p(name: str, conv: Converter, capnp: str | None = None) -> Param:
@@ -97,6 +101,7 @@ INTERFACES: tuple[Interface, ...] = (
     Interface("ThreadMap", "proxy", None, (
         Method(0, "makeThread", "make_thread", (p("name", TEXT),), cap("Thread"),
                context=False),
+        Method(1, "makePool", None, (p("count", UINT32),), context=False),
     )),
     Interface("Thread", "proxy", None, (
         Method(0, "getName", "get_name", (), TEXT, context=False),
@@ -152,5 +157,22 @@ INTERFACES: tuple[Interface, ...] = (
         Method(4, "makeIndex", "make_index", (p("chain", cap("Chain")),), cap("Index")),
     )),
 )
+
+# Other programs' interfaces under their own wire ids (core.capnp): what the supervisor
+# calls on a real bitcoin-node or a libmultiprocess example program.
+_CONSTRUCT = Method(0, "construct", None, (p("thread_map", cap("ThreadMap"), "threadMap"),),
+                    cap("ThreadMap"), context=False, result_field="threadMap")
+FOREIGN: tuple[Interface, ...] = (
+    Interface("CoreEcho", "core", Echo, (
+        Method(0, "destroy", None),
+        Method(1, "echo", "echo", (p("message", TEXT, "echo"),), TEXT),
+    )),
+    Interface("CoreInit", "core", Init, (
+        _CONSTRUCT,
+        Method(1, "makeEcho", "make_echo", (), cap("CoreEcho")),
+    ), partial=True),
+    Interface("MpExampleInit", "core", Init, (_CONSTRUCT,), partial=True),
+)
+INTERFACES += FOREIGN
 
 BY_NAME: dict[str, Interface] = {interface.name: interface for interface in INTERFACES}

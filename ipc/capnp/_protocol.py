@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -10,8 +11,8 @@ from typing import Any, TypeVar, cast
 import capnp
 
 from bitcoin_supervisor import log
-from bitcoin_supervisor.interfaces import Init, IpcError
-from bitcoin_supervisor.ipc._protocol import Connection, Protocol
+from bitcoin_supervisor.interfaces import Echo, Init, IpcError, RemoteError
+from bitcoin_supervisor.ipc._protocol import Connection, Probe, Protocol, Schema
 
 from . import _clients, _servers
 from ._link import Link
@@ -19,6 +20,12 @@ from ._schema import load_schemas
 
 T = TypeVar("T")
 _logger = log.get_logger()
+# The method-table row (and schema file attribute) of each kind of peer's Init.
+_INITS: dict[Schema, tuple[str, str]] = {
+    "bitcoin-supervisor": ("init", "Init"),
+    "bitcoin-core": ("core", "CoreInit"),
+    "mp-example": ("core", "MpExampleInit"),
+}
 
 
 class CapnpConnection(Connection):
@@ -32,6 +39,7 @@ class CapnpConnection(Connection):
         self._disconnected = disconnected
         self._peer = peer
         self._closed = False
+        self._echo: Echo | None = None  # made by the first echo probe, kept for the next
 
     @property
     def init(self) -> Init:
@@ -47,6 +55,18 @@ class CapnpConnection(Connection):
             await asyncio.shield(self._disconnected)
         except capnp.KjException:
             return
+
+    async def probe(self, kind: Probe) -> None:
+        """One liveness check (see ``Connection.probe``); raises IpcError."""
+        if kind == "construct":
+            await _clients.reconstruct(cast(_clients.CapnpClient, self._init))
+            return
+        if self._echo is None:
+            self._echo = await self._init.make_echo()
+        token = os.urandom(8).hex()
+        answer = await self._echo.echo(token)
+        if answer != token:
+            raise RemoteError(f"{self._peer}: Echo answered {answer[:40]!r}, not the token")
 
     def close(self) -> None:
         """Close our end. Idempotent, does not block: the socket goes on the next loop turn,
@@ -83,8 +103,8 @@ class CapnpProtocol(Protocol):
         result: T = asyncio.run(capnp.run(body()))
         return result
 
-    async def connect(self, sock: socket.socket, *, peer: str,
-                      debug: bool = False) -> Connection:
+    async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False,
+                      schema: Schema = "bitcoin-supervisor") -> Connection:
         """Bootstrap and construct the peer's Init over ``sock`` (now owned by the link).
 
         One round trip: ``construct`` with ``makeThread`` pipelined on its result. Waits
@@ -94,9 +114,11 @@ class CapnpProtocol(Protocol):
         stream = await capnp.AsyncIoStream.create_connection(sock=sock)
         rpc = capnp.TwoPartyClient(stream)
         disconnected = _watch(rpc.on_disconnect())
-        raw_init = rpc.bootstrap().cast_as(self._schemas.init.Init)
+        attr, interface = _INITS[schema]
+        raw_init = rpc.bootstrap().cast_as(getattr(getattr(self._schemas, attr), interface))
         try:
-            init = await _clients.construct_init(raw_init, Link(component=peer, debug=debug))
+            init = await _clients.construct_init(raw_init, Link(component=peer, debug=debug),
+                                                 interface)
         except IpcError:
             stream.close()
             raise

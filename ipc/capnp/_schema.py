@@ -33,6 +33,7 @@ FILES = {
     "chain": "chain.capnp",
     "wallet": "wallet.capnp",
     "index": "index.capnp",
+    "core": "core.capnp",  # Bitcoin Core v30's and libmultiprocess's examples' wire ids
 }
 
 
@@ -51,6 +52,7 @@ class Schemas:
     chain: Any
     wallet: Any
     index: Any
+    core: Any
     loader: Any
 
 

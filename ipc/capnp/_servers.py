@@ -44,6 +44,11 @@ async def _construct(_thread_map: Any) -> ThreadMapImpl:
     return ThreadMapImpl()
 
 
+async def _make_pool(_count: int) -> None:
+    # A Python server already runs every call on its loop: it is its own pool.
+    return None
+
+
 async def _destroy() -> None:
     # Python objects are freed when the last capability goes; nothing to destroy.
     return None
@@ -53,6 +58,7 @@ async def _destroy() -> None:
 _PROTOCOL: dict[str, Callable[..., Awaitable[Any]]] = {
     "construct": _construct,
     "destroy": _destroy,
+    "makePool": _make_pool,
 }
 
 

@@ -18,7 +18,14 @@ from typing import TypeVar
 import pytest
 
 from bitcoin_supervisor.interfaces import Init, PeerGoneError
-from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, Protocol
+from bitcoin_supervisor.ipc import (
+    ChildHandle,
+    Connection,
+    Endpoint,
+    Probe,
+    Protocol,
+    Schema,
+)
 from bitcoin_supervisor.sandbox import Confinement
 from bitcoin_supervisor.supervisor import Broker, Component, load_config
 from bitcoin_supervisor.supervisor._jobs import Job, JobKind, merge
@@ -128,6 +135,10 @@ class FakeConnection(Connection):
     async def wait_disconnected(self) -> None:
         await self._child.wait()  # the link goes with the process
 
+    async def probe(self, kind: Probe) -> None:
+        if self._child.returncode is not None:
+            raise PeerGoneError("link lost")
+
     def close(self) -> None:
         pass
 
@@ -143,8 +154,8 @@ class FakeProtocol(Protocol):
     def run(self, main: Callable[[], Awaitable[T]]) -> T:
         raise NotImplementedError
 
-    async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False
-                      ) -> Connection:
+    async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False,
+                      schema: Schema = "bitcoin-supervisor") -> Connection:
         child = self.launcher.children[-1]
         if self.mode == "hang":
             await asyncio.Event().wait()

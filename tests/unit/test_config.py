@@ -551,7 +551,8 @@ def test_argv_needs_the_fd(tmp_path: Path) -> None:
         [components.node]
         argv = ["bitcoin-node"]
         """) == ("2:8: 'argv' in [components.node] must contain '{fd}' (the inherited IPC "
-                 'socket\'s number) (hint: e.g. argv = ["bitcoin-node", "-ipcfd", "{fd}"])')
+                 'socket\'s number) (hint: e.g. argv = ["mpcalculator", "{fd}"], or '
+                 "ipc = \"bind\" with 'socket' for a program that listens itself)")
 
 
 def test_empty_argv(tmp_path: Path) -> None:

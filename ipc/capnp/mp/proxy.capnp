@@ -1,61 +1,38 @@
-# Copyright (c) 2019 The Bitcoin Core developers
-# Distributed under the MIT software license, see the accompanying
-# file COPYING or http://www.opensource.org/licenses/mit-license.php.
-
+# libmultiprocess's annotation schema, described here from its file id and declaration
+# names (capnp derives every id below from those two): Bitcoin Core's schemas and ours
+# import it as "/mp/proxy.capnp". It must be a superset of what Bitcoin Core v30's
+# schemas use: pycapnp loads a file of this id once per process and aborts on a second
+# copy ("Duplicate ID"), so a schema naming an annotation missing here cannot be loaded.
 @0xcc316e3f71a040fb;
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("mp");
 
-annotation wrap(interface, struct): Text;
-# Wrap capnp interface generating ProxyClient / ProxyServer C++ classes that
-# forward calls to a C++ interface with same methods and parameters. Text
-# string should be the name of the C++ interface.
-# If applied to struct rather than an interface, this will generate a ProxyType
-# struct with get methods for introspection and copying fields between C++ and
-# capnp structs.
-
-annotation count(param, struct, interface): Int32;
-# Indicate how many C++ method parameters there are corresponding to one capnp
-# parameter (default is 1). If not 1, multiple C++ method arguments will be
-# condensed into a single capnp parameter by the client and then expanded by
-# the server by CustomReadField/CustomBuildField overloads which need to be
-# provided separately. An example would be a capnp Text parameter initialized
-# from C++ char* and size arguments. Can be 0 to fill an implicit capnp
-# parameter from client or server side context. If annotation is applied to an
-# interface or struct type it will apply to all parameters of that type.
-
-annotation exception(param): Text;
-# Indicate that a result parameter corresponds to a C++ exception. Text string
-# should be the name of a C++ exception type that the generated server class
-# will catch and the client class will rethrow.
-
-annotation name(field, method): Text;
-# Name of the C++ method or field corresponding to a capnp method or field.
-
-annotation skip(field): Void;
-# Synonym for count(0).
+# Code-generation hints for libmultiprocess's C++ generator; they mean nothing on the
+# wire and nothing to pycapnp, but a schema that uses one must find it declared.
+annotation include(file): Text;                # a C++ header the generated code includes
+annotation includeTypes(file): Text;           # a header of C++ type conversions
+annotation wrap(interface, struct): Text;      # the C++ class an interface/struct stands for
+annotation count(param, struct, interface): Int32;  # C++ arguments behind one field
+annotation exception(param): Text;             # a result field carrying a C++ exception
+annotation name(field, method): Text;          # the C++ name when it differs
+annotation skip(field): Void;                  # a field with no C++ counterpart
 
 interface ThreadMap $count(0) {
-    # Interface letting clients control which thread a method call should
-    # execute on. Clients create and name threads and pass the thread handle as
-    # a call parameter.
+    # Lets a client name the server thread that runs each of its calls.
     makeThread @0 (name :Text) -> (result :Thread);
+    # Newer libmultiprocess: a pool of threads for calls that name none.
+    makePool @1 (count :UInt32) -> ();
 }
 
 interface Thread {
-    # Thread handle returned by makeThread corresponding to one server thread.
-
-    getName @0 () -> (result: Text);
+    # One server thread, passed back in Context.thread to run a call on it.
+    getName @0 () -> (result :Text);
 }
 
 struct Context $count(0) {
-   # Execution context passed as a parameter from the client class to the server class.
-
-   thread @0 : Thread;
-   # Handle of the server thread the current method call should execute on.
-
-   callbackThread @1 : Thread;
-   # Handle of the client thread that is calling the current method, and that
-   # any callbacks made by the server thread should be made on.
+    # First parameter of most calls: which server thread runs it (thread) and which
+    # client thread receives callbacks made meanwhile (callbackThread).
+    thread @0 :Thread;
+    callbackThread @1 :Thread;
 }
