@@ -110,13 +110,13 @@ class WalletRpc:
         if dummy is not None and dummy != "*":
             raise RpcError(RPC_DEPRECATED,
                            'dummy first argument must be excluded or set to "*".')
-        wallet = await self._route(request)
+        wallet = await self._synced(request)
         return btc(wallet.balances(expect(minconf, int, 0)).trusted)
 
     async def getbalances(self, request: RpcRequest) -> Any:
         """``getbalances``: trusted / untrusted_pending / immature, plus last block."""
         bind(request, ())
-        wallet = await self._route(request)
+        wallet = await self._synced(request)
         balances = wallet.balances()
         return {"mine": {"trusted": btc(balances.trusted), "untrusted_pending": btc(0),
                          "immature": btc(balances.immature)},
@@ -125,7 +125,7 @@ class WalletRpc:
     async def getwalletinfo(self, request: RpcRequest) -> Any:
         """``getwalletinfo``: bitcoind's fields for a descriptor sqlite wallet."""
         bind(request, ())
-        wallet = await self._route(request)
+        wallet = await self._synced(request)
         balances = wallet.balances()
         return {
             "walletname": await wallet.get_name(),
@@ -155,7 +155,7 @@ class WalletRpc:
         low = expect(minconf, int, 1)
         high = expect(maxconf, int, 9999999)
         wanted = _address_filter(expect(addresses, list, []))
-        wallet = await self._route(request)
+        wallet = await self._synced(request)
         result = []
         for out, depth in wallet.spendable():
             if not low <= depth <= high or (wanted and out.address not in wanted):
@@ -168,6 +168,13 @@ class WalletRpc:
                 "safe": True,
             })
         return result
+
+    async def _synced(self, request: RpcRequest) -> WalletImpl:
+        """``_route``, then wait for the wallet's catch-up to the chain (bitcoind's
+        BlockUntilSyncedToCurrentChain): balances are never read mid-catch-up."""
+        wallet = await self._route(request)
+        await wallet.follower.caught_up()
+        return wallet
 
     async def _route(self, request: RpcRequest) -> WalletImpl:
         """Pick the wallet like bitcoind's GetWalletForJSONRPCRequest."""
