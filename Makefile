@@ -9,7 +9,7 @@ APT_PACKAGES := libcap-dev libseccomp2 python3-venv python3-dev gcc systemd ipro
 CONFIG ?= multiprocess.toml
 PYTEST_ARGS ?=
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup bench chaos clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/python -m bench
+
+# The long chaos run (issue 9): 1,000 kill -9s under RPC load, then every check.
+CHAOS_KILLS ?= 1000
+chaos: setup
+	$(VENV)/bin/python -m tests.chaos --kills $(CHAOS_KILLS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
