@@ -20,7 +20,7 @@ step = mkdir -p build; echo "==> $(1)"; { $(2); } >>$(LOG) 2>&1 || { rc=$$?; \
 	tail -n 60 $(LOG); echo "make: $(1) failed (exit $$rc); full log: $(LOG)"; exit $$rc; }
 endif
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup bench chaos clean
 
 setup: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/python -m bench
+
+# The long chaos run (issue 9): 1,000 kill -9s under RPC load, then every check.
+CHAOS_KILLS ?= 1000
+chaos: setup
+	$(VENV)/bin/python -m tests.chaos --kills $(CHAOS_KILLS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

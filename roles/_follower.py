@@ -82,6 +82,7 @@ class ChainFollower:
         self._handler: Handler | None = None
         self._generation = 0
         self._synced = False
+        self._catch_up_task: asyncio.Task[None] | None = None
         self._log = log.get_logger(component=component, subject=subject)
 
     @property
@@ -97,8 +98,10 @@ class ChainFollower:
     async def attach(self, chain: Chain) -> None:
         """Follow ``chain`` from now on, replacing any earlier chain.
 
-        Registers for notifications, then catches up to the tip; returns once caught
-        up or once the pass failed (logged). Never raises IpcError.
+        Registers for notifications and returns: attached is not synced. The catch-up to
+        the tip runs in the background (``caught_up()`` waits for it; ``synced`` says
+        when it got there), so a long catch-up never holds up whoever attached us.
+        Never raises IpcError (a lost link is logged).
         """
         self._generation += 1
         generation = self._generation
@@ -115,7 +118,25 @@ class ChainFollower:
             await disconnect_quietly(handler)  # another attach won the race
             return
         self._handler = handler
-        await self.sync()
+        self._catch_up_task = asyncio.create_task(self._background_sync(generation),
+                                                  name="catch-up")
+
+    async def caught_up(self) -> None:
+        """Return once the catch-up started by the last attach has ended (at the tip, or
+        failed: logged); at once if none runs. Never raises; cancelling the wait leaves
+        the catch-up running."""
+        task = self._catch_up_task
+        if task is not None and not task.done():
+            await asyncio.wait({task})
+
+    async def _background_sync(self, generation: int) -> None:
+        try:
+            await self.sync(generation=generation)
+        except Exception as exc:  # noqa: BLE001 - a background task's boundary: log, not lose
+            # A store that cannot write (disk full, I/O error) leaves us behind the tip:
+            # loud here and visible as "not synced", instead of a silent stale state.
+            self._synced = False
+            self._log.error("chain.sync_failed", error=str(exc), error_type=type(exc).__name__)
 
     async def detach(self) -> None:
         """Stop following: cancel the notifications, forget the chain. Never raises."""
@@ -128,6 +149,8 @@ class ChainFollower:
     def forget(self) -> None:
         """Stop following without any remote call (for shutdown, when the link may be
         gone); a pass in progress stops before its next block."""
+        if self._catch_up_task is not None:
+            self._catch_up_task.cancel()
         self._generation += 1
         self._handler = None
         self._chain = None

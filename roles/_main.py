@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 import socket
 import sys
@@ -17,7 +18,18 @@ from bitcoin_supervisor.ipc import Protocol, make_protocol
 # boot because of how it was started must not be restarted in a loop.
 EXIT_OK = 0
 EXIT_LINK_LOST = 1
-EXIT_CONFIG = 78  # EX_CONFIG
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: could not start this time; an ordinary, restarted failure
+EXIT_CONFIG = 78  # EX_CONFIG: cannot start with these settings, ever; never restarted
+
+# OSErrors that say the settings themselves cannot work: a path or address that does
+# not exist here, a permission the role will never have. Anything else (a busy port, a
+# full disk, no memory, too many open files, an I/O error) may pass: the supervisor
+# restarts the component with backoff, and its start limit ends a loop that persists.
+_CONFIG_ERRNOS = frozenset({
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
+    errno.ELOOP, errno.ENAMETOOLONG, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT,
+    errno.EINVAL,
+})
 
 
 class RoleProcess(TypingProtocol):
@@ -40,6 +52,21 @@ def parse_ipcfd(argv: list[str]) -> int:
         raise ValueError(f"usage: {sys.argv[0]} -ipcfd <fd> (started by bitcoin-supervisor); "
                          f"got {argv!r}")
     return int(argv[1])
+
+
+def start_failure_code(exc: BaseException) -> int:
+    """The exit code for a role whose ``start`` raised ``exc``.
+
+    EXIT_CONFIG for settings that can never work (ValueError: a bad option; a
+    SupervisorError: e.g. an unusable block file; an OSError whose errno is about the
+    configured path or address); EXIT_TEMPFAIL for everything else, which a later
+    attempt may survive.
+    """
+    if isinstance(exc, OSError):
+        return EXIT_CONFIG if exc.errno in _CONFIG_ERRNOS else EXIT_TEMPFAIL
+    if isinstance(exc, (ValueError, SupervisorError)):
+        return EXIT_CONFIG
+    return EXIT_TEMPFAIL
 
 
 def run_role(factory: Callable[[], RoleProcess]) -> None:
@@ -65,9 +92,11 @@ async def _serve(proc: RoleProcess, settings: ComponentSettings, sock: socket.so
     lg = log.get_logger()
     try:
         init = await proc.start(settings)
-    except (SupervisorError, OSError, ValueError) as exc:
-        lg.error("component.start_failed", error=str(exc))
-        return EXIT_CONFIG
+    except Exception as exc:  # noqa: BLE001 - the start boundary: every failure is an exit code
+        code = start_failure_code(exc)
+        lg.error("component.start_failed", error=str(exc), error_type=type(exc).__name__,
+                 exit_code=code, retry=code != EXIT_CONFIG)
+        return code
     loop = asyncio.get_running_loop()
     terminate = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -42,6 +42,8 @@ class _Consumer:
     # Capabilities whose first hand-over attach() itself still does (and re-checks), so
     # a provider restart meanwhile need not hand them a second time.
     receiving: set[str] = field(default_factory=set)
+    # What each hand-over call returned (a WalletLoader, an Index): progress reads it.
+    received: dict[str, object] = field(default_factory=dict)
 
 
 class Broker:
@@ -117,7 +119,25 @@ class Broker:
 
     @staticmethod
     async def _hand(consumer: _Consumer, binding: Binding, value: object) -> None:
-        await CAPABILITIES[binding.capability].hand[consumer.role](consumer.init, value)
+        handed = await CAPABILITIES[binding.capability].hand[consumer.role](consumer.init,
+                                                                           value)
+        consumer.received[binding.capability] = handed
+
+    async def progress(self, name: str) -> tuple[int | None, int] | None:
+        """How far ``name`` has followed what it consumes: (height it processed or None,
+        its provider's tip), for the first capability whose table row says how; None
+        when it has no such capability or it was not handed over yet. Raises IpcError
+        when either side does not answer (callers add a deadline)."""
+        consumer = self._consumers.get(name)
+        if consumer is None:
+            return None
+        for binding in self._graph.needs(name):
+            read = CAPABILITIES[binding.capability].progress.get(consumer.role)
+            handed = consumer.received.get(binding.capability)
+            provided = self._slots[(binding.provider, binding.capability)].value
+            if read is not None and handed is not None and provided is not None:
+                return await read(handed, provided)
+        return None
 
     async def _rebroker(self, consumer: _Consumer, binding: Binding, value: object) -> None:
         try:

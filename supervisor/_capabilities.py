@@ -10,11 +10,11 @@ this table; the broker executes it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from bitcoin_supervisor.interfaces import Init
+from bitcoin_supervisor.interfaces import Chain, Index, Init, WalletLoader
 
 __all__ = [
     "CAPABILITIES",
@@ -36,6 +36,24 @@ class Capability:
     provided_by: tuple[str, ...]  # roles whose Init can serve it
     obtain: Callable[[Init], Awaitable[Any]]
     hand: Mapping[str, Callable[[Init, Any], Awaitable[object]]]
+    # consumer role -> (what ``hand`` returned, the capability) -> (height it has
+    # processed or None, the provider's tip): how far a consumer has followed it.
+    progress: Mapping[str, Callable[[Any, Any], Awaitable[tuple[int | None, int]]]] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+
+async def _wallet_progress(loader: WalletLoader, chain: Chain) -> tuple[int | None, int]:
+    """The lowest processed height among the loaded wallets (None: no wallet)."""
+    heights: list[int] = []
+    for name in await loader.list_wallets():
+        wallet = await loader.get_wallet(name)
+        last = None if wallet is None else await wallet.get_last_block()
+        heights.append(-1 if last is None else last.height)
+    return (min(heights) if heights else None), (await chain.get_tip()).height
+
+
+async def _index_progress(index: Index, chain: Chain) -> tuple[int | None, int]:
+    return (await index.get_info()).best_block_height, (await chain.get_tip()).height
 
 
 CAPABILITIES: Mapping[str, Capability] = MappingProxyType({
@@ -47,6 +65,7 @@ CAPABILITIES: Mapping[str, Capability] = MappingProxyType({
             "wallet": lambda init, chain: init.make_wallet_loader(chain),
             "index": lambda init, chain: init.make_index(chain),
         }),
+        progress=MappingProxyType({"wallet": _wallet_progress, "index": _index_progress}),
     ),
 })
 

@@ -69,6 +69,10 @@ class ComponentSnapshot:
     policy: Policy | None
     confinement: Confinement | None
     pending_job: str | None
+    # Running while a dependency is not: what is wrong with it ("node failed
+    # (start-limit-hit)") and whether it comes back by itself (then we are "waiting").
+    degraded: str | None = None
+    waiting: bool = False
 
 
 class Component:
@@ -157,14 +161,28 @@ class Component:
         run = self._run
         return run.usage() if run is not None else None
 
+    def dependency_down(self) -> tuple[str, bool] | None:
+        """While RUNNING, the first dependency that is not: (its state and reason as one
+        line, whether it will come back by itself); None otherwise. Never blocks."""
+        if self.state is not ComponentState.RUNNING:
+            return None
+        for dep in self._deps:
+            if dep.state is not ComponentState.RUNNING:
+                why = dep.machine.reason.value
+                return (f"{dep.name} {dep.state.value}" + (f" ({why})" if why != "none" else ""),
+                        dep.wanted)
+        return None
+
     def snapshot(self) -> ComponentSnapshot:
         """A frozen copy of what status shows. Never blocks."""
+        down = self.dependency_down()
         return ComponentSnapshot(
             name=self.name, role=self.config.role, state=self.state,
             reason=self.machine.reason, since=self.machine.changed_at, pid=self.pid,
             restarts=self.restarts, uptime_s=self.uptime_s(), last_exit=self.last_exit,
             datadir=self.config.datadir, policy=self.policy, confinement=self.confinement,
-            pending_job=self._pending.kind.value if self._pending else None)
+            pending_job=self._pending.kind.value if self._pending else None,
+            degraded=down[0] if down else None, waiting=bool(down and down[1]))
 
     async def wait_until(self, predicate: Callable[[Component], bool]) -> None:
         """Block until ``predicate(self)`` holds (checked at every state change)."""

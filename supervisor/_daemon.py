@@ -8,7 +8,7 @@ import signal
 import time
 from typing import Any, assert_never
 
-from bitcoin_supervisor.interfaces import SandboxError
+from bitcoin_supervisor.interfaces import IpcError, SandboxError
 from bitcoin_supervisor.ipc import Protocol
 from bitcoin_supervisor.log import get_logger
 from bitcoin_supervisor.sandbox import cgroup_summary, landlock_abi_version
@@ -42,9 +42,13 @@ from .control_protocol import (
     StatusRequest,
     StopRequest,
     SupervisorInfo,
+    SyncProgress,
 )
 
 log = get_logger()
+
+# Status asks running consumers how far they have synced; a hung one must not hold it.
+PROGRESS_TIMEOUT_S = 1.0
 
 
 _notifier = Notifier()
@@ -168,10 +172,7 @@ class Daemon:
     def _on_change(self) -> None:
         # systemd shows STATUS= in `systemctl status`: a component that cannot boot is
         # visible there even though READY=1 never comes.
-        status = ", ".join(f"{c.name} {public_state(c.state).value}"
-                           + (f" ({c.machine.reason.value})"
-                              if c.state is ComponentState.FAILED else "")
-                           for c in self.components.values())
+        status = ", ".join(_status_word(c) for c in self.components.values())
         if status != self._last_status:
             self._last_status = status
             _notify_systemd(f"STATUS={status}")
@@ -226,20 +227,41 @@ class Daemon:
             return self._unknown(name)
         chosen = [c for n, c in self.components.items() if name is None or n == name]
         # cgroupfs reads block: one executor job for all, never on the loop itself.
-        probes = await asyncio.get_running_loop().run_in_executor(
+        probes_job = asyncio.get_running_loop().run_in_executor(
             None, lambda: [_cgroup_probe(c) for c in chosen])
+        syncs = await asyncio.gather(*(self._progress(c) for c in chosen))
+        probes = await probes_job
         return StatusReply(
             supervisor=SupervisorInfo(
                 pid=os.getpid(), uptime_s=round(time.monotonic() - self._started, 3),
                 config=str(self.config.path), datadir=str(self.config.datadir)),
-            components=tuple(self._describe(c, p) for c, p in zip(chosen, probes,
-                                                                  strict=True)))
+            components=tuple(self._describe(c, p, sync)
+                             for c, p, sync in zip(chosen, probes, syncs, strict=True)))
 
-    def _describe(self, c: Component, cgroup: dict[str, Any] | None) -> ComponentStatus:
+    async def _progress(self, c: Component) -> SyncProgress | None:
+        """How far a running consumer has followed its chain; None if it consumes none,
+        or if it or its provider does not answer within PROGRESS_TIMEOUT_S."""
+        if c.state is not ComponentState.RUNNING:
+            return None
+        try:
+            found = await asyncio.wait_for(self._broker.progress(c.name), PROGRESS_TIMEOUT_S)
+        except (IpcError, TimeoutError):
+            return None
+        if found is None:
+            return None
+        height, tip = found
+        return SyncProgress(height=height, tip=tip, synced=height is None or height >= tip)
+
+    def _describe(self, c: Component, cgroup: dict[str, Any] | None,
+                  sync: SyncProgress | None = None) -> ComponentStatus:
         snap = c.snapshot()  # one frozen read: status never sees a half-made transition
+        substate, reason = snap.state.value, snap.reason.value
+        if snap.degraded is not None:  # running, but what it needs is not
+            substate, reason = ("waiting" if snap.waiting else "degraded"), "dependency"
         return ComponentStatus(
             name=snap.name, role=snap.role, state=public_state(snap.state).value,
-            substate=snap.state.value, reason=snap.reason.value, pid=snap.pid,
+            substate=substate, reason=reason, pid=snap.pid, degraded=snap.degraded,
+            sync=sync,
             restarts=snap.restarts,
             uptime_s=round(snap.uptime_s, 3) if snap.uptime_s is not None else None,
             since=snap.since,
@@ -258,6 +280,16 @@ class Daemon:
         # The sandbox package reports plain dicts; reading them through the protocol's
         # record makes a drifted key fail here, loudly, not in every CLI.
         return SandboxSummary.from_json(summary)
+
+
+def _status_word(c: Component) -> str:
+    """One component in systemd's STATUS=: "node failed (start-limit-hit)", "wallet
+    degraded (node failed (start-limit-hit))", "index active"."""
+    down = c.dependency_down()
+    if down is not None:
+        return f"{c.name} {'waiting' if down[1] else 'degraded'} ({down[0]})"
+    return (f"{c.name} {public_state(c.state).value}"
+            + (f" ({c.machine.reason.value})" if c.state is ComponentState.FAILED else ""))
 
 
 def _cgroup_probe(c: Component) -> dict[str, Any] | None:

@@ -302,8 +302,11 @@ def _ago(seconds: float) -> str:
 def _active(comp: ComponentStatus) -> str:
     """``active (running)``, ``failed (boot-refused)``, ``inactive (stopped,
     stopped-by-user)``: each word once, "none" never."""
-    details = dict.fromkeys(d for d in (comp.substate, comp.reason)
-                            if d not in ("none", comp.state))
+    details = dict.fromkeys(d for d in (comp.substate, comp.reason, comp.degraded)
+                            if d is not None and d not in ("none", comp.state))
+    sync = comp.sync
+    if sync is not None and not sync.synced:
+        details[f"catching up {sync.height}/{sync.tip}"] = None
     return comp.state + (f" ({', '.join(details)})" if details else "")
 
 

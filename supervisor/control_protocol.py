@@ -41,6 +41,7 @@ __all__ = [
     "StatusRequest",
     "StopRequest",
     "SupervisorInfo",
+    "SyncProgress",
     "Verb",
     "parse_reply",
     "parse_request",
@@ -195,6 +196,24 @@ class SandboxSummary(Record):
 
 
 @dataclass(frozen=True)
+class SyncProgress(Record):
+    """How far a consumer has followed its provider's chain: ``height`` it has processed
+    (its lowest wallet's; None when it has none), the provider's ``tip``, ``synced`` when
+    it is there. Attached (running) and synced are separate facts."""
+
+    height: int | None
+    tip: int | None
+    synced: bool
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "sync") -> SyncProgress:
+        """Read and validate; raises ProtocolError naming the bad field."""
+        o = Obj(value, where)
+        return cls(height=o.maybe("height", int), tip=o.maybe("tip", int),
+                   synced=o.get("synced", bool))
+
+
+@dataclass(frozen=True)
 class ComponentStatus(Record):
     """One component as ``status`` shows it: the public ``state`` (systemd's active
     states), the detailed ``substate``, the ``reason`` of the last change, its process,
@@ -215,6 +234,10 @@ class ComponentStatus(Record):
     confinement: Confinement = Confinement.NONE
     # What /proc showed (ENFORCED: uid, seccomp, ...) or what did not hold (VIOLATED).
     confinement_detail: str | None = None
+    # Running, but a dependency is not: "node failed (start-limit-hit)". The substate
+    # then says "degraded" (it will not come back by itself) or "waiting" (it is coming).
+    degraded: str | None = None
+    sync: SyncProgress | None = None  # consumers of a chain only, while running
 
     @classmethod
     def from_json(cls, value: object, where: str = "component") -> ComponentStatus:
@@ -229,7 +252,10 @@ class ComponentStatus(Record):
                    datadir=o.get("datadir", str),
                    sandbox=o.record("sandbox", SandboxSummary.from_json, nullable=True),
                    confinement=o.choice("confinement", Confinement),
-                   confinement_detail=o.maybe("confinement_detail", str, optional=True))
+                   confinement_detail=o.maybe("confinement_detail", str, optional=True),
+                   degraded=o.maybe("degraded", str, optional=True),
+                   sync=o.record("sync", SyncProgress.from_json, nullable=True,
+                                 optional=True))
 
 
 # -- requests ------------------------------------------------------------------------------

@@ -49,10 +49,17 @@ class CapnpClient:
             response = await promise
         except capnp.KjException as exc:
             error = _errors.translate(exc, self._link.component)
+        else:
+            self._link.log_call(self._interface, method, "client", started)
+            return response
+        # Raised outside the except block, and unbound once raised: a frame that still
+        # held the error (or the KjException) while the error's traceback holds the frame
+        # is a cycle, which kept this capability and promise alive until a collection.
+        try:
             self._link.log_call(self._interface, method, "client", started, error=str(error))
             raise error from None
-        self._link.log_call(self._interface, method, "client", started)
-        return response
+        finally:
+            del error, promise
 
 
 def _client_method(method: Method, abc_method: Callable[..., Any]

@@ -16,6 +16,7 @@ from bitcoin_supervisor.ipc._protocol import Connection, Probe, Protocol, Schema
 
 from . import _clients, _servers
 from ._link import Link
+from ._loopgc import LoopCollector
 from ._schema import load_schemas
 
 T = TypeVar("T")
@@ -95,10 +96,19 @@ class CapnpProtocol(Protocol):
         self._schemas = load_schemas()
 
     def run(self, main: Callable[[], Awaitable[T]]) -> T:
-        """Run ``main()`` under ``asyncio.run`` with the KJ loop; blocks; once per process."""
+        """Run ``main()`` under ``asyncio.run`` with the KJ loop; blocks; once per process.
+
+        Meanwhile cyclic garbage is collected on the loop's thread only (``_loopgc``):
+        other threads may run, but never free a capnp object.
+        """
 
         async def body() -> T:
-            return await main()
+            collector = LoopCollector(asyncio.get_running_loop())
+            collector.install()
+            try:
+                return await main()
+            finally:
+                collector.uninstall()
 
         result: T = asyncio.run(capnp.run(body()))
         return result

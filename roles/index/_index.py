@@ -30,10 +30,15 @@ class IndexImpl(Index):
         self._log = log.get_logger(component=component)
 
     async def attach(self, chain: Chain, rpc: RpcHandler, methods: list[str]) -> None:
-        """Switch to ``chain``: register ``methods`` -> ``rpc`` with it, then catch up.
+        """Switch to ``chain``: register ``methods`` -> ``rpc`` with it and start the
+        catch-up (in the background: attached is not synced).
         Never raises IpcError (a lost link is logged)."""
         self._rpc = await register_rpc(chain, methods, rpc, self._rpc, self._log)
         await self._follower.attach(chain)
+
+    async def caught_up(self) -> None:
+        """Return once the catch-up started by the last attach has ended. Never raises."""
+        await self._follower.caught_up()
 
     async def get_info(self) -> IndexInfo:
         """Return the name, best indexed height (-1 before genesis) and whether the

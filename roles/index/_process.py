@@ -27,7 +27,8 @@ class IndexInit(Init):
 
     async def make_index(self, chain: Chain) -> Index:
         """Attach ``chain`` (replacing any earlier one), register the index RPCs with it,
-        catch up to its tip, and return the Index. A lost chain is logged, not raised."""
+        and return the Index once attached; the catch-up to the tip continues in the
+        background (``getindexinfo`` shows it). A lost chain is logged, not raised."""
         await self._index.attach(chain, self._rpc, self._rpc.names)
         return self._index
 

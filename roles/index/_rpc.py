@@ -17,6 +17,9 @@ RPC_INVALID_ADDRESS_OR_KEY = -5
 RPC_INVALID_PARAMETER = -8
 _NOT_FOUND = ("No such mempool or blockchain transaction. "
               "Use gettransaction for wallet transactions.")
+# bitcoind's answer while its txindex is still catching up: "not found" would be a lie.
+_STILL_SYNCING = ("No such mempool transaction. Blockchain transactions are still in the "
+                  "process of being indexed. Use gettransaction for wallet transactions.")
 
 
 class IndexRpc:
@@ -32,15 +35,19 @@ class IndexRpc:
 
     async def getrawtransaction(self, request: RpcRequest) -> Any:
         """``getrawtransaction txid [verbosity] [blockhash]``: hex, or the decoded object
-        for verbosity >= 1; -5 if not indexed, -8 for a malformed hash."""
+        for verbosity >= 1; -5 if not indexed (saying so while the index is still catching
+        up, as bitcoind does), -8 for a malformed hash."""
         txid, verbosity, blockhash = bind(request, ("txid", "verbose", "blockhash"))
         txid = parse_hash(txid, "parameter 1")
         wanted_block = None if blockhash is None else parse_hash(blockhash, "parameter 3")
         level = _verbosity(verbosity)
         found = self._index.locate(txid)
         if found is None or (wanted_block is not None and found.block_hash != wanted_block):
-            raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, _NOT_FOUND if wanted_block is None
-                           else "No such transaction found in the provided block.")
+            if wanted_block is not None:
+                raise RpcError(RPC_INVALID_ADDRESS_OR_KEY,
+                               "No such transaction found in the provided block.")
+            synced = (await self._index.get_info()).synced
+            raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, _NOT_FOUND if synced else _STILL_SYNCING)
         if level == 0:
             return found.raw.hex()
         result = decode_transaction(CTransaction.deserialize(found.raw), found.raw)

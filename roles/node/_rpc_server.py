@@ -28,6 +28,8 @@ from .._jsonrpc import (
     RpcError,
 )
 
+RPC_CLIENT_NOT_CONNECTED = -9  # bitcoind: "Shutting down"
+RPC_INTERNAL_ERROR = -32603
 COOKIE_USER = "__cookie__"
 COOKIE_FILE = ".cookie"
 _AUTH_FAILURE_DELAY = 0.25  # bitcoind's deterrent against password guessing
@@ -70,6 +72,7 @@ class RpcServer:
         self._port = port
         self._on_stop = on_stop
         self._stop_pending = False
+        self._closing = False
         self._cookie = ""
         self._dispatch: Dispatch | None = None
         self._runner: web.AppRunner | None = None
@@ -114,6 +117,7 @@ class RpcServer:
 
     async def close(self) -> None:
         """Stop serving (in-flight requests finish) and remove the cookie. Idempotent."""
+        self._closing = True
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -131,11 +135,27 @@ class RpcServer:
             wallet = request.path[len("/wallet/"):]  # aiohttp has already URL-decoded it
         else:
             return web.Response(status=404)
-        status, payload = await self._process(await request.read(), wallet)
+        if self._closing:
+            # Between close() and the socket going away, bitcoind's own answer.
+            status, payload = 500, _Envelope().reply(
+                None, RpcError(RPC_CLIENT_NOT_CONNECTED, "Shutting down"))
+        else:
+            try:
+                status, payload = await self._process(await request.read(), wallet)
+            except Exception as exc:  # noqa: BLE001 - never aiohttp's plain-text 500
+                self._log.error("rpc.failed", error=str(exc), error_type=type(exc).__name__)
+                status, payload = 500, _Envelope().reply(
+                    None, RpcError(RPC_INTERNAL_ERROR, "Internal error"))
         if payload is None:
             response = web.Response(status=204)
         else:
-            response = web.Response(status=status, text=dumps(payload) + "\n",
+            try:
+                text = dumps(payload)
+            except (TypeError, ValueError) as exc:  # a result JSON cannot carry
+                self._log.error("rpc.failed", error=str(exc), error_type=type(exc).__name__)
+                status, text = 500, dumps(_Envelope().reply(
+                    None, RpcError(RPC_INTERNAL_ERROR, "Internal error")))
+            response = web.Response(status=status, text=text + "\n",
                                     content_type="application/json")
         if self._stop_pending:
             # bitcoind answers "stop" before it shuts down: flush the reply first.

@@ -26,8 +26,8 @@ class WalletInit(Init):
 
     async def make_wallet_loader(self, chain: Chain) -> WalletLoader:
         """Attach ``chain`` (replacing any earlier one), register the wallet RPCs with it,
-        catch every loaded wallet up to its tip, and return the loader. A lost chain is
-        logged, not raised."""
+        and return the loader once attached; every loaded wallet catches up to the tip in
+        the background (balance RPCs wait for it). A lost chain is logged, not raised."""
         await self._loader.attach(chain, self._rpc, self._rpc.names)
         return self._loader
 

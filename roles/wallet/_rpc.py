@@ -45,6 +45,8 @@ class WalletRpc:
             "getbalances": self.getbalances,
             "getwalletinfo": self.getwalletinfo,
             "listunspent": self.listunspent,
+            "getaddressinfo": self.getaddressinfo,
+            "listreceivedbyaddress": self.listreceivedbyaddress,
         }, component=component)
 
     async def createwallet(self, request: RpcRequest) -> Any:
@@ -110,13 +112,13 @@ class WalletRpc:
         if dummy is not None and dummy != "*":
             raise RpcError(RPC_DEPRECATED,
                            'dummy first argument must be excluded or set to "*".')
-        wallet = await self._route(request)
+        wallet = await self._synced(request)
         return btc(wallet.balances(expect(minconf, int, 0)).trusted)
 
     async def getbalances(self, request: RpcRequest) -> Any:
         """``getbalances``: trusted / untrusted_pending / immature, plus last block."""
         bind(request, ())
-        wallet = await self._route(request)
+        wallet = await self._synced(request)
         balances = wallet.balances()
         return {"mine": {"trusted": btc(balances.trusted), "untrusted_pending": btc(0),
                          "immature": btc(balances.immature)},
@@ -125,7 +127,7 @@ class WalletRpc:
     async def getwalletinfo(self, request: RpcRequest) -> Any:
         """``getwalletinfo``: bitcoind's fields for a descriptor sqlite wallet."""
         bind(request, ())
-        wallet = await self._route(request)
+        wallet = await self._synced(request)
         balances = wallet.balances()
         return {
             "walletname": await wallet.get_name(),
@@ -155,7 +157,7 @@ class WalletRpc:
         low = expect(minconf, int, 1)
         high = expect(maxconf, int, 9999999)
         wanted = _address_filter(expect(addresses, list, []))
-        wallet = await self._route(request)
+        wallet = await self._synced(request)
         result = []
         for out, depth in wallet.spendable():
             if not low <= depth <= high or (wanted and out.address not in wanted):
@@ -168,6 +170,58 @@ class WalletRpc:
                 "safe": True,
             })
         return result
+
+    async def getaddressinfo(self, request: RpcRequest) -> Any:
+        """``getaddressinfo address``: bitcoind's ownership fields; -5 if invalid."""
+        (address,) = bind(request, ("address",))
+        address = expect(address, str)
+        script = None if address is None else regtest_script(address)
+        if address is None or script is None:
+            raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, "Invalid address")
+        wallet = await self._route(request)
+        info = wallet.store.address_info(address)
+        result: dict[str, Any] = {
+            "address": address, "scriptPubKey": script.hex(), "ismine": info is not None,
+            "solvable": info is not None, "iswatchonly": False, "isscript": False,
+            "iswitness": script[:1] in (b"\x00", b"\x51"), "ischange": False,
+            "labels": [] if info is None else [info[0]],
+        }
+        if info is not None:
+            result["pubkey"] = info[1].hex()
+            result["desc"] = info[2]
+        return result
+
+    async def listreceivedbyaddress(self, request: RpcRequest) -> Any:
+        """``listreceivedbyaddress [minconf=1] [include_empty=false] [include_watchonly]
+        [address_filter]``: what each of our addresses received (spent or not)."""
+        minconf, include_empty, _watch, only = bind(
+            request, ("minconf", "include_empty", "include_watchonly", "address_filter"))
+        low = expect(minconf, int, 1)
+        empty = expect(include_empty, bool, False)
+        only = expect(only, str)
+        wallet = await self._synced(request)
+        last = await wallet.get_last_block()
+        tip = -1 if last is None else last.height
+        result = []
+        for address, label, paid in wallet.store.received():
+            if only is not None and address != only:
+                continue
+            counted = [(txid, value, tip - height + 1) for txid, value, height in paid
+                       if tip - height + 1 >= low]
+            if not counted and not empty:
+                continue
+            result.append({
+                "address": address, "amount": btc(sum(v for _, v, _ in counted)),
+                "confirmations": min((d for _, _, d in counted), default=0),
+                "label": label, "txids": sorted({t for t, _, _ in counted})})
+        return result
+
+    async def _synced(self, request: RpcRequest) -> WalletImpl:
+        """``_route``, then wait for the wallet's catch-up to the chain (bitcoind's
+        BlockUntilSyncedToCurrentChain): balances are never read mid-catch-up."""
+        wallet = await self._route(request)
+        await wallet.follower.caught_up()
+        return wallet
 
     async def _route(self, request: RpcRequest) -> WalletImpl:
         """Pick the wallet like bitcoind's GetWalletForJSONRPCRequest."""

@@ -123,6 +123,23 @@ class WalletStore(BlockTableMixin):
         row = self._conn.execute("SELECT 1 FROM addresses WHERE address = ?", (address,))
         return row.fetchone() is not None
 
+    def address_info(self, address: str) -> tuple[str, bytes, str] | None:
+        """(label, pubkey, descriptor) of one of our addresses, or None if not ours."""
+        row = self._conn.execute("SELECT label, pubkey, descriptor FROM addresses "
+                                 "WHERE address = ?", (address,)).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]), str(row[2]))
+
+    def received(self) -> list[tuple[str, str, list[tuple[str, int, int]]]]:
+        """Every handed-out address, oldest first: (address, label, [(txid, value,
+        height)] of every output paid to it, spent or not)."""
+        addresses = self._conn.execute(
+            "SELECT idx, address, label FROM addresses ORDER BY idx").fetchall()
+        paid: dict[int, list[tuple[str, int, int]]] = {}
+        for idx, txid, value, height in self._conn.execute(
+                "SELECT address_idx, txid, value, height FROM outputs ORDER BY height"):
+            paid.setdefault(int(idx), []).append((str(txid), int(value), int(height)))
+        return [(str(a), str(label), paid.get(int(idx), [])) for idx, a, label in addresses]
+
     def unspent(self) -> list[Output]:
         """Return every unspent output, oldest first."""
         rows = self._conn.execute(

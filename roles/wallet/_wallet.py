@@ -146,12 +146,18 @@ class WalletLoaderImpl(WalletLoader):
         return sorted(self._wallets)
 
     async def attach(self, chain: Chain, rpc: RpcHandler, methods: list[str]) -> None:
-        """Switch to ``chain``: register ``methods`` -> ``rpc`` with it, then catch every
-        wallet up. Never raises IpcError (a lost link is logged)."""
+        """Switch to ``chain``: register ``methods`` -> ``rpc`` with it, then start each
+        wallet's catch-up (in the background). Never raises IpcError (a lost link is
+        logged)."""
         self._chain = chain
         self._rpc = await register_rpc(chain, methods, rpc, self._rpc, self._log)
         for wallet in list(self._wallets.values()):
             await wallet.follower.attach(chain)
+
+    async def caught_up(self) -> None:
+        """Return once every loaded wallet's catch-up has ended. Never raises."""
+        for wallet in list(self._wallets.values()):
+            await wallet.follower.caught_up()
 
     async def create_wallet(self, name: str) -> Wallet:
         """Create, persist, load and attach a new wallet.

@@ -62,3 +62,24 @@ def test_node_restart_is_not_held_by_a_frozen_consumer(system: System) -> None:
     finally:
         for proc in frozen:
             proc.resume()
+
+
+def test_dependents_of_a_stopped_node_are_shown_degraded_with_the_reason(
+        system: System) -> None:
+    system.rpc("createwallet", "d")
+    system.rpc("generatetoaddress", "3", system.rpc("getnewaddress", wallet="d"))
+    wallet = system.component("wallet")
+    assert wallet["sync"] == {"height": 3, "tip": 3, "synced": True}
+    assert system.component("index")["sync"] == {"height": 3, "tip": 3, "synced": True}
+    system.cli("stop", "node")
+    for name in ("wallet", "index"):
+        comp = system.component(name)
+        assert (comp["state"], comp["substate"], comp["reason"]) == (
+            "active", "degraded", "dependency")
+        assert comp["degraded"] == "node stopped (stopped-by-user)"
+        assert comp["sync"] is None  # nobody to compare with
+    text = system.cli("status").stdout
+    assert "degraded, dependency, node stopped (stopped-by-user)" in text
+    system.cli("start", "node")
+    comp = system.component("wallet")
+    assert (comp["substate"], comp["degraded"]) == ("running", None)

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from bitcoin_supervisor.interfaces import ComponentSettings, Init
 from bitcoin_supervisor.roles.index import IndexProcess
+from bitcoin_supervisor.roles.index._index import IndexImpl
 
 PAYEE = bytes.fromhex("0014" + "ab" * 20)
 PAYEE_ADDRESS = "bcrt1q4w46h2at4w46h2at4w46h2at4w46h2atzmxqe2"  # python-bitcoinlib's encoding
@@ -71,7 +72,16 @@ def test_unknown_and_malformed_txids(tmp_path: Path) -> None:
     async def scenario() -> None:
         proc, init = await started(tmp_path)
         chain = FixtureChain()
-        await init.make_index(chain)
+        index = await init.make_index(chain)
+        assert isinstance(index, IndexImpl)
+        # Handed over once attached; until the catch-up is done, bitcoind's answer.
+        with pytest.raises(RpcFailure) as caught:
+            await chain.rpc("getrawtransaction", ["00" * 32])
+        assert caught.value.code == -5
+        assert "still in the process of being indexed" in caught.value.message
+        assert await chain.rpc("getindexinfo") == {
+            "txindex": {"synced": False, "best_block_height": -1}}
+        await index.caught_up()
         genesis_coinbase = b2lx(chain.blocks[0].vtx[0].GetTxid())
         for txid, code in ((genesis_coinbase, -5), ("00" * 32, -5), ("xyz", -8),
                            ("ab" * 31, -8)):
@@ -103,6 +113,8 @@ def test_getindexinfo_and_catch_up_after_restart(tmp_path: Path) -> None:
         chain.mine(20, PAYEE)
         proc, init = await started(tmp_path)
         index = await init.make_index(FixtureChain(list(chain.blocks)))
+        assert isinstance(index, IndexImpl)
+        await index.caught_up()
         info = await index.get_info()
         assert info.synced and info.best_block_height == 27
         assert await index.get_transaction(b2lx(chain.blocks[27].vtx[0].GetTxid()))
@@ -119,6 +131,8 @@ def test_peer_gone_during_sync_then_new_chain(tmp_path: Path) -> None:
         chain.calls_left = 12
         with capture_logs() as logs:
             index = await init.make_index(chain)
+            assert isinstance(index, IndexImpl)
+            await index.caught_up()
         assert "chain.lost" in [e["event"] for e in logs]
         info = await index.get_info()
         assert not info.synced and 0 <= info.best_block_height < 40
@@ -128,6 +142,7 @@ def test_peer_gone_during_sync_then_new_chain(tmp_path: Path) -> None:
         fork = FixtureChain(list(chain.blocks)).fork(5, tag=b"B")
         fork.mine(10, PAYEE)
         await init.make_index(fork)
+        await index.caught_up()
         info = await index.get_info()
         assert info.synced and info.best_block_height == 15
         old_txid = b2lx(chain.blocks[8].vtx[0].GetTxid())

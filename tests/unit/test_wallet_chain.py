@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 
 from bitcoin_supervisor.interfaces import ComponentSettings, Init
 from bitcoin_supervisor.roles.wallet import WalletProcess
+from bitcoin_supervisor.roles.wallet._wallet import WalletLoaderImpl
 
 OTHER = bytes.fromhex("0014" + "11" * 20)  # somebody else's P2WPKH
 
@@ -59,7 +60,9 @@ def test_node_restarted_with_another_chain_rewinds_to_the_fork(tmp_path: Path) -
         other = old.fork(10, tag=b"B")  # shares blocks 0..10 only
         other.mine(5, OTHER)
         with capture_logs() as logs:
-            await init.make_wallet_loader(other)
+            loader = await init.make_wallet_loader(other)
+            assert isinstance(loader, WalletLoaderImpl)
+            await loader.caught_up()  # attached first, caught up in the background
         assert {"event": "block.rewound", "from_height": 101, "to_height": 10} in [
             {k: e[k] for k in ("event", "from_height", "to_height") if k in e} for e in logs]
         info = await other.rpc("getwalletinfo")
@@ -101,6 +104,8 @@ def test_node_dying_mid_sync_is_logged_and_recovered(tmp_path: Path) -> None:
         dying.calls_left = 25  # the node dies part-way through the catch-up
         with capture_logs() as logs:
             loader = await init.make_wallet_loader(dying)
+            assert isinstance(loader, WalletLoaderImpl)
+            await loader.caught_up()
         assert "chain.lost" in [e["event"] for e in logs]
         wallet = await loader.get_wallet("w")
         assert wallet is not None
