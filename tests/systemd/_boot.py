@@ -18,6 +18,7 @@ import contextlib
 import os
 import secrets
 import select
+import shlex
 import signal
 import subprocess
 import time
@@ -60,7 +61,11 @@ mount --move "$D" /dev
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
 mkdir -p @INNER@ && mount --bind "$ST" @INNER@
 for c in @V1@; do mount -t cgroup -o "$c" cgroup "@INNER@/cgroup-v1/$c"; done
+# A checkout under /tmp or /var/tmp stays visible at its own path below the fresh tmpfs.
+CO=@CHECKOUT@; if [ -n "$CO" ]; then mkdir -p @INNER@/checkout
+  mount --bind "$CO" @INNER@/checkout; fi
 for d in /tmp /var/tmp; do mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$d"; done
+if [ -n "$CO" ]; then mkdir -p "$CO"; mount --bind @INNER@/checkout "$CO"; fi
 mount -t tmpfs -o mode=755 tmpfs /var/lib
 mount -t tmpfs -o mode=755 tmpfs /etc/systemd/system
 if [ -d /var/log/journal ]; then mount -t tmpfs -o mode=2755 tmpfs /var/log/journal; fi
@@ -267,8 +272,11 @@ def _populate(state: Path, v1_controllers: list[str]) -> None:
     for name in ("systemd-journald.socket", "systemd-journald-dev-log.socket"):
         (units / "sockets.target.wants" / name).symlink_to(f"../{name}")
     inner = state / "inner.sh"
+    repo = Path(__file__).resolve().parents[2]
+    under_tmp = any(repo.is_relative_to(d) for d in ("/tmp", "/var/tmp"))
     inner.write_text(_INNER.replace("@INNER@", INNER_STATE).replace("@SYSTEMD@", str(SYSTEMD))
-                     .replace("@V1@", " ".join(v1_controllers)))
+                     .replace("@V1@", " ".join(v1_controllers))
+                     .replace("@CHECKOUT@", shlex.quote(str(repo)) if under_tmp else "''"))
     inner.chmod(0o755)
 
 
