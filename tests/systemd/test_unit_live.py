@@ -95,3 +95,32 @@ def test_killed_daemon_is_restarted_without_orphans(service: Service) -> None:
     # Every process of the first daemon's run is gone: no component outlived it.
     assert not alive(before), f"orphans of the killed daemon: {alive(before)}"
     assert not before & cgroup_pids(service.cgroup())
+
+
+def test_reload_applies_a_change_and_a_bad_config_keeps_the_old_one(
+        service: Service) -> None:
+    _start(service)
+    main = service.show("MainPID")["MainPID"]
+    before = service.running_pids()
+    good = service.config.read_text()
+    service.config.write_text(good.replace("[components.index]\n",
+                                           "[components.index]\nstop_timeout_s = 7\n"))
+    service.systemd.systemctl("reload", UNIT_NAME)
+    after = service.running_pids()
+    assert set(after) == COMPONENTS, service.status()
+    assert after["index"] != before["index"]
+    assert (after["node"], after["wallet"]) == (before["node"], before["wallet"])
+    props = service.show("ActiveState", "SubState", "MainPID")
+    assert props == {"ActiveState": "active", "SubState": "running", "MainPID": main}
+
+    service.config.write_text(good + '\n[components.extra]\nrole = "indx"\n')
+    refused = service.systemd.run("systemctl", "reload", UNIT_NAME, check=False, timeout=60)
+    assert refused.returncode != 0
+    props = service.show("ActiveState", "SubState", "MainPID", "StatusText")
+    assert (props["ActiveState"], props["SubState"], props["MainPID"]) == (
+        "active", "running", main)
+    assert props["StatusText"].startswith("reload failed, previous config kept: "), props
+    assert "indx" in props["StatusText"]
+    assert service.running_pids() == after
+    failed = [e for e in service.log_events() if e["event"] == "config.reload_failed"]
+    assert len(failed) == 1 and service.systemd.inner(service.config) in failed[0]["error"]
