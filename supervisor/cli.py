@@ -199,7 +199,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
     config = load()
     fmt = args.log_format
-    log.configure(json=None if fmt == "auto" else fmt == "json")
+    # Under systemd the events go to the journal with their fields (COMPONENT=, EVENT=).
+    log.configure(json=None if fmt == "auto" else fmt == "json", journal=True)
     log.get_logger().info("config.loaded", path=str(config.path),
                           components=[c.name for c in config.components])
     protocol = make_protocol()

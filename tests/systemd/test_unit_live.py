@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from ._boot import alive, cgroup_pids
 from .conftest import (
@@ -124,3 +126,32 @@ def test_reload_applies_a_change_and_a_bad_config_keeps_the_old_one(
     assert service.running_pids() == after
     failed = [e for e in service.log_events() if e["event"] == "config.reload_failed"]
     assert len(failed) == 1 and service.systemd.inner(service.config) in failed[0]["error"]
+
+
+def test_events_reach_the_journal_with_priority_and_fields(service: Service) -> None:
+    _start(service)
+    wallet_pid = service.running_pids()["wallet"]
+    service.config.write_text(service.config.read_text() + "\n[components.x]\nrole = 1\n")
+    service.systemd.run("systemctl", "reload", UNIT_NAME, check=False, timeout=60)
+    service.systemd.run("journalctl", "--sync")
+
+    def entries(*match: str) -> list[dict[str, Any]]:
+        out = service.systemd.run("journalctl", "-u", UNIT_NAME, *match, "-o", "json",
+                                  "--no-pager").stdout
+        return [json.loads(line) for line in out.splitlines() if line]
+
+    wallet = entries("COMPONENT=wallet")
+    assert wallet and all(e["COMPONENT"] == "wallet" for e in wallet)
+    events = {e["EVENT"] for e in wallet}
+    assert {"component.spawned", "sandbox.verified", "component.state_changed"} <= events
+    assert str(wallet_pid) in {e.get("COMPONENT_PID") for e in wallet}
+    running = [e for e in wallet if e["EVENT"] == "component.state_changed"
+               and e.get("NEW") == "running"]
+    assert running and running[0]["PRIORITY"] == "6"
+    assert running[0]["SYSLOG_IDENTIFIER"] == "bitcoin-supervisor"
+    # MESSAGE stays the JSON line (what `journalctl -u … -o cat` shows).
+    assert json.loads(running[0]["MESSAGE"])["component"] == "wallet"
+    failed = entries("EVENT=config.reload_failed")
+    assert len(failed) == 1 and failed[0]["PRIORITY"] == "3", failed
+    # Sent natively, not through stderr: the journal stream carried no event line.
+    assert not [e for e in entries("_TRANSPORT=stdout") if e["MESSAGE"].startswith("{")]
