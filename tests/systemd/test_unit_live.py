@@ -9,7 +9,9 @@ from typing import Any
 from ._boot import alive, cgroup_pids
 from .conftest import (
     COMPONENTS,
+    STATE_DIR,
     UNIT_NAME,
+    VENV,
     Service,
     parse_log_time,
     parse_show_time,
@@ -155,3 +157,19 @@ def test_events_reach_the_journal_with_priority_and_fields(service: Service) -> 
     assert len(failed) == 1 and failed[0]["PRIORITY"] == "3", failed
     # Sent natively, not through stderr: the journal stream carried no event line.
     assert not [e for e in entries("_TRANSPORT=stdout") if e["MESSAGE"].startswith("{")]
+
+
+def test_the_cli_finds_the_daemon_through_its_runtime_directory(service: Service) -> None:
+    _start(service)
+    # From /, with no --datadir or --config: the record in RuntimeDirectory= names it.
+    cli = f"cd / && exec {VENV}/bin/bitcoin-supervisor status --json"
+    found = json.loads(service.systemd.run("sh", "-c", cli).stdout)
+    assert found["supervisor"]["pid"] == int(service.show("MainPID")["MainPID"])
+    assert found["supervisor"]["datadir"] == STATE_DIR
+    assert not [e for e in service.log_events() if e["event"] == "supervisor.record_failed"]
+    records = service.systemd.run("ls", "-A", "/run/bitcoin-supervisor").stdout.split()
+    assert len(records) == 1 and records[0].endswith(".json")
+    service.systemd.systemctl("stop", UNIT_NAME)
+    # systemd removes the runtime directory with the unit: no stale record survives.
+    assert service.systemd.run("test", "-e", "/run/bitcoin-supervisor", check=False
+                               ).returncode == 1
