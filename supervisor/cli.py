@@ -125,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--json", action="store_true", help="machine-readable output")
     _common(reload)
 
+    export = verbs.add_parser(
+        "export", help="write systemd units that enforce each component's policy")
+    export.add_argument("format", choices=["systemd"], help="what to write")
+    export.add_argument("--dir", default=".", metavar="DIR",
+                        help="where to write the units (default: the current directory)")
+    _common(export)
+
     rpc = verbs.add_parser("rpc", help="call the node's JSON-RPC, like bitcoin-cli")
     rpc.add_argument("--wallet", metavar="NAME", help="route to /wallet/NAME")
     rpc.add_argument("method")
@@ -167,6 +174,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _policy(args)
         case "reload":
             return _reload(args)
+        case "export":
+            return _export(args)
         case "shutdown":
             reply = request_sync(_socket_path(args), ShutdownRequest())
             if isinstance(reply, ErrorReply):
@@ -245,6 +254,16 @@ def _rpc(args: argparse.Namespace) -> int:
         print(result)
     elif result is not None:
         print(jsonfmt.dumps(result, indent=2))
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ._config import load_config
+    from ._export import export_units
+
+    config = load_config(find_config(args.config), datadir_override=args.datadir)
+    for path in export_units(config, Path(args.dir)):
+        print(path)
     return EXIT_OK
 
 
