@@ -8,15 +8,20 @@ from typing import Any, TextIO
 
 import structlog
 
+from .journal import make_sink
+
 __all__ = ["bind", "configure", "get_logger"]
 
 
 def configure(*, json: bool | None = None, stream: TextIO | None = None,
-              level: int = logging.INFO) -> None:
+              level: int = logging.INFO, journal: bool = False) -> None:
     """Configure structlog once per process.
 
     JSON lines when ``stream`` is not a terminal (the daemon under systemd, a role whose
-    stderr the supervisor drains), human-readable lines on a TTY. Never raises.
+    stderr the supervisor drains), human-readable lines on a TTY. With ``journal`` and
+    ``stream`` being systemd's journal stream (``$JOURNAL_STREAM``), each event goes to
+    the journal natively instead, with its priority and its keys as fields (the JSON
+    line is its MESSAGE). Never raises.
     """
     out = stream if stream is not None else sys.stderr
     as_json = (not out.isatty()) if json is None else json
@@ -25,6 +30,10 @@ def configure(*, json: bool | None = None, stream: TextIO | None = None,
         if as_json
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
+    if journal:
+        sink = make_sink(renderer, stream=out)
+        if sink is not None:
+            renderer = sink
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

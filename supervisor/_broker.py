@@ -96,6 +96,20 @@ class Broker:
                     self._rebrokering.add(task)
                     task.add_done_callback(self._rebrokering.discard)
 
+    def update_graph(self, graph: CapabilityGraph) -> None:
+        """Take a reloaded config's graph: new providers get empty slots, the slots and
+        registrations of components no longer in it go. Components whose bindings
+        changed must have been stopped (detached) first: a running consumer keeps what
+        it was handed. Never raises."""
+        self._graph = graph
+        wanted = {(name, cap) for name, caps in graph.provides.items() for cap in caps}
+        for key in wanted:
+            self._slots.setdefault(key, _Slot())
+        for key in set(self._slots) - wanted:
+            del self._slots[key]
+        for name in set(self._consumers) - set(graph.roles):
+            del self._consumers[name]
+
     def detach(self, name: str) -> None:
         """Forget a component that stopped; a provider takes its capabilities with it
         (its consumers keep theirs until it publishes fresh ones). Never raises."""

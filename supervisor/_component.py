@@ -196,6 +196,11 @@ class Component:
         finally:
             self._waiters.remove(entry)
 
+    def rewire(self, dependencies: list[Component]) -> None:
+        """After a reload replaced some components: the objects it depends on now (the
+        same names, in the same order). Never blocks."""
+        self._deps = dependencies
+
     # -- commands --------------------------------------------------------------------
     async def request_start(self) -> None:
         """Start it (clearing a hit start limit: the user's decision); returns once the

@@ -6,36 +6,36 @@ import asyncio
 import os
 import signal
 import time
-from typing import Any, assert_never
+from collections.abc import Callable
+from typing import assert_never
 
-from bitcoin_supervisor.interfaces import IpcError, SandboxError
+from bitcoin_supervisor.interfaces import IpcError, SupervisorError
 from bitcoin_supervisor.ipc import Protocol
 from bitcoin_supervisor.log import get_logger
-from bitcoin_supervisor.sandbox import cgroup_summary, landlock_abi_version
 
 from ._broker import Broker
-from ._component import Component, ComponentSnapshot
-from ._config import Config
+from ._component import Component
+from ._config import Config, load_config
 from ._control import ControlServer
+from ._describe import cgroup_probe, describe, landlock_abi, status_word
 from ._launcher import ComponentLauncher, ConfinedLauncher
 from ._locate import publish_record, retract_record
 from ._notify import Notifier, watchdog_interval
-from ._state import ComponentState, ExitReason, public_state
+from ._reload import ReloadPlan, plan_reload
+from ._state import ComponentState, ExitReason
 from ._uids import assign_outer_uids
 from .control_protocol import (
     CONTROL_SOCKET,
     Accepted,
     ComponentReply,
     ComponentRequest,
-    ComponentStatus,
-    Confinement,
     ErrorCode,
     ErrorReply,
-    LastExit,
+    ReloadReply,
+    ReloadRequest,
     Reply,
     Request,
     RestartRequest,
-    SandboxSummary,
     ShutdownRequest,
     StartRequest,
     StatusReply,
@@ -67,39 +67,44 @@ async def _watchdog(interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-def _landlock_abi() -> int | None:
-    """The kernel's Landlock ABI for status; None where Landlock is absent (the sandbox
-    step itself then fails closed with a clear message)."""
-    try:
-        return landlock_abi_version()
-    except SandboxError:
-        return None
-
-
 class Daemon:
     """Owns the components, the broker and the control server of one running supervisor."""
 
     def __init__(self, config: Config, protocol: Protocol,
-                 launcher: ComponentLauncher | None = None) -> None:
+                 launcher: ComponentLauncher | None = None, *,
+                 reload_config: Callable[[], Config] | None = None) -> None:
         self.config = config
         self._protocol = protocol
         self._launcher = launcher or ConfinedLauncher()
+        # What a reload reads: by default the same file, onto the same datadir.
+        self._reload_config = reload_config or (lambda: load_config(
+            self.config.path, datadir_override=str(self.config.datadir)))
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[Reply]] = set()
         self._broker = Broker(config.graph, on_stale=self._restart_stale)
         self._background: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._shutdown = asyncio.Event()
         self._ready_sent = False
         self._last_status = ""
         self._started = time.monotonic()
-        self._landlock_abi = _landlock_abi()
-        self.components: dict[str, Component] = {}
-        datadirs: dict[str, str] = {c.name: str(c.datadir) for c in config.components}
-        for cfg in config.components:  # dependency order
-            self.components[cfg.name] = Component(
-                cfg, launcher=self._launcher, protocol=protocol, broker=self._broker,
-                dependencies=[self.components[d] for d in cfg.depends_on],
-                debug=config.debug, datadirs=datadirs, on_change=self._on_change)
+        self._landlock_abi = landlock_abi()
+        self.components: dict[str, Component] = self._build(config, {})
         # As root: this instance's own outer uids, not the policy files' shared ones.
         assign_outer_uids(config.datadir, self.components.values())
+
+    def _build(self, config: Config, keep: dict[str, Component]) -> dict[str, Component]:
+        """Components for ``config`` in dependency order: those in ``keep`` as they are,
+        the others new (not yet running). Raises SupervisorError (PolicyError) for a
+        policy that cannot be resolved."""
+        built: dict[str, Component] = {}
+        datadirs: dict[str, str] = {c.name: str(c.datadir) for c in config.components}
+        for cfg in config.components:  # dependency order
+            built[cfg.name] = keep.get(cfg.name) or Component(
+                cfg, launcher=self._launcher, protocol=self._protocol, broker=self._broker,
+                dependencies=[built[d] for d in cfg.depends_on],
+                debug=config.debug, datadirs=datadirs, on_change=self._on_change)
+        return built
 
     @property
     def socket_path(self) -> os.PathLike[str]:
@@ -125,32 +130,108 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._shutdown.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         log.info("supervisor.started", pid=os.getpid(), config=str(self.config.path),
                  datadir=str(self.config.datadir), components=list(self.components))
-        tasks = [asyncio.create_task(c.run(), name=f"component:{n}")
-                 for n, c in self.components.items()]
-        for task in tasks:
-            task.add_done_callback(self._component_task_ended)
+        for name in self.components:
+            self._run_component(name)
         interval = watchdog_interval()
-        if interval is not None:
-            tasks.append(asyncio.create_task(_watchdog(interval), name="watchdog"))
+        watchdog = (asyncio.create_task(_watchdog(interval), name="watchdog")
+                    if interval is not None else None)
         try:
             await self._shutdown.wait()
             log.info("supervisor.stopping")
             _notify_systemd("STOPPING=1")
+            for reload in list(self._reloads):  # its starts would race the stops below
+                reload.cancel()
+            await asyncio.gather(*self._reloads, return_exceptions=True)
             for component in reversed(list(self.components.values())):
                 await component.request_stop(ExitReason.SHUTDOWN)
         finally:
+            tasks = [*self._tasks.values(), *([watchdog] if watchdog else [])]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await control.close()
             if record is not None:
                 retract_record(record, os.getpid())
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         log.info("supervisor.stopped")
         return 0
+
+    # -- reload --------------------------------------------------------------------------
+    def _reload_on_signal(self) -> None:
+        """SIGHUP: the handler only enqueues the reload (its outcome is logged)."""
+        self._spawn_reload()
+
+    def _spawn_reload(self) -> asyncio.Task[Reply]:
+        task = asyncio.get_running_loop().create_task(self._reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+        return task
+
+    async def reload(self) -> Reply:
+        """Re-read the config and apply it: removed components stop, changed ones are
+        stopped and started with their new settings, added ones start, the others keep
+        their processes. Returns ReloadReply once the started ones have settled (running
+        or failed), or ErrorReply(BAD_CONFIG) when the new config cannot be loaded or
+        applied; then nothing was touched and the old config keeps running. Reloads run
+        one at a time; systemd sees RELOADING=1 then READY=1."""
+        return await self._spawn_reload()
+
+    async def _reload(self) -> Reply:
+        async with self._reload_lock:
+            # MONOTONIC_USEC ties READY=1 to this reload (v253+; 252 ignores the field).
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            _notify_systemd(f"RELOADING=1\nMONOTONIC_USEC={usec}")
+            log.info("config.reload_started", path=str(self.config.path))
+            try:
+                loop = asyncio.get_running_loop()
+                new = await loop.run_in_executor(None, self._reload_config)
+                plan = plan_reload(self.config, new)
+                fresh = self._build(new, {n: self.components[n] for n in plan.unchanged})
+                added = [fresh[n] for n in (*plan.added, *plan.changed)]
+                assign_outer_uids(new.datadir, added)
+            except SupervisorError as exc:
+                log.error("config.reload_failed", error=str(exc))
+                self._last_status = f"reload failed, previous config kept: {exc}"
+                _notify_systemd(f"STATUS={self._last_status}\nREADY=1")
+                return ErrorReply(ErrorCode.BAD_CONFIG,
+                                  f"{exc} (reload refused; the previous config keeps running)")
+            await self._apply(new, plan, fresh)
+            log.info("config.reloaded", path=str(new.path), added=list(plan.added),
+                     removed=list(plan.removed), changed=list(plan.changed))
+            self._ready_sent = True
+            self._last_status = ""
+            self._on_change()
+            _notify_systemd("READY=1")
+            return ReloadReply(added=plan.added, removed=plan.removed, changed=plan.changed,
+                               unchanged=plan.unchanged)
+
+    async def _apply(self, new: Config, plan: ReloadPlan,
+                     fresh: dict[str, Component]) -> None:
+        going = set(plan.removed) | set(plan.changed)
+        for name in reversed(list(self.components)):  # dependents first
+            if name in going:
+                await self.components[name].request_stop()
+        for name in going:
+            self._tasks.pop(name).cancel()
+        # No await from here to the starts: status and the broker never see a mix.
+        self._broker.update_graph(new.graph)
+        self.config, self.components = new, fresh
+        for name in plan.unchanged:
+            comp = fresh[name]
+            comp.rewire([fresh[d] for d in comp.config.depends_on])
+        starting = [n for n in fresh if n in plan.added or n in plan.changed]
+        for name in starting:
+            self._run_component(name)
+        await asyncio.gather(*(fresh[n].request_start() for n in starting))
+
+    def _run_component(self, name: str) -> None:
+        task = asyncio.create_task(self.components[name].run(), name=f"component:{name}")
+        task.add_done_callback(self._component_task_ended)
+        self._tasks[name] = task
 
     def _component_task_ended(self, task: asyncio.Task[None]) -> None:
         """A component's task only ends at shutdown; anything else is a bug, made loud:
@@ -172,7 +253,7 @@ class Daemon:
     def _on_change(self) -> None:
         # systemd shows STATUS= in `systemctl status`: a component that cannot boot is
         # visible there even though READY=1 never comes.
-        status = ", ".join(_status_word(c) for c in self.components.values())
+        status = ", ".join(status_word(c) for c in self.components.values())
         if status != self._last_status:
             self._last_status = status
             _notify_systemd(f"STATUS={status}")
@@ -192,6 +273,8 @@ class Daemon:
             case ShutdownRequest():
                 asyncio.get_running_loop().call_soon(self._shutdown.set)
                 return Accepted()
+            case ReloadRequest():
+                return await self.reload()
             case StartRequest() | StopRequest() | RestartRequest():
                 return await self._component_verb(request)
             case _:
@@ -208,8 +291,8 @@ class Daemon:
         else:
             await component.request_start()
         probe = await asyncio.get_running_loop().run_in_executor(
-            None, _cgroup_probe, component)
-        status = self._describe(component, probe)
+            None, cgroup_probe, component)
+        status = describe(component, probe, self._landlock_abi)
         if isinstance(request, StopRequest) or component.state is ComponentState.RUNNING:
             return ComponentReply(status)
         # "failed (start-limit-hit)", not "failed (failed)": the reason says why.
@@ -228,14 +311,14 @@ class Daemon:
         chosen = [c for n, c in self.components.items() if name is None or n == name]
         # cgroupfs reads block: one executor job for all, never on the loop itself.
         probes_job = asyncio.get_running_loop().run_in_executor(
-            None, lambda: [_cgroup_probe(c) for c in chosen])
+            None, lambda: [cgroup_probe(c) for c in chosen])
         syncs = await asyncio.gather(*(self._progress(c) for c in chosen))
         probes = await probes_job
         return StatusReply(
             supervisor=SupervisorInfo(
                 pid=os.getpid(), uptime_s=round(time.monotonic() - self._started, 3),
                 config=str(self.config.path), datadir=str(self.config.datadir)),
-            components=tuple(self._describe(c, p, sync)
+            components=tuple(describe(c, p, self._landlock_abi, sync)
                              for c, p, sync in zip(chosen, probes, syncs, strict=True)))
 
     async def _progress(self, c: Component) -> SyncProgress | None:
@@ -251,71 +334,3 @@ class Daemon:
             return None
         height, tip = found
         return SyncProgress(height=height, tip=tip, synced=height is None or height >= tip)
-
-    def _describe(self, c: Component, cgroup: dict[str, Any] | None,
-                  sync: SyncProgress | None = None) -> ComponentStatus:
-        snap = c.snapshot()  # one frozen read: status never sees a half-made transition
-        substate, reason = snap.state.value, snap.reason.value
-        if snap.degraded is not None:  # running, but what it needs is not
-            substate, reason = ("waiting" if snap.waiting else "degraded"), "dependency"
-        return ComponentStatus(
-            name=snap.name, role=snap.role, state=public_state(snap.state).value,
-            substate=substate, reason=reason, pid=snap.pid, degraded=snap.degraded,
-            sync=sync,
-            restarts=snap.restarts,
-            uptime_s=round(snap.uptime_s, 3) if snap.uptime_s is not None else None,
-            since=snap.since,
-            last_exit=LastExit.from_json(snap.last_exit.to_json()) if snap.last_exit else None,
-            datadir=str(snap.datadir), sandbox=self._sandbox_summary(snap, cgroup),
-            **_confinement(snap))
-
-    def _sandbox_summary(self, snap: ComponentSnapshot,
-                         cgroup: dict[str, Any] | None) -> SandboxSummary | None:
-        if snap.policy is None or cgroup is None:
-            return None
-        summary: dict[str, Any] = {**snap.policy.summary(),
-                                   "landlock_abi": self._landlock_abi, "cgroup": cgroup}
-        if os.geteuid() != 0:
-            summary["uid"] = None  # the policy's outer uid applies only under root
-        # The sandbox package reports plain dicts; reading them through the protocol's
-        # record makes a drifted key fail here, loudly, not in every CLI.
-        return SandboxSummary.from_json(summary)
-
-
-def _status_word(c: Component) -> str:
-    """One component in systemd's STATUS=: "node failed (start-limit-hit)", "wallet
-    degraded (node failed (start-limit-hit))", "index active"."""
-    down = c.dependency_down()
-    if down is not None:
-        return f"{c.name} {'waiting' if down[1] else 'degraded'} ({down[0]})"
-    return (f"{c.name} {public_state(c.state).value}"
-            + (f" ({c.machine.reason.value})" if c.state is ComponentState.FAILED else ""))
-
-
-def _cgroup_probe(c: Component) -> dict[str, Any] | None:
-    """The cgroup part of c's status: configured limits, what this host offers, usage.
-    Blocking /proc and cgroupfs reads (an executor job). Never raises."""
-    if c.policy is None:
-        return None
-    summary = cgroup_summary(c.policy)
-    usage = c.usage()
-    if usage is not None and c.policy.cgroup is not None:
-        summary["usage"] = usage
-    return summary
-
-
-def _confinement(snap: ComponentSnapshot) -> dict[str, Any]:
-    """What status may claim: what /proc showed at the last start, never the policy."""
-    if snap.policy is None:
-        return {"confinement": Confinement.NONE}
-    seen = snap.confinement
-    if seen is None or snap.pid is None and seen.state != "violated":
-        return {"confinement": Confinement.CONFIGURED}
-    if seen.state == "violated":
-        return {"confinement": Confinement.VIOLATED,
-                "confinement_detail": "; ".join(seen.problems)}
-    facts = seen.facts
-    detail = (f"pid {facts.get('pid')} uid {facts.get('uid')}, seccomp filter, "
-              "no_new_privs, no capabilities"
-              + (", own network namespace" if facts.get("own_network") else ""))
-    return {"confinement": Confinement.ENFORCED, "confinement_detail": detail}

@@ -31,6 +31,8 @@ from .control_protocol import (
     ErrorReply,
     LastExit,
     ProtocolError,
+    ReloadReply,
+    ReloadRequest,
     Reply,
     RestartRequest,
     SandboxSummary,
@@ -117,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     shutdown = verbs.add_parser("shutdown", help="stop every component and the daemon")
     _common(shutdown)
 
+    reload = verbs.add_parser(
+        "reload", help="re-read the daemon's config file: start added components, stop "
+        "removed ones, restart changed ones (exit 2 and nothing changed on a bad config)")
+    reload.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(reload)
+
+    export = verbs.add_parser(
+        "export", help="write systemd units that enforce each component's policy")
+    export.add_argument("format", choices=["systemd"], help="what to write")
+    export.add_argument("--dir", default=".", metavar="DIR",
+                        help="where to write the units (default: the current directory)")
+    _common(export)
+
     rpc = verbs.add_parser("rpc", help="call the node's JSON-RPC, like bitcoin-cli")
     rpc.add_argument("--wallet", metavar="NAME", help="route to /wallet/NAME")
     rpc.add_argument("method")
@@ -157,6 +172,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _status(args)
         case "sandbox" | "policy":
             return _policy(args)
+        case "reload":
+            return _reload(args)
+        case "export":
+            return _export(args)
         case "shutdown":
             reply = request_sync(_socket_path(args), ShutdownRequest())
             if isinstance(reply, ErrorReply):
@@ -175,19 +194,26 @@ def _run_daemon(args: argparse.Namespace) -> int:
     from bitcoin_supervisor import log
     from bitcoin_supervisor.ipc import make_protocol
 
-    from ._config import load_config
+    from ._config import Config, load_config
     from ._daemon import Daemon
 
-    config = load_config(find_config(args.config), datadir_override=args.datadir)
-    if args.debug:
-        debug = tuple(sorted(set(config.debug) | set(args.debug)))
-        config = dataclasses.replace(config, debug=debug)
+    path = find_config(args.config)
+
+    def load() -> Config:  # at start and at each reload: the same file and overrides
+        config = load_config(path, datadir_override=args.datadir)
+        if args.debug:
+            debug = tuple(sorted(set(config.debug) | set(args.debug)))
+            config = dataclasses.replace(config, debug=debug)
+        return config
+
+    config = load()
     fmt = args.log_format
-    log.configure(json=None if fmt == "auto" else fmt == "json")
+    # Under systemd the events go to the journal with their fields (COMPONENT=, EVENT=).
+    log.configure(json=None if fmt == "auto" else fmt == "json", journal=True)
     log.get_logger().info("config.loaded", path=str(config.path),
                           components=[c.name for c in config.components])
     protocol = make_protocol()
-    return protocol.run(lambda: Daemon(config, protocol).run())
+    return protocol.run(lambda: Daemon(config, protocol, reload_config=load).run())
 
 
 def _policy(args: argparse.Namespace) -> int:
@@ -231,9 +257,40 @@ def _rpc(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ._config import load_config
+    from ._export import export_units
+
+    config = load_config(find_config(args.config), datadir_override=args.datadir)
+    for path in export_units(config, Path(args.dir)):
+        print(path)
+    return EXIT_OK
+
+
+def _reload(args: argparse.Namespace) -> int:
+    reply = request_sync(_socket_path(args), ReloadRequest(), timeout=300.0)
+    match reply:
+        case ErrorReply():
+            return _refused(reply)
+        case ReloadReply():
+            pass
+        case _:
+            raise _unexpected(reply)
+    if args.json:
+        shown = reply.to_json()
+        del shown["ok"]
+        print(json.dumps(shown, indent=2))
+    else:
+        for what in ("added", "removed", "changed", "unchanged"):
+            names = getattr(reply, what)
+            print(f"{what}: {', '.join(names) if names else '-'}")
+    return EXIT_OK
+
+
 def _refused(reply: ErrorReply) -> int:
     print(f"bitcoin-supervisor: {reply.error}", file=sys.stderr)
-    usage = reply.code in (ErrorCode.UNKNOWN_COMPONENT, ErrorCode.BAD_REQUEST)
+    usage = reply.code in (ErrorCode.UNKNOWN_COMPONENT, ErrorCode.BAD_REQUEST,
+                           ErrorCode.BAD_CONFIG)
     return EXIT_USAGE if usage else EXIT_FAILED
 
 
@@ -267,7 +324,7 @@ def _status(args: argparse.Namespace) -> int:
             return _refused(reply)
         case StatusReply():
             pass
-        case ComponentReply() | Accepted():
+        case ComponentReply() | Accepted() | ReloadReply():
             raise _unexpected(reply)
     if args.json:
         shown = reply.to_json()

@@ -31,6 +31,8 @@ __all__ = [
     "ErrorReply",
     "LastExit",
     "ProtocolError",
+    "ReloadReply",
+    "ReloadRequest",
     "Reply",
     "Request",
     "RestartRequest",
@@ -61,6 +63,7 @@ class ErrorCode(enum.IntEnum):
     TIMEOUT = 408            # no complete request line within the server's time limit
     COMPONENT_FAILED = 409   # the component did not reach the state the verb asked for
     TOO_LARGE = 413          # request line longer than the server's limit
+    BAD_CONFIG = 422         # reload: the config file is invalid; the old one keeps running
     INTERNAL = 500           # the daemon hit a bug answering; see its log
     BUSY = 503               # too many control connections open at once; try again
 
@@ -73,6 +76,7 @@ class Verb(enum.StrEnum):
     STOP = "stop"
     RESTART = "restart"
     SHUTDOWN = "shutdown"
+    RELOAD = "reload"
 
 
 class Confinement(enum.StrEnum):
@@ -299,12 +303,23 @@ class ShutdownRequest(Record):
     verb: ClassVar[Verb] = Verb.SHUTDOWN
 
 
+@dataclass(frozen=True)
+class ReloadRequest(Record):
+    """Re-read the config file and apply the difference; answered (ReloadReply) once
+    added and changed components have settled, or ErrorReply(BAD_CONFIG) when the file
+    is invalid (nothing changed then)."""
+
+    verb: ClassVar[Verb] = Verb.RELOAD
+
+
 ComponentRequest = StartRequest | StopRequest | RestartRequest
-Request = StatusRequest | StartRequest | StopRequest | RestartRequest | ShutdownRequest
+Request = (StatusRequest | StartRequest | StopRequest | RestartRequest | ShutdownRequest
+           | ReloadRequest)
 
 _REQUESTS: dict[Verb, type[Request]] = {
     cls.verb: cls
-    for cls in (StatusRequest, StartRequest, StopRequest, RestartRequest, ShutdownRequest)}
+    for cls in (StatusRequest, StartRequest, StopRequest, RestartRequest, ShutdownRequest,
+                ReloadRequest)}
 
 
 def request_to_json(request: Request) -> dict[str, Any]:
@@ -321,6 +336,8 @@ def parse_request(value: object) -> Request:
     o.only(("verb", *(f.name for f in fields(cls))))
     if cls is ShutdownRequest:
         return ShutdownRequest()
+    if cls is ReloadRequest:
+        return ReloadRequest()
     if cls is StatusRequest:
         return StatusRequest(name=o.maybe("name", str, optional=True))
     return cls(name=o.get("name", str))  # type: ignore[call-arg]
@@ -385,6 +402,28 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class ReloadReply:
+    """The answer to a reload that applied: component names by what happened to them
+    (each in the new config's dependency order; ``removed`` in the old one's)."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire object."""
+        return {"ok": True, **plain(self)}
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "") -> ReloadReply:
+        """Read and validate; raises ProtocolError naming the bad field."""
+        o = Obj(value, where)
+        return cls(added=o.strings("added"), removed=o.strings("removed"),
+                   changed=o.strings("changed"), unchanged=o.strings("unchanged"))
+
+
+@dataclass(frozen=True)
 class ErrorReply:
     """A refused or failed request: ``error`` is one line for a human. ``component`` is
     the component's state when a verb ran but missed its goal (COMPONENT_FAILED)."""
@@ -409,12 +448,12 @@ class ErrorReply:
                                       optional=True))
 
 
-Reply = StatusReply | ComponentReply | Accepted | ErrorReply
+Reply = StatusReply | ComponentReply | Accepted | ReloadReply | ErrorReply
 
 _REPLIES: dict[Verb, Callable[[object, str], Reply]] = {
     Verb.STATUS: StatusReply.from_json, Verb.START: ComponentReply.from_json,
     Verb.STOP: ComponentReply.from_json, Verb.RESTART: ComponentReply.from_json,
-    Verb.SHUTDOWN: Accepted.from_json,
+    Verb.SHUTDOWN: Accepted.from_json, Verb.RELOAD: ReloadReply.from_json,
 }
 
 

@@ -77,6 +77,7 @@ class Service:
     """The unit under test inside a booted systemd, with helpers to observe it."""
 
     systemd: BootedSystemd
+    config: Path  # on the host; the unit reads it at systemd.inner(config)
 
     def show(self, *props: str) -> dict[str, str]:
         """Unit properties (``systemctl show``), timestamps in µs UTC."""
@@ -152,4 +153,4 @@ def service(tmp_path: Path) -> Iterator[Service]:
             dropin.mkdir(exist_ok=True)
             (dropin / "checkout.conf").write_text(shown)
         systemd.install(UNIT_NAME, unit_text(systemd.inner(config)))
-        yield Service(systemd)
+        yield Service(systemd, config)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from ._boot import alive, cgroup_pids
 from .conftest import (
     COMPONENTS,
+    STATE_DIR,
     UNIT_NAME,
+    VENV,
     Service,
     parse_log_time,
     parse_show_time,
@@ -95,3 +99,77 @@ def test_killed_daemon_is_restarted_without_orphans(service: Service) -> None:
     # Every process of the first daemon's run is gone: no component outlived it.
     assert not alive(before), f"orphans of the killed daemon: {alive(before)}"
     assert not before & cgroup_pids(service.cgroup())
+
+
+def test_reload_applies_a_change_and_a_bad_config_keeps_the_old_one(
+        service: Service) -> None:
+    _start(service)
+    main = service.show("MainPID")["MainPID"]
+    before = service.running_pids()
+    good = service.config.read_text()
+    service.config.write_text(good.replace("[components.index]\n",
+                                           "[components.index]\nstop_timeout_s = 7\n"))
+    service.systemd.systemctl("reload", UNIT_NAME)
+    after = service.running_pids()
+    assert set(after) == COMPONENTS, service.status()
+    assert after["index"] != before["index"]
+    assert (after["node"], after["wallet"]) == (before["node"], before["wallet"])
+    props = service.show("ActiveState", "SubState", "MainPID")
+    assert props == {"ActiveState": "active", "SubState": "running", "MainPID": main}
+
+    service.config.write_text(good + '\n[components.extra]\nrole = "indx"\n')
+    refused = service.systemd.run("systemctl", "reload", UNIT_NAME, check=False, timeout=60)
+    assert refused.returncode != 0
+    props = service.show("ActiveState", "SubState", "MainPID", "StatusText")
+    assert (props["ActiveState"], props["SubState"], props["MainPID"]) == (
+        "active", "running", main)
+    assert props["StatusText"].startswith("reload failed, previous config kept: "), props
+    assert "indx" in props["StatusText"]
+    assert service.running_pids() == after
+    failed = [e for e in service.log_events() if e["event"] == "config.reload_failed"]
+    assert len(failed) == 1 and service.systemd.inner(service.config) in failed[0]["error"]
+
+
+def test_events_reach_the_journal_with_priority_and_fields(service: Service) -> None:
+    _start(service)
+    wallet_pid = service.running_pids()["wallet"]
+    service.config.write_text(service.config.read_text() + "\n[components.x]\nrole = 1\n")
+    service.systemd.run("systemctl", "reload", UNIT_NAME, check=False, timeout=60)
+    service.systemd.run("journalctl", "--sync")
+
+    def entries(*match: str) -> list[dict[str, Any]]:
+        out = service.systemd.run("journalctl", "-u", UNIT_NAME, *match, "-o", "json",
+                                  "--no-pager").stdout
+        return [json.loads(line) for line in out.splitlines() if line]
+
+    wallet = entries("COMPONENT=wallet")
+    assert wallet and all(e["COMPONENT"] == "wallet" for e in wallet)
+    events = {e["EVENT"] for e in wallet}
+    assert {"component.spawned", "sandbox.verified", "component.state_changed"} <= events
+    assert str(wallet_pid) in {e.get("COMPONENT_PID") for e in wallet}
+    running = [e for e in wallet if e["EVENT"] == "component.state_changed"
+               and e.get("NEW") == "running"]
+    assert running and running[0]["PRIORITY"] == "6"
+    assert running[0]["SYSLOG_IDENTIFIER"] == "bitcoin-supervisor"
+    # MESSAGE stays the JSON line (what `journalctl -u … -o cat` shows).
+    assert json.loads(running[0]["MESSAGE"])["component"] == "wallet"
+    failed = entries("EVENT=config.reload_failed")
+    assert len(failed) == 1 and failed[0]["PRIORITY"] == "3", failed
+    # Sent natively, not through stderr: the journal stream carried no event line.
+    assert not [e for e in entries("_TRANSPORT=stdout") if e["MESSAGE"].startswith("{")]
+
+
+def test_the_cli_finds_the_daemon_through_its_runtime_directory(service: Service) -> None:
+    _start(service)
+    # From /, with no --datadir or --config: the record in RuntimeDirectory= names it.
+    cli = f"cd / && exec {VENV}/bin/bitcoin-supervisor status --json"
+    found = json.loads(service.systemd.run("sh", "-c", cli).stdout)
+    assert found["supervisor"]["pid"] == int(service.show("MainPID")["MainPID"])
+    assert found["supervisor"]["datadir"] == STATE_DIR
+    assert not [e for e in service.log_events() if e["event"] == "supervisor.record_failed"]
+    records = service.systemd.run("ls", "-A", "/run/bitcoin-supervisor").stdout.split()
+    assert len(records) == 1 and records[0].endswith(".json")
+    service.systemd.systemctl("stop", UNIT_NAME)
+    # systemd removes the runtime directory with the unit: no stale record survives.
+    assert service.systemd.run("test", "-e", "/run/bitcoin-supervisor", check=False
+                               ).returncode == 1

@@ -143,7 +143,7 @@ def test_malformed_requests_get_errors_and_the_server_lives_on(tmp_path: Path) -
             assert [r["error"] for r in responses[1:3] + responses[4:7]] == [
                 "malformed request: expected an object, got array",
                 "malformed request: verb: expected one of 'status', 'start', 'stop', "
-                "'restart', 'shutdown', got 3",
+                "'restart', 'shutdown', 'reload', got 3",
                 "malformed request: name: missing",
                 "malformed request: force: unknown key; expected one of verb, name",
                 "malformed request: name: expected a string or null, got integer"]
@@ -340,7 +340,7 @@ async def fake_daemon(path: Path, answer: bytes) -> AsyncIterator[None]:
     (b'{"ok": true, "components": []}\n', ProtocolError,
      "sent a malformed status reply: supervisor: missing"),
     (b'{"ok": false, "code": 999, "error": "?"}\n', ProtocolError,
-     "sent a malformed status reply: code: expected one of 400, 403, 404, 408, 409, 413, "
+     "sent a malformed status reply: code: expected one of 400, 403, 404, 408, 409, 413, 422, "
      "500, 503, got 999"),
     (b'{"ok": "yes"}\n', ProtocolError,
      "sent a malformed status reply: ok: expected a boolean, got string"),

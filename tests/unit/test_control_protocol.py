@@ -17,6 +17,8 @@ from bitcoin_supervisor.supervisor.control_protocol import (
     ErrorCode,
     ErrorReply,
     ProtocolError,
+    ReloadReply,
+    ReloadRequest,
     Request,
     RestartRequest,
     ShutdownRequest,
@@ -48,7 +50,7 @@ def wire(value: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("request_", [
     StatusRequest(), StatusRequest("wallet"), StartRequest("index"), StopRequest("node"),
-    RestartRequest("wallet"), ShutdownRequest()])
+    RestartRequest("wallet"), ShutdownRequest(), ReloadRequest()])
 def test_requests_round_trip(request_: Request) -> None:
     assert parse_request(wire(request_to_json(request_))) == request_
 
@@ -63,6 +65,9 @@ def test_request_wire_format() -> None:
     (StatusRequest(), STATUS),
     (StartRequest("wallet"), ComponentReply(WALLET)),
     (ShutdownRequest(), Accepted()),
+    (ReloadRequest(), ReloadReply(added=("index2",), removed=(), changed=("wallet",),
+                                  unchanged=("node", "index"))),
+    (ReloadRequest(), ErrorReply(ErrorCode.BAD_CONFIG, "c.toml:3:8: unknown role 'indx'")),
     (StatusRequest("gui"), ErrorReply(ErrorCode.UNKNOWN_COMPONENT, "unknown component 'gui'")),
     (StartRequest("index"), ErrorReply(ErrorCode.COMPONENT_FAILED,
                                        "index is failed (start-limit-hit)", INDEX)),
@@ -114,8 +119,9 @@ def test_integers_are_numbers_but_booleans_are_not_integers() -> None:
 @pytest.mark.parametrize(("value", "message"), [
     ("status", "expected an object, got string"),
     ({}, "verb: missing"),
-    ({"verb": "reload"}, "verb: expected one of 'status', 'start', 'stop', 'restart', "
-                         "'shutdown', got 'reload'"),
+    ({"verb": "reolad"}, "verb: expected one of 'status', 'start', 'stop', 'restart', "
+                         "'shutdown', 'reload', got 'reolad'"),
+    ({"verb": "reload", "name": "x"}, "name: unknown key; expected one of verb"),
     ({"verb": "restart"}, "name: missing"),
     ({"verb": "restart", "name": None}, "name: expected a string, got null"),
     ({"verb": "status", "name": ["wallet"]}, "name: expected a string or null, got array"),
@@ -180,5 +186,5 @@ def test_error_codes_are_one_closed_set() -> None:
     assert parse_reply(StatusRequest(), {"ok": False, "code": 500, "error": "bug"}) == \
         ErrorReply(ErrorCode.INTERNAL, "bug")
     with pytest.raises(ProtocolError, match=r"^code: expected one of 400, 403, 404, 408, "
-                                            r"409, 413, 500, 503, got 2$"):
+                                            r"409, 413, 422, 500, 503, got 2$"):
         parse_reply(StatusRequest(), {"ok": False, "code": 2, "error": "old daemon"})
