@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import string
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from ._chain import NodeChain
 
 NODE = "node"  # the owner of the node's own RPC methods
+_LOGGED = 20  # refusals logged per consumer and window; the rest are counted
+_WINDOW_S = 60.0
 _NAME_CHARS = frozenset(string.ascii_lowercase + string.digits + "_")
 
 
@@ -88,6 +91,8 @@ class RouteTable:
         self._owners: dict[str, str] = {}
         self._routes: dict[str, Route] = {}
         self._log = logger
+        # consumer -> (window start, refusals logged, refusals only counted)
+        self._refusals: dict[str, tuple[float, int, int]] = {}
 
     def reserve(self, names: Iterable[str]) -> None:
         """Make ``names`` the node's own: no consumer can be granted or register them."""
@@ -115,9 +120,22 @@ class RouteTable:
             self._owners[name] = consumer
 
     def refused(self, consumer: str, name: str, reason: str, owner: str | None = None) -> None:
-        """Log one refused registration (``rpc_name.refused``)."""
-        self._log.warning("rpc_name.refused", consumer=consumer, method=name[:80],
-                          reason=reason, owner=owner)
+        """Log one refused registration (``rpc_name.refused``); past ``_LOGGED`` per
+        consumer and minute, only counted (a refusal flood must not become a log flood)."""
+        now = time.monotonic()
+        start, logged, hidden = self._refusals.get(consumer, (now, 0, 0))
+        if now - start >= _WINDOW_S:
+            if hidden:
+                self._log.warning("rpc_name.refusals_suppressed", consumer=consumer,
+                                  count=hidden, seconds=round(now - start, 1))
+            start, logged, hidden = now, 0, 0
+        if logged < _LOGGED:
+            self._log.warning("rpc_name.refused", consumer=consumer, method=name[:80],
+                              reason=reason, owner=owner)
+            logged += 1
+        else:
+            hidden += 1
+        self._refusals[consumer] = (start, logged, hidden)
 
     def add(self, route: Route, names: Iterable[str]) -> None:
         """Route ``names`` (each owned by ``route.consumer`` or by no one) to ``route``."""
