@@ -26,9 +26,9 @@ def check_grant(checker: TomlChecker, table: Mapping[str, Any], path: tuple[str,
     """The RPC names (default: the role's) and limits (default: ChainLimits()) of the
     component at ``path``; raises a located ConfigError."""
     limits = _limits(checker, table.get("limits", {}), path + ("limits",))
-    if "rpc_methods" not in table:
-        return ROLE_RPC_METHODS.get(role or "", ()), limits
-    names = checker.strings(table["rpc_methods"], path + ("rpc_methods",))
+    names = ROLE_RPC_METHODS.get(role or "", ())
+    if "rpc_methods" in table:
+        names = checker.strings(table["rpc_methods"], path + ("rpc_methods",))
     for i, name in enumerate(names):
         where = path + ("rpc_methods", str(i))
         if not _NAME_RE.fullmatch(name) or len(name) > limits.max_name_length:
@@ -38,7 +38,9 @@ def check_grant(checker: TomlChecker, table: Mapping[str, Any], path: tuple[str,
             raise checker.error(where, f"{table_name(path)} lists RPC name {name!r} twice",
                                 value=True)
     if len(names) > limits.max_rpc_names:
-        raise checker.error(path + ("rpc_methods",), f"{len(names)} RPC names in "
+        # Pointing at rpc_methods, or at [limits] when the names are the role's defaults.
+        raise checker.error(path + (("rpc_methods",) if "rpc_methods" in table else
+                                    ("limits", "max_rpc_names")), f"{len(names)} RPC names in "
                             f"{table_name(path)}, more than limits.max_rpc_names "
                             f"({limits.max_rpc_names})")
     return names, limits
