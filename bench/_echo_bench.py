@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from bitcoin_supervisor.interfaces import Chain
+from bitcoin_supervisor.interfaces import Chain, ChainGrant
 from bitcoin_supervisor.ipc import Connection, make_protocol
 from bitcoin_supervisor.supervisor import Binding, Broker, CapabilityGraph
 
@@ -66,7 +66,7 @@ async def _measure(opts: Options, variant: ch.SpawnVariant, per_round: int, roun
         links.append(probe_link)
         broker = Broker(_GRAPH)
         await broker.attach("node", node_link.init)
-        chain: Chain = await node_link.init.make_chain()
+        chain: Chain = await node_link.init.make_chain(ChainGrant("test"))
         node_echo = await node_link.init.make_echo()
         probe_echo = await probe_link.init.make_echo()
         series: dict[str, list[float]] = {key: [] for key in LABELS}

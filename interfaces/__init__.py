@@ -1,12 +1,18 @@
 """Abstract role interfaces, value types and errors; stdlib only, no IPC."""
 
 from ._errors import (
+    REFUSALS,
+    CapabilityRefusedError,
     ConfigError,
+    InvalidArgumentError,
     IpcError,
+    LimitExceededError,
     NotProvidedError,
     PeerGoneError,
     PolicyError,
     RemoteError,
+    RpcNameNotAllowedError,
+    RpcNameOwnedError,
     SandboxError,
     SpawnError,
     SupervisorError,
@@ -26,6 +32,8 @@ from ._types import (
     COMPONENT_SETTINGS_ENV,
     Block,
     BlockRef,
+    ChainGrant,
+    ChainLimits,
     ComponentSettings,
     IndexedTransaction,
     IndexInfo,
@@ -35,6 +43,14 @@ from ._types import (
 
 __all__ = [
     "COMPONENT_SETTINGS_ENV",
+    "REFUSALS",
+    "CapabilityRefusedError",
+    "ChainGrant",
+    "ChainLimits",
+    "InvalidArgumentError",
+    "LimitExceededError",
+    "RpcNameNotAllowedError",
+    "RpcNameOwnedError",
     "Block",
     "BlockRef",
     "Chain",

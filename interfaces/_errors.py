@@ -71,3 +71,33 @@ class RemoteError(IpcError):
 
 class NotProvidedError(SupervisorError):
     """An Init was asked for a capability its role does not provide."""
+
+
+class CapabilityRefusedError(RemoteError):
+    """A provider refused what a consumer asked through its capability.
+
+    Raised by the provider (the node) and, on the consumer's side of a link, by the
+    proxy: the subclass crosses the link by name, so both sides see the same type.
+    """
+
+
+class RpcNameNotAllowedError(CapabilityRefusedError):
+    """The consumer tried to register an RPC name its grant does not list."""
+
+
+class RpcNameOwnedError(CapabilityRefusedError):
+    """The consumer tried to register an RPC name another component owns."""
+
+
+class LimitExceededError(CapabilityRefusedError):
+    """The call would take the consumer over one of its limits (names, calls, sizes)."""
+
+
+class InvalidArgumentError(CapabilityRefusedError):
+    """An argument is out of range or malformed (a negative height, an empty name)."""
+
+
+REFUSALS: dict[str, type[CapabilityRefusedError]] = {
+    cls.__name__: cls for cls in (CapabilityRefusedError, RpcNameNotAllowedError,
+                                  RpcNameOwnedError, LimitExceededError,
+                                  InvalidArgumentError)}

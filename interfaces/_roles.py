@@ -10,7 +10,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from ._errors import NotProvidedError
-from ._types import Block, BlockRef, IndexedTransaction, IndexInfo, RpcRequest, RpcResponse
+from ._types import (
+    Block,
+    BlockRef,
+    ChainGrant,
+    IndexedTransaction,
+    IndexInfo,
+    RpcRequest,
+    RpcResponse,
+)
 
 
 class Handler(ABC):
@@ -32,7 +40,9 @@ class Echo(ABC):
 class ChainNotifications(ABC):
     """Callbacks a client of ``Chain`` registers to follow the active chain.
 
-    The node calls them one at a time, in chain order, and waits for each to return.
+    The node calls them one at a time, in chain order, each within the consumer's
+    deadline; blocks that pile up beyond its queue are coalesced into the newest one, so
+    a receiver must catch up on heights it was not told about (``Chain.get_block``).
     """
 
     @abstractmethod
@@ -62,11 +72,15 @@ class Chain(ABC):
 
     @abstractmethod
     async def get_block_hash(self, height: int) -> str | None:
-        """Return the hash of the active-chain block at ``height``, or None if none."""
+        """Return the hash of the active-chain block at ``height``, or None above the tip.
+
+        Raises InvalidArgumentError for a negative height."""
 
     @abstractmethod
     async def get_block(self, height: int) -> Block | None:
-        """Return the active-chain block at ``height``, or None above the tip."""
+        """Return the active-chain block at ``height``, or None above the tip.
+
+        Raises InvalidArgumentError for a negative height."""
 
     @abstractmethod
     async def handle_notifications(self, notifications: ChainNotifications) -> Handler:
@@ -81,7 +95,11 @@ class Chain(ABC):
     async def handle_rpc(self, methods: list[str], handler: RpcHandler) -> Handler:
         """Route the node's JSON-RPC calls for ``methods`` to ``handler``.
 
-        A later registration of the same method name replaces the earlier one.
+        A later registration of the same method name by the same consumer replaces the
+        earlier one. Raises RpcNameNotAllowedError for a name the consumer's grant does
+        not list, RpcNameOwnedError for a name another component owns (the node's own
+        methods included), LimitExceededError past the consumer's limits and
+        InvalidArgumentError for an empty or over-long name; nothing is registered then.
         """
 
 
@@ -146,8 +164,11 @@ class Init(ABC):  # noqa: B024 - every make_* has a default; roles override some
         """Return an Echo object served by this component."""
         raise NotProvidedError("this component does not provide Echo")
 
-    async def make_chain(self) -> Chain:
-        """Return the node's Chain (node role only)."""
+    async def make_chain(self, grant: ChainGrant) -> Chain:
+        """Return a Chain minted for ``grant.consumer`` (node role only): it may register
+        only ``grant.rpc_methods`` and stays within ``grant.limits``. Raises
+        RpcNameOwnedError when the grant lists a name already granted to another
+        consumer."""
         raise NotProvidedError("this component does not provide Chain")
 
     async def make_wallet_loader(self, chain: Chain) -> WalletLoader:

@@ -134,3 +134,40 @@ class ComponentSettings:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{COMPONENT_SETTINGS_ENV} is malformed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ChainLimits:
+    """What one consumer may ask of the node's Chain, enforced by the node.
+
+    ``max_rpc_names``: RPC names registered at once; ``max_name_length``: characters in
+    one name; ``max_registrations``: live ``handle_rpc``/``handle_notifications``
+    registrations; ``max_calls_in_flight``: calls of the consumer the node runs at once
+    (more are refused, not queued); ``max_message_bytes``: size of one RPC response the
+    consumer returns; ``notify_queue_depth``: blocks queued for the consumer before
+    older ones are coalesced (it catches up through ``get_block``);
+    ``notify_deadline_ms``: how long one ``block_connected`` call, and mining waiting
+    for the consumer, may take before the consumer is marked lagging.
+    """
+
+    max_rpc_names: int = 64
+    max_name_length: int = 64
+    max_registrations: int = 8
+    max_calls_in_flight: int = 64
+    max_message_bytes: int = 4 << 20
+    notify_queue_depth: int = 64
+    notify_deadline_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class ChainGrant:
+    """The Chain minted for one consumer: who it is and what it may do.
+
+    ``consumer`` is the component name the supervisor gave it (its identity at the
+    node); ``rpc_methods`` the JSON-RPC names only it may register, reserved for it
+    across its restarts.
+    """
+
+    consumer: str
+    rpc_methods: tuple[str, ...] = ()
+    limits: ChainLimits = field(default_factory=ChainLimits)

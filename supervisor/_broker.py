@@ -1,11 +1,13 @@
 """Brokering: hand each consumer the capabilities of its own providers.
 
 The broker executes the config's capability graph: a provider's capability (a node's
-``Chain``) is obtained once per provider run and handed to that provider's consumers
-only, through the calls the capability table (``_capabilities.py``) names. When a
-provider comes back after a restart, each of its attached consumers gets the fresh
-capability through the same call, without being restarted itself; consumers of other
-providers are not touched.
+``Chain``) is minted by the provider for each consumer, carrying that consumer's name
+and grant (the RPC names only it may register, its limits), and handed to that consumer
+only, through the calls the capability table (``_capabilities.py``) names. No consumer
+ever holds another's capability. When a provider comes back after a restart, each of
+its attached consumers gets a freshly minted one through the same call, without being
+restarted itself; consumers of other providers are not touched. A provider that refuses
+to mint (a grant names an RPC name someone else owns) fails that consumer's hand-over.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ REBROKER_TIMEOUT_S = 30.0
 
 @dataclass
 class _Slot:
-    """One provider's current instance of one capability (None while it is down)."""
+    """One provider's Init that serves one capability (None while it is down)."""
 
-    value: object | None = None
+    value: Init | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -44,6 +46,8 @@ class _Consumer:
     receiving: set[str] = field(default_factory=set)
     # What each hand-over call returned (a WalletLoader, an Index): progress reads it.
     received: dict[str, object] = field(default_factory=dict)
+    # The capability minted for it, per capability (progress reads the provider's side).
+    minted: dict[str, object] = field(default_factory=dict)
 
 
 class Broker:
@@ -83,7 +87,7 @@ class Broker:
             for binding in needs:
                 await self._receive(consumer, binding)
         for cap in self._graph.provides.get(name, ()):
-            value = await CAPABILITIES[cap].obtain(init)
+            value = init  # each consumer's capability is minted at its hand-over
             slot = self._slots[(name, cap)]
             slot.value = value
             slot.ready.set()
@@ -124,6 +128,7 @@ class Broker:
         while True:
             await slot.ready.wait()
             current = slot.value
+            assert current is not None  # ready is set only with a value
             await self._hand(consumer, binding, current)
             if slot.value is current or slot.value is None:
                 break  # else the provider restarted meanwhile: hand the new one
@@ -131,10 +136,11 @@ class Broker:
         log.info("broker.capability_given", component=consumer.name,
                  capability=binding.capability, provider=binding.provider)
 
-    @staticmethod
-    async def _hand(consumer: _Consumer, binding: Binding, value: object) -> None:
-        handed = await CAPABILITIES[binding.capability].hand[consumer.role](consumer.init,
-                                                                           value)
+    async def _hand(self, consumer: _Consumer, binding: Binding, provider: Init) -> None:
+        capability = CAPABILITIES[binding.capability]
+        minted = await capability.obtain(provider, self._graph.grant(consumer.name))
+        handed = await capability.hand[consumer.role](consumer.init, minted)
+        consumer.minted[binding.capability] = minted
         consumer.received[binding.capability] = handed
 
     async def progress(self, name: str) -> tuple[int | None, int] | None:
@@ -148,12 +154,12 @@ class Broker:
         for binding in self._graph.needs(name):
             read = CAPABILITIES[binding.capability].progress.get(consumer.role)
             handed = consumer.received.get(binding.capability)
-            provided = self._slots[(binding.provider, binding.capability)].value
+            provided = consumer.minted.get(binding.capability)
             if read is not None and handed is not None and provided is not None:
                 return await read(handed, provided)
         return None
 
-    async def _rebroker(self, consumer: _Consumer, binding: Binding, value: object) -> None:
+    async def _rebroker(self, consumer: _Consumer, binding: Binding, value: Init) -> None:
         try:
             await asyncio.wait_for(self._hand(consumer, binding, value),
                                    timeout=REBROKER_TIMEOUT_S)

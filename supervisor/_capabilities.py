@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from bitcoin_supervisor.interfaces import Chain, Index, Init, WalletLoader
+from bitcoin_supervisor.interfaces import Chain, ChainGrant, Index, Init, WalletLoader
 
 __all__ = [
     "CAPABILITIES",
     "ROLE_CONSUMES",
     "ROLE_PROVIDES",
+    "ROLE_RPC_METHODS",
     "Binding",
     "Capability",
     "CapabilityGraph",
@@ -29,12 +30,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Capability:
-    """One capability kind. ``obtain`` asks a provider's Init for it; ``hand`` maps a
-    consumer role to the call that gives it to that consumer's Init."""
+    """One capability kind. ``obtain`` asks a provider's Init to mint it for one
+    consumer (identified and limited by its grant); ``hand`` maps a consumer role to the
+    call that gives it to that consumer's Init."""
 
     name: str
     provided_by: tuple[str, ...]  # roles whose Init can serve it
-    obtain: Callable[[Init], Awaitable[Any]]
+    obtain: Callable[[Init, ChainGrant], Awaitable[Any]]
     hand: Mapping[str, Callable[[Init, Any], Awaitable[object]]]
     # consumer role -> (what ``hand`` returned, the capability) -> (height it has
     # processed or None, the provider's tip): how far a consumer has followed it.
@@ -60,7 +62,7 @@ CAPABILITIES: Mapping[str, Capability] = MappingProxyType({
     "chain": Capability(
         name="chain",
         provided_by=("node",),
-        obtain=lambda init: init.make_chain(),
+        obtain=lambda init, grant: init.make_chain(grant),
         hand=MappingProxyType({
             "wallet": lambda init, chain: init.make_wallet_loader(chain),
             "index": lambda init, chain: init.make_index(chain),
@@ -74,6 +76,16 @@ ROLE_PROVIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"node": ("chain",), "wallet": (), "index": ()})
 ROLE_CONSUMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"node": (), "wallet": ("chain",), "index": ("chain",)})
+
+
+# The JSON-RPC names a consumer of each role may register at its provider when its config
+# says nothing (``rpc_methods``); tests/unit/test_grants.py checks them against the roles.
+ROLE_RPC_METHODS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "wallet": ("createwallet", "getaddressinfo", "getbalance", "getbalances",
+               "getnewaddress", "getwalletinfo", "listreceivedbyaddress", "listunspent",
+               "listwallets", "loadwallet", "unloadwallet"),
+    "index": ("getindexinfo", "getrawtransaction"),
+})
 
 
 @dataclass(frozen=True)
@@ -91,12 +103,23 @@ class CapabilityGraph:
 
     ``roles`` maps every component to its role (None: a foreign program, which
     provides and consumes nothing); ``provides`` maps a component to the capabilities
-    it serves; ``bindings`` are resolved edges (each names exactly one provider).
+    it serves; ``bindings`` are resolved edges (each names exactly one provider);
+    ``grants`` what each consumer's capabilities are minted with (identity, RPC names,
+    limits; a consumer missing there gets its role's defaults).
     """
 
     roles: Mapping[str, str | None]
     provides: Mapping[str, tuple[str, ...]]
     bindings: tuple[Binding, ...]
+    grants: Mapping[str, ChainGrant] = field(default_factory=lambda: MappingProxyType({}))
+
+    def grant(self, consumer: str) -> ChainGrant:
+        """What ``consumer``'s capabilities are minted with."""
+        found = self.grants.get(consumer)
+        if found is not None:
+            return found
+        role = self.roles.get(consumer)
+        return ChainGrant(consumer, ROLE_RPC_METHODS.get(role or "", ()))
 
     def needs(self, consumer: str) -> tuple[Binding, ...]:
         """The bindings through which ``consumer`` receives capabilities (file order)."""

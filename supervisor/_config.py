@@ -16,10 +16,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from bitcoin_supervisor.interfaces import ConfigError
+from bitcoin_supervisor.interfaces import ChainGrant, ChainLimits, ConfigError
 
 from ._capabilities import CAPABILITIES, ROLE_CONSUMES, ROLE_PROVIDES, Binding, CapabilityGraph
 from ._configcheck import TomlChecker, choices, table_name, type_name
+from ._configgrant import GRANT_KEYS, check_grant, check_rpc_owners
 from ._configgraph import Node, Want, close_match, order, resolve
 from ._configipc import IPC_KEYS, HealthConfig, IpcMode, LinkConfig, Schema, check_link
 
@@ -83,6 +84,9 @@ class ComponentConfig:
     schema: Schema = "bitcoin-supervisor"  # whose Init it serves
     health: HealthConfig = HealthConfig()
     start_timeout_s: float = 30.0
+    # What its capabilities are minted with (used when it consumes any).
+    rpc_methods: tuple[str, ...] = ()
+    limits: ChainLimits = ChainLimits()
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,9 @@ class Config:
             roles=MappingProxyType({c.name: c.role for c in self.components}),
             provides=MappingProxyType({c.name: c.provides for c in self.components}),
             bindings=tuple(Binding(c.name, cap, provider) for c in self.components
-                           for cap, provider in c.consumes.items()))
+                           for cap, provider in c.consumes.items()),
+            grants=MappingProxyType({c.name: ChainGrant(c.name, c.rpc_methods, c.limits)
+                                     for c in self.components if c.consumes}))
 
 
 # Role settings a component may carry (passed to the role as ComponentSettings.options):
@@ -130,7 +136,7 @@ ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
 }
 _SUPERVISOR_KEYS = ("datadir", "debug", "control_group")
 _COMPONENT_KEYS = ("role", "datadir", "depends_on", "provides", "consumes",
-                   "restart", "stop_timeout_s", "debug", "sandbox") + IPC_KEYS
+                   "restart", "stop_timeout_s", "debug", "sandbox") + IPC_KEYS + GRANT_KEYS
 _SYSTEM_DIRS = frozenset(Path(p) for p in (
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
     "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
@@ -208,8 +214,10 @@ class _Validator(TomlChecker):
         parsed = [self.component(name, body, datadir, debug) for name, body in comps.items()]
         self.check_unique(parsed)
         self.check_datadirs(parsed, datadir)
+        components = self.graph(parsed)
+        check_rpc_owners(self, components)
         return Config(path=path, datadir=datadir, debug=debug,
-                      components=self.graph(parsed), control_group=self.group(sup))
+                      components=components, control_group=self.group(sup))
 
     def group(self, sup: Mapping[str, Any]) -> int | None:
         """``[supervisor] control_group``: a group name (or gid) of this host, as a gid."""
@@ -243,6 +251,7 @@ class _Validator(TomlChecker):
                                  f"settings of {of_role}: {choices(list(options)) or 'none'}")
         comp_dir = self.directory(table.get("datadir", name), path + ("datadir",), datadir)
         link: LinkConfig = check_link(self, table, path, role, comp_dir)
+        rpc_methods, limits = check_grant(self, table, path, role)
         depends = self.depends(table, path)
         self._nodes.append(Node(name, self.provides(table, path, role),
                                 self.consumes(table, path, role), depends))
@@ -258,7 +267,8 @@ class _Validator(TomlChecker):
             options=MappingProxyType(self.options(table, path, options)), debug=merged_debug,
             sandbox=None if sandbox == "none" else sandbox,
             provides=self._nodes[-1].provides, ipc=link.ipc, socket=link.socket,
-            schema=link.schema, health=link.health, start_timeout_s=link.start_timeout_s)
+            schema=link.schema, health=link.health, start_timeout_s=link.start_timeout_s,
+            rpc_methods=rpc_methods, limits=limits)
 
     def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role | None:
         if "role" not in table:

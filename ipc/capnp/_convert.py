@@ -13,6 +13,8 @@ from typing import Any
 from bitcoin_supervisor.interfaces import (
     Block,
     BlockRef,
+    ChainGrant,
+    ChainLimits,
     IndexedTransaction,
     IndexInfo,
     RpcRequest,
@@ -164,6 +166,31 @@ def read_indexed_transaction(reader: Any) -> IndexedTransaction:
     )
 
 
+_LIMIT_FIELDS = (("max_rpc_names", "maxRpcNames"), ("max_name_length", "maxNameLength"),
+                 ("max_registrations", "maxRegistrations"),
+                 ("max_calls_in_flight", "maxCallsInFlight"),
+                 ("max_message_bytes", "maxMessageBytes"),
+                 ("notify_queue_depth", "notifyQueueDepth"),
+                 ("notify_deadline_ms", "notifyDeadlineMs"))
+
+
+def fill_chain_grant(builder: Any, grant: ChainGrant) -> None:
+    """Write ``grant`` into a ``ChainGrant`` builder."""
+    builder.consumer = grant.consumer
+    builder.rpcMethods = list(grant.rpc_methods)
+    limits = builder.init("limits")
+    for name, wire in _LIMIT_FIELDS:
+        setattr(limits, wire, getattr(grant.limits, name))
+
+
+def read_chain_grant(reader: Any) -> ChainGrant:
+    """Copy a ``ChainGrant`` reader into a dataclass."""
+    limits = ChainLimits(**{name: int(getattr(reader.limits, wire))
+                            for name, wire in _LIMIT_FIELDS})
+    return ChainGrant(consumer=str(reader.consumer),
+                      rpc_methods=tuple(str(m) for m in reader.rpcMethods), limits=limits)
+
+
 TEXT = Value("Text", str)
 BOOL = Value("Bool", bool)
 INT32 = Value("Int32", int)
@@ -177,3 +204,4 @@ RPC_RESPONSE = Struct("RpcResponse", fill_rpc_response, read_rpc_response)
 INDEX_INFO = Struct("IndexInfo", fill_index_info, read_index_info)
 INDEXED_TRANSACTION = Struct("IndexedTransaction", fill_indexed_transaction,
                              read_indexed_transaction)
+CHAIN_GRANT = Struct("ChainGrant", fill_chain_grant, read_chain_grant)

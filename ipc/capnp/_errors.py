@@ -7,7 +7,7 @@ from typing import Any
 
 import capnp
 
-from bitcoin_supervisor.interfaces import IpcError, PeerGoneError, RemoteError
+from bitcoin_supervisor.interfaces import REFUSALS, IpcError, PeerGoneError, RemoteError
 
 _MAX_MESSAGE = 300
 # Prefixes KJ and pycapnp put in front of a remote description; a capability forwarded
@@ -40,12 +40,17 @@ def translate(exc: capnp.KjException, peer: str) -> IpcError:
     """Map a KJ exception from a call to ``peer`` onto the interfaces' error types.
 
     Classified by ``exc.type`` only: ``DISCONNECTED`` means the link (or a link further
-    along a forwarded capability) broke; anything else means the remote code failed.
+    along a forwarded capability) broke; anything else means the remote code failed,
+    and a refusal named in ``interfaces.REFUSALS`` comes back as that subclass.
     """
     description = str(exc.description or "")
     if exc.type == "DISCONNECTED":
         return PeerGoneError(f"{peer}: link lost ({remote_message(description)})")
-    return RemoteError(remote_message(description))
+    message = remote_message(description)
+    kind, _, rest = message.partition(": ")
+    refusal = REFUSALS.get(kind)
+    # A provider's refusal keeps its type across the link (the name is all that crosses).
+    return RemoteError(message) if refusal is None else refusal(rest)
 
 
 class _Sanitised(Exception):

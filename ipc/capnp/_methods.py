@@ -26,6 +26,7 @@ from bitcoin_supervisor.interfaces import (
 from ._convert import (
     BLOCK,
     BLOCK_REF,
+    CHAIN_GRANT,
     INDEX_INFO,
     INDEXED_TRANSACTION,
     INT32,
@@ -151,7 +152,7 @@ INTERFACES: tuple[Interface, ...] = (
         Method(0, "construct", None, (p("thread_map", cap("ThreadMap"), "threadMap"),),
                cap("ThreadMap"), context=False, result_field="threadMap"),
         Method(1, "makeEcho", "make_echo", (), cap("Echo")),
-        Method(2, "makeChain", "make_chain", (), cap("Chain")),
+        Method(2, "makeChain", "make_chain", (p("grant", CHAIN_GRANT),), cap("Chain")),
         Method(3, "makeWalletLoader", "make_wallet_loader", (p("chain", cap("Chain")),),
                cap("WalletLoader")),
         Method(4, "makeIndex", "make_index", (p("chain", cap("Chain")),), cap("Index")),

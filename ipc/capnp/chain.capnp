@@ -32,6 +32,24 @@ struct RpcResponse {
     errorMessage @2 :Text;
 }
 
+# What one consumer's Chain may do (interfaces.ChainLimits; 0 never means "unlimited").
+struct ChainLimits {
+    maxRpcNames @0 :UInt32;
+    maxNameLength @1 :UInt32;
+    maxRegistrations @2 :UInt32;
+    maxCallsInFlight @3 :UInt32;
+    maxMessageBytes @4 :UInt32;
+    notifyQueueDepth @5 :UInt32;
+    notifyDeadlineMs @6 :UInt32;
+}
+
+# The identity and rights a Chain is minted with (Init.makeChain).
+struct ChainGrant {
+    consumer @0 :Text;
+    rpcMethods @1 :List(Text);
+    limits @2 :ChainLimits;
+}
+
 interface Handler {
     disconnect @0 (context :Proxy.Context) -> ();
 }

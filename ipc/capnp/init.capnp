@@ -14,7 +14,7 @@ using Index = import "index.capnp";
 interface Init {
     construct @0 (threadMap :Proxy.ThreadMap) -> (threadMap :Proxy.ThreadMap);
     makeEcho @1 (context :Proxy.Context) -> (result :Echo.Echo);
-    makeChain @2 (context :Proxy.Context) -> (result :Chain.Chain);
+    makeChain @2 (context :Proxy.Context, grant :Chain.ChainGrant) -> (result :Chain.Chain);
     makeWalletLoader @3 (context :Proxy.Context, chain :Chain.Chain)
         -> (result :Wallet.WalletLoader);
     makeIndex @4 (context :Proxy.Context, chain :Chain.Chain) -> (result :Index.Index);

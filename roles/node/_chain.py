@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,42 +18,35 @@ from bitcoin_supervisor.interfaces import (
     Block,
     BlockRef,
     Chain,
+    ChainGrant,
+    ChainLimits,
     ChainNotifications,
     Handler,
+    LimitExceededError,
     PeerGoneError,
     RpcHandler,
+    RpcNameOwnedError,
     RpcRequest,
     RpcResponse,
 )
 
 from . import _consensus as consensus
 from ._blockstore import BlockStore, StoredBlock
+from ._consumers import Budget, ConsumerChain, Registration, Route, RouteTable
+from ._receivers import Receiver
+
+LOCAL = "local"  # the consumer name of in-process users of NodeChain itself
 
 _T = TypeVar("_T")
 _BATCH = 64  # blocks mined per executor job: one fsync each, and the loop stays responsive
 
 
-class _Registration(Handler):
-    """A Handler whose disconnect runs ``cancel`` once."""
-
-    def __init__(self, cancel: Callable[[], None]) -> None:
-        self._cancel: Callable[[], None] | None = cancel
-
-    async def disconnect(self) -> None:
-        """Cancel the registration. Idempotent."""
-        cancel, self._cancel = self._cancel, None
-        if cancel is not None:
-            cancel()
-
-
-@dataclass(frozen=True)
-class _Route:
-    registration: int
-    handler: RpcHandler
-
-
 class NodeChain(Chain):
-    """A regtest chain persisted in a BlockStore. Use on one event loop."""
+    """A regtest chain persisted in a BlockStore. Use on one event loop.
+
+    Its own ``handle_*`` methods are for code in the node's process; every other
+    component gets a ``ConsumerChain`` minted by ``mint``.
+    """
 
     def __init__(self, store: BlockStore, entries: list[StoredBlock],
                  clock: Callable[[], float] = time.time) -> None:
@@ -65,9 +57,10 @@ class NodeChain(Chain):
         self._clock = clock
         self._mine_lock = asyncio.Lock()
         self._ids = itertools.count(1)
-        self._receivers: dict[int, ChainNotifications] = {}
-        self._routes: dict[str, _Route] = {}
+        self._receivers: dict[int, Receiver] = {}
         self._log = log.get_logger(subsystem="chain")
+        self.routes = RouteTable(self._log)
+        self._local = Budget(LOCAL, 1 << 30, 1 << 40)
         # One worker: mining and disk writes are sequential anyway, and aclose() can wait
         # for the job in flight even if the RPC request that started it was cancelled.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="node-miner")
@@ -141,7 +134,11 @@ class NodeChain(Chain):
         self._store.close()
 
     async def aclose(self) -> None:
-        """Wait for a mining or disk job still in flight, then close. Idempotent."""
+        """Stop notifying, wait for a mining or disk job still in flight, then close.
+        Idempotent."""
+        receivers, self._receivers = list(self._receivers.values()), {}
+        for receiver in receivers:
+            await receiver.close()
         job = self._job
         if job is not None and not job.done():
             await asyncio.wait([asyncio.wrap_future(job)])
@@ -169,55 +166,116 @@ class NodeChain(Chain):
         return Block(height, self.hash_hex(height), self.read_raw(height))
 
     async def handle_notifications(self, notifications: ChainNotifications) -> Handler:
-        """Deliver every block connected from now on to ``notifications``, in order."""
-        registration = next(self._ids)
-        self._receivers[registration] = notifications
-        self._log.info("notifications.registered", registration=registration)
-        return _Registration(lambda: self._drop_receiver(registration, "disconnected"))
+        """Deliver every block connected from now on to ``notifications``, in order
+        (in-process use: default limits, consumer name ``local``)."""
+        registration = self.add_receiver(LOCAL, notifications, ChainLimits())
+        return Registration(lambda: self.drop_receiver(registration, "disconnected"))
 
     async def handle_rpc(self, methods: list[str], handler: RpcHandler) -> Handler:
-        """Route ``methods`` to ``handler``; replaces earlier routes of the same names."""
-        registration = next(self._ids)
-        for method in methods:
-            self._routes[method] = _Route(registration, handler)
-        self._log.info("rpc_methods.registered", registration=registration, methods=methods)
-        return _Registration(lambda: self._drop_routes(registration, "disconnected"))
+        """Route ``methods`` to ``handler`` (in-process use: any name no component owns);
+        replaces earlier routes of the same names. RpcNameOwnedError for an owned name."""
+        for name in methods:
+            owner = self.routes.owner(name)
+            if owner is not None and owner != LOCAL:
+                self.routes.refused(LOCAL, name, "owned", owner)
+                raise RpcNameOwnedError(f"{name} is owned by {owner}")
+        registration = self.add_routes(
+            Route(LOCAL, self.next_registration(), handler, self._local), methods)
+        return Registration(lambda: self.drop_routes(registration, "disconnected"))
 
-    def _drop_receiver(self, registration: int, reason: str) -> None:
-        if self._receivers.pop(registration, None) is not None:
-            self._log.info("notifications.removed", registration=registration, reason=reason)
+    # --- consumers ---
 
-    def _drop_routes(self, registration: int, reason: str) -> None:
-        gone = [m for m, r in self._routes.items() if r.registration == registration]
-        for method in gone:
-            del self._routes[method]
+    def reserve(self, names: Iterable[str]) -> None:
+        """Make ``names`` (the node's own RPC methods) unavailable to every consumer."""
+        self.routes.reserve(names)
+
+    def mint(self, grant: ChainGrant) -> ConsumerChain:
+        """Return a Chain for ``grant.consumer``, which becomes the only component that may
+        register ``grant.rpc_methods`` (until a later grant to it says otherwise).
+        RpcNameOwnedError, logged, when another component owns one of them."""
+        self.routes.grant(grant.consumer, grant.rpc_methods)
+        self._log.info("chain.minted", consumer=grant.consumer,
+                       rpc_methods=len(grant.rpc_methods))
+        return ConsumerChain(self, grant)
+
+    def next_registration(self) -> int:
+        """A fresh registration number."""
+        return next(self._ids)
+
+    def add_receiver(self, consumer: str, notifications: ChainNotifications,
+                     limits: ChainLimits) -> int:
+        """Start delivering blocks to ``notifications``; return the registration."""
+        registration = self.next_registration()
+        self._receivers[registration] = Receiver(
+            consumer, registration, notifications, limits, self._log,
+            lambda: self.drop_receiver(registration, "peer gone"))
+        self._log.info("notifications.registered", consumer=consumer,
+                       registration=registration)
+        return registration
+
+    def add_routes(self, route: Route, methods: list[str]) -> int:
+        """Route ``methods`` to ``route`` (the caller checked ownership); return its
+        registration."""
+        self.routes.add(route, methods)
+        self._log.info("rpc_methods.registered", consumer=route.consumer,
+                       registration=route.registration, methods=methods)
+        return route.registration
+
+    def drop_receiver(self, registration: int, reason: str) -> None:
+        """Stop delivering to ``registration``. Idempotent."""
+        receiver = self._receivers.pop(registration, None)
+        if receiver is not None:
+            asyncio.get_running_loop().create_task(receiver.close())
+            self._log.info("notifications.removed", consumer=receiver.consumer,
+                           registration=registration, reason=reason)
+
+    def drop_routes(self, registration: int, reason: str) -> None:
+        """Remove the routes of ``registration``. Idempotent."""
+        gone = self.routes.drop(registration)
         if gone:
             self._log.info("rpc_methods.removed", registration=registration, methods=gone,
                            reason=reason)
+
+    def lagging(self) -> list[str]:
+        """The consumers whose notifications are behind (missed a deadline or overflowed)."""
+        return sorted({r.consumer for r in self._receivers.values() if r.lagging})
 
     # --- forwarded RPC ---
 
     def routed_methods(self) -> list[str]:
         """Return the method names other components registered, sorted."""
-        return sorted(self._routes)
+        return self.routes.names()
 
     async def forward(self, request: RpcRequest) -> RpcResponse | None:
         """Run ``request`` on the handler registered for its method.
 
         Returns None when no handler has the method, including when its handler just
         turned out to be gone (its routes are then removed). Raises RemoteError when the
-        handler's code raised.
+        handler's code raised, LimitExceededError when its component has too many
+        calls in flight or answered with more than its message size.
         """
-        route = self._routes.get(request.method)
+        route = self.routes.get(request.method)
         if route is None:
             return None
         try:
-            return await route.handler.execute(request)
+            with route.budget.call(request.method):
+                response = await route.handler.execute(request)
         except PeerGoneError as exc:
             self._log.warning("rpc_handler.gone", registration=route.registration,
                               method=request.method, error=str(exc))
-            self._drop_routes(route.registration, "peer gone")
+            self.drop_routes(route.registration, "peer gone")
             return None
+        except LimitExceededError as exc:
+            self._log.warning("rpc_forward.refused", consumer=route.consumer,
+                              method=request.method, error=str(exc))
+            raise
+        size = len(response.result_json) + len(response.error_message)
+        if size > route.budget.max_message_bytes:
+            self._log.warning("rpc_forward.refused", consumer=route.consumer,
+                              method=request.method, error="response too large", size=size)
+            raise LimitExceededError(f"{route.consumer} answered {request.method} with "
+                                     f"{size} bytes (limit {route.budget.max_message_bytes})")
+        return response
 
     # --- mining ---
 
@@ -225,11 +283,22 @@ class NodeChain(Chain):
                                   max_tries: int = 1_000_000) -> list[str]:
         """Mine up to ``nblocks`` coinbase-only blocks paying ``script_pubkey``.
 
-        Returns their hashes once each is on disk and every registered receiver has
-        processed it. Fewer blocks come back if ``max_tries`` nonces run out. The hashing
-        and the fsync run in a worker thread. Raises OSError if the disk write fails.
+        Returns their hashes once each is on disk and every receiver that keeps up has
+        processed them; a receiver is waited for at most its own deadline, and never
+        while it is lagging. Fewer blocks come back if ``max_tries`` nonces run out. The
+        hashing and the fsync run in a worker thread. Raises OSError if the disk write
+        fails.
         """
         hashes: list[str] = []
+        await self._mine(nblocks, script_pubkey, max_tries, hashes)
+        last = self.height_of(hashes[-1]) if hashes else None
+        if last is not None:
+            # Outside the mining lock: a slow receiver never holds up the next miner.
+            await self._wait_receivers(last)
+        return hashes
+
+    async def _mine(self, nblocks: int, script_pubkey: CScript, max_tries: int,
+                    hashes: list[str]) -> None:
         async with self._mine_lock:
             while len(hashes) < nblocks and max_tries > 0:
                 count = min(_BATCH, nblocks - len(hashes))
@@ -244,23 +313,16 @@ class NodeChain(Chain):
                 self._extend(entries)
                 for offset, block in enumerate(mined):
                     hashes.append(b2lx(block.hash))
-                    await self._notify(Block(first + offset, hashes[-1], block.raw))
-        return hashes
+                    self._notify(Block(first + offset, hashes[-1], block.raw))
 
-    async def _notify(self, block: Block) -> None:
-        for registration, receiver in list(self._receivers.items()):
-            if registration not in self._receivers:
-                continue  # disconnected while an earlier receiver ran
-            try:
-                await receiver.block_connected(block)
-            except PeerGoneError as exc:
-                self._log.warning("notifications.gone", registration=registration,
-                                  height=block.height, error=str(exc))
-                self._drop_receiver(registration, "peer gone")
-            except Exception as exc:  # noqa: BLE001 - loop boundary: a bad receiver must not stop mining
-                self._log.error("notification.failed", registration=registration,
-                                height=block.height, error=str(exc),
-                                error_type=type(exc).__name__)
+    def _notify(self, block: Block) -> None:
+        for receiver in list(self._receivers.values()):
+            receiver.offer(block)
+
+    async def _wait_receivers(self, height: int) -> None:
+        receivers = list(self._receivers.values())
+        if receivers:
+            await asyncio.gather(*(r.wait_delivered(height) for r in receivers))
 
 
 def _mine_batch(height: int, prev_hash: bytes, times: list[int], script_pubkey: CScript,

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from bitcoin_supervisor import log
-from bitcoin_supervisor.interfaces import Chain, ComponentSettings, Echo, Init
+from bitcoin_supervisor.interfaces import Chain, ChainGrant, ComponentSettings, Echo, Init
 
 from .._echo import EchoImpl
 from ._chain import NodeChain
@@ -27,9 +27,9 @@ class NodeInit(Init):
         """Return a new Echo."""
         return EchoImpl()
 
-    async def make_chain(self) -> Chain:
-        """Return the node's one Chain (the same object on every call)."""
-        return self._chain
+    async def make_chain(self, grant: ChainGrant) -> Chain:
+        """Return a Chain minted for ``grant.consumer`` (see ``NodeChain.mint``)."""
+        return self._chain.mint(grant)
 
 
 class NodeProcess:
@@ -72,7 +72,9 @@ class NodeProcess:
         self._chain = await loop.run_in_executor(None, NodeChain.open, datadir / "blocks")
         self._server = RpcServer(datadir, host, port, on_stop=self._stop_rpc_called)
         try:
-            await self._server.start(NodeRpcMethods(self._chain, self._server.request_stop).call)
+            methods = NodeRpcMethods(self._chain, self._server.request_stop)
+            self._chain.reserve(methods.names())
+            await self._server.start(methods.call)
         except BaseException:
             self._chain.close()
             raise

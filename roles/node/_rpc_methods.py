@@ -75,6 +75,10 @@ class NodeRpcMethods:
                                          self._generatetoaddress),
         }
 
+    def names(self) -> list[str]:
+        """The node's own method names (no other component may register them)."""
+        return sorted(self._methods)
+
     async def call(self, method: str, params: list[Any] | dict[str, Any],
                    wallet: str | None) -> Any:
         """Run ``method`` and return its JSON-ready result.

@@ -13,6 +13,7 @@ from bitcoin_supervisor.interfaces import (
     Block,
     BlockRef,
     Chain,
+    ChainGrant,
     ChainNotifications,
     Echo,
     Handler,
@@ -244,7 +245,7 @@ class NodeInit(Init):
     async def make_echo(self) -> Echo:
         return self.echo
 
-    async def make_chain(self) -> Chain:
+    async def make_chain(self, grant: ChainGrant) -> Chain:
         return self.chain
 
 
@@ -275,5 +276,5 @@ class RelayInit(Init):
     def __init__(self, chain: Chain) -> None:
         self._chain = chain
 
-    async def make_chain(self) -> Chain:
+    async def make_chain(self, grant: ChainGrant) -> Chain:
         return self._chain

@@ -9,7 +9,7 @@ import pytest
 import structlog
 from _ipc_roles import NodeInit, WalletInit, run, served
 
-from bitcoin_supervisor.interfaces import RemoteError
+from bitcoin_supervisor.interfaces import ChainGrant, RemoteError
 
 
 def _calls(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
@@ -40,7 +40,7 @@ def test_debug_logs_failed_calls_with_the_error() -> None:
     async def main() -> None:
         async with served(WalletInit(), name="wallet", debug=True) as (conn, _):
             with pytest.raises(RemoteError):
-                await conn.init.make_chain()
+                await conn.init.make_chain(ChainGrant("test"))
 
     with structlog.testing.capture_logs() as logs:
         run(main)

@@ -9,7 +9,7 @@ import pytest
 import structlog
 from _ipc_roles import PROTOCOL, NodeInit, WalletInit, run, served
 
-from bitcoin_supervisor.interfaces import PeerGoneError, RemoteError
+from bitcoin_supervisor.interfaces import ChainGrant, PeerGoneError, RemoteError
 
 
 def _assert_clean(message: str) -> None:
@@ -22,7 +22,7 @@ def test_missing_capability_is_a_one_line_remote_error() -> None:
     async def main() -> str:
         async with served(WalletInit(), name="wallet") as (conn, _):
             with pytest.raises(RemoteError) as caught:
-                await conn.init.make_chain()
+                await conn.init.make_chain(ChainGrant("test"))
             # The link survives a remote failure.
             with pytest.raises(RemoteError):
                 await conn.init.make_echo()
@@ -73,7 +73,7 @@ def test_peer_closing_fails_pending_and_next_calls_and_ends_wait_disconnected() 
         with pytest.raises(PeerGoneError):
             await echo.echo("next")
         with pytest.raises(PeerGoneError):
-            await conn.init.make_chain()
+            await conn.init.make_chain(ChainGrant("test"))
         await asyncio.wait_for(conn.wait_disconnected(), 1)
         conn.close()
         conn.close()

@@ -8,7 +8,7 @@ import pytest
 import structlog
 from _ipc_roles import GENESIS, NodeInit, RelayInit, WalletInit, run, served
 
-from bitcoin_supervisor.interfaces import BlockRef, PeerGoneError
+from bitcoin_supervisor.interfaces import BlockRef, ChainGrant, PeerGoneError
 
 
 def test_chain_brokered_from_node_to_wallet_works_both_ways() -> None:
@@ -20,7 +20,8 @@ def test_chain_brokered_from_node_to_wallet_works_both_ways() -> None:
         # with call logging on, so any Python in the forwarded path would show up as events.
         async with served(node, name="node", client_debug=True) as (node_conn, _), \
                 served(wallet_role, name="wallet", client_debug=True) as (wallet_conn, _):
-            loader = await wallet_conn.init.make_wallet_loader(await node_conn.init.make_chain())
+            chain = await node_conn.init.make_chain(ChainGrant("test"))
+            loader = await wallet_conn.init.make_wallet_loader(chain)
             wallet = await loader.create_wallet("w")
             assert wallet_role.loader is not None
             with structlog.testing.capture_logs() as logs:
@@ -45,9 +46,9 @@ def test_chain_re_exported_by_a_middle_component_reaches_the_origin() -> None:
 
     async def main() -> None:
         async with served(node, name="node") as (node_conn, _):
-            relay = RelayInit(await node_conn.init.make_chain())
+            relay = RelayInit(await node_conn.init.make_chain(ChainGrant("test")))
             async with served(relay, name="relay") as (relay_conn, _):
-                chain = await relay_conn.init.make_chain()
+                chain = await relay_conn.init.make_chain(ChainGrant("test"))
                 await node.chain.connect_block(b"\x06" * 80)
                 assert (await chain.get_tip()).height == 1
                 block = await chain.get_block(1)
@@ -63,7 +64,8 @@ def test_forwarded_capability_fails_with_peer_gone_when_its_origin_dies() -> Non
     async def main() -> None:
         async with served(wallet_role, name="wallet") as (wallet_conn, _):
             async with served(node, name="node") as (node_conn, node_serving):
-                await wallet_conn.init.make_wallet_loader(await node_conn.init.make_chain())
+                chain = await node_conn.init.make_chain(ChainGrant("test"))
+                await wallet_conn.init.make_wallet_loader(chain)
                 node_serving.cancel()
                 await node_conn.wait_disconnected()
             assert wallet_role.loader is not None

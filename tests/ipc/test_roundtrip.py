@@ -14,7 +14,7 @@ from _ipc_roles import (
     served,
 )
 
-from bitcoin_supervisor.interfaces import Block, BlockRef, RpcRequest
+from bitcoin_supervisor.interfaces import Block, BlockRef, ChainGrant, RpcRequest
 
 
 def test_echo_returns_the_message_unchanged() -> None:
@@ -31,7 +31,7 @@ def test_make_chain_returns_a_working_chain() -> None:
 
     async def main() -> tuple[BlockRef, str | None, str | None, Block | None, Block | None]:
         async with served(node, name="node") as (conn, _):
-            chain = await conn.init.make_chain()
+            chain = await conn.init.make_chain(ChainGrant("test"))
             return (await chain.get_tip(), await chain.get_block_hash(0),
                     await chain.get_block_hash(5), await chain.get_block(0),
                     await chain.get_block(1))
@@ -50,7 +50,7 @@ def test_notifications_registered_through_chain_are_called_back() -> None:
 
     async def main() -> None:
         async with served(node, name="node") as (conn, _):
-            chain = await conn.init.make_chain()
+            chain = await conn.init.make_chain(ChainGrant("test"))
             handler = await chain.handle_notifications(listener)
             block = await node.chain.connect_block(b"\x01" * 80)
             assert listener.connected == [block]
@@ -69,7 +69,7 @@ def test_rpc_handler_registered_through_chain_serves_results_and_errors() -> Non
 
     async def main() -> None:
         async with served(node, name="node") as (conn, _):
-            chain = await conn.init.make_chain()
+            chain = await conn.init.make_chain(ChainGrant("test"))
             handler = await chain.handle_rpc(["getbalance", "loadwallet"], rpc)
             ok = await node.chain.dispatch(RpcRequest("getbalance", "[]", wallet="w1"))
             assert (ok.is_error, ok.result_json) == (False, "1.5")
@@ -92,7 +92,7 @@ def test_wallet_and_index_values_cross_the_link() -> None:
         async with served(node, name="node") as (node_conn, _), \
                 served(WalletInit(), name="wallet") as (wallet_conn, _), \
                 served(IndexInit(), name="index") as (index_conn, _):
-            chain = await node_conn.init.make_chain()
+            chain = await node_conn.init.make_chain(ChainGrant("test"))
             loader = await wallet_conn.init.make_wallet_loader(chain)
             wallet = await loader.create_wallet("alice")
             assert await wallet.get_name() == "alice"
@@ -120,7 +120,7 @@ def test_proxies_take_arguments_the_way_the_interfaces_declare_them() -> None:
         async with served(NodeInit(), name="node") as (node_conn, _), \
                 served(WalletInit(), name="wallet") as (wallet_conn, _):
             loader = await wallet_conn.init.make_wallet_loader(
-                chain=await node_conn.init.make_chain())
+                chain=await node_conn.init.make_chain(ChainGrant("test")))
             wallet = await loader.create_wallet(name="w")
             return [await wallet.get_new_address(), await wallet.get_new_address(label="x")]
 

@@ -16,7 +16,14 @@ from typing import Any, cast
 import pytest
 from structlog.testing import capture_logs
 
-from bitcoin_supervisor.interfaces import Chain, Index, Init, PeerGoneError, WalletLoader
+from bitcoin_supervisor.interfaces import (
+    Chain,
+    ChainGrant,
+    Index,
+    Init,
+    PeerGoneError,
+    WalletLoader,
+)
 from bitcoin_supervisor.supervisor import _broker
 from bitcoin_supervisor.supervisor._broker import Broker
 from bitcoin_supervisor.supervisor._capabilities import CapabilityGraph
@@ -33,10 +40,14 @@ class FakeChain:
 
 
 class FakeNode(Init):
+    """Mints the same FakeChain for every consumer and records who it was minted for."""
+
     def __init__(self, name: str, run: int = 1) -> None:
         self.chain = FakeChain(name, run)
+        self.grants: list[ChainGrant] = []
 
-    async def make_chain(self) -> Chain:
+    async def make_chain(self, grant: ChainGrant) -> Chain:
+        self.grants.append(grant)
         return cast(Chain, self.chain)
 
 
@@ -116,12 +127,18 @@ def test_each_wallet_receives_its_own_providers_chain(tmp_path: Path) -> None:
     async def scenario() -> None:
         broker = Broker(graph_of(tmp_path, TWO_NODES))
         consumers = {n: FakeConsumer() for n in ("wallet-a", "wallet-b", "index-b")}
-        await broker.attach("node-a", FakeNode("node-a"))
-        await broker.attach("node-b", FakeNode("node-b"))
+        node_a, node_b = FakeNode("node-a"), FakeNode("node-b")
+        await broker.attach("node-a", node_a)
+        await broker.attach("node-b", node_b)
         for name, fake in consumers.items():
             await broker.attach(name, fake)
         assert {n: c.received for n, c in consumers.items()} == {
             "wallet-a": ["node-a#1"], "wallet-b": ["node-b#1"], "index-b": ["node-b#1"]}
+        # Each capability was minted for its consumer, with that consumer's RPC names.
+        assert [g.consumer for g in node_a.grants] == ["wallet-a"]
+        assert sorted(g.consumer for g in node_b.grants) == ["index-b", "wallet-b"]
+        index_grant = next(g for g in node_b.grants if g.consumer == "index-b")
+        assert index_grant.rpc_methods == ("getindexinfo", "getrawtransaction")
     run(scenario())
 
 

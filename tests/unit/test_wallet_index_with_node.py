@@ -9,10 +9,11 @@ from typing import Any
 
 import aiohttp
 
-from bitcoin_supervisor.interfaces import ComponentSettings
+from bitcoin_supervisor.interfaces import ChainGrant, ComponentSettings
 from bitcoin_supervisor.roles.index import IndexProcess
 from bitcoin_supervisor.roles.node import NodeProcess
 from bitcoin_supervisor.roles.wallet import WalletProcess
+from bitcoin_supervisor.supervisor._capabilities import ROLE_RPC_METHODS
 
 
 class Client:
@@ -46,9 +47,10 @@ def test_mining_to_a_wallet_through_the_node(tmp_path: Path) -> None:
         node_init = await node.start(settings("node", tmp_path, rpcport=0))
         wallet_init = await wallet.start(settings("wallet", tmp_path))
         index_init = await index.start(settings("index", tmp_path))
-        chain = await node_init.make_chain()
-        await wallet_init.make_wallet_loader(chain)
-        await index_init.make_index(chain)
+        await wallet_init.make_wallet_loader(await node_init.make_chain(
+            ChainGrant("wallet", ROLE_RPC_METHODS["wallet"])))
+        await index_init.make_index(await node_init.make_chain(
+            ChainGrant("index", ROLE_RPC_METHODS["index"])))
         cookie = (tmp_path / "node" / ".cookie").read_text()
         try:
             async with aiohttp.ClientSession() as session:
