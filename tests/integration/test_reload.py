@@ -21,8 +21,9 @@ def test_reload_adds_removes_and_restarts_only_what_changed(system: System) -> N
     start, end = text.index("[components.wallet]"), text.index("[components.index]")
     text = text[:start] + text[end:]
     text = text.replace("[components.index]\n", "[components.index]\nstop_timeout_s = 7\n")
+    # A second index of the same node serves no RPC names: each name has one owner.
     system.config.write_text(text + '\n[components.index2]\nrole = "index"\n'
-                             'consumes = ["chain"]\n')
+                             'consumes = ["chain"]\nrpc_methods = []\n')
     reply = json.loads(system.cli("reload", "--json").stdout)
     assert reply == {"added": ["index2"], "removed": ["wallet"], "changed": ["index"],
                      "unchanged": ["node"]}
@@ -64,7 +65,8 @@ def test_a_bad_config_on_reload_keeps_the_old_one_and_says_why(system: System) -
     assert str(system.config) in failed["error"]
     assert system.pids() == before
     # SIGHUP does the same as the verb; a valid file applies.
-    system.config.write_text(good + '\n[components.index3]\nrole = "index"\n')
+    system.config.write_text(good + '\n[components.index3]\nrole = "index"\n'
+                             'rpc_methods = []\n')
     system.log.mark()
     system.process.send_signal(signal.SIGHUP)
     done = system.log.wait_for(lambda e: e.get("event") == "config.reloaded")

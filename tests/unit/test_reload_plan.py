@@ -36,7 +36,7 @@ def test_untouched_components_are_unchanged(tmp_path: Path) -> None:
 
 def test_added_removed_and_changed_are_told_apart(tmp_path: Path) -> None:
     old = _load(tmp_path, "a.toml", "")
-    new = _load(tmp_path, "b.toml", '[components.index2]\nrole = "index"\n'
+    new = _load(tmp_path, "b.toml", '[components.index2]\nrole = "index"\nrpc_methods = []\n'
                 '[components.wallet.restart]\npolicy = "always"\n')
     plan = plan_reload(old, new)
     assert (plan.added, plan.removed, plan.changed, plan.unchanged) == (
