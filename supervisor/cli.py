@@ -173,12 +173,15 @@ def _run_daemon(args: argparse.Namespace) -> int:
     import dataclasses
 
     from bitcoin_supervisor import log
-    from bitcoin_supervisor.ipc import make_protocol
+    from bitcoin_supervisor.ipc import make_protocol, resolve_executable
 
     from ._config import load_config
     from ._daemon import Daemon
 
-    config = load_config(find_config(args.config), datadir_override=args.datadir)
+    # Every program is looked up before anything starts: a typo in argv is exit 2 with
+    # its file:line, not a component failing after the others came up.
+    config = load_config(find_config(args.config), datadir_override=args.datadir,
+                         resolve_program=resolve_executable)
     if args.debug:
         debug = tuple(sorted(set(config.debug) | set(args.debug)))
         config = dataclasses.replace(config, debug=debug)
