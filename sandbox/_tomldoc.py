@@ -94,10 +94,10 @@ class TomlDoc:
         try:
             self.text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            bad_line = raw.count(b"\n", 0, exc.start) + 1
+            bad_col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
             raise PolicyError(f"policy is not UTF-8 (byte {raw[exc.start]:#04x})",
-                              path=str(path), line=line, col=col,
+                              path=str(path), line=bad_line, col=bad_col,
                               hint="save it as UTF-8") from exc
         try:
             self.data = tomllib.loads(self.text)
