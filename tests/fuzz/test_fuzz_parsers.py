@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 
 from bitcoin_supervisor.sandbox import POLICY_DIR
 
-from ._targets import Workspace, config_target, control_target, parses, policy_target, \
-    toml_document
+from ._targets import Workspace, config_target, control_target, parses, policy_target, toml_document
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
