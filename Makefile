@@ -20,7 +20,7 @@ step = mkdir -p build; echo "==> $(1)"; { $(2); } >>$(LOG) 2>&1 || { rc=$$?; \
 	tail -n 60 $(LOG); echo "make: $(1) failed (exit $$rc); full log: $(LOG)"; exit $$rc; }
 endif
 
-.PHONY: run test setup bench chaos clean
+.PHONY: run test setup bench chaos fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -57,6 +57,20 @@ bench: setup
 CHAOS_KILLS ?= 1000
 chaos: setup
 	$(VENV)/bin/python -m tests.chaos --kills $(CHAOS_KILLS)
+
+# Coverage-guided fuzzing (issue 10) of the config loader, the policy loader and the
+# control decoder, FUZZ_SECONDS each; the corpus grows in build/fuzz-corpus/ across runs.
+# make test runs the same targets briefly through hypothesis (tests/fuzz).
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	@$(call step,installing atheris,$(VENV)/bin/python -m pip install -q -e '.[fuzz]')
+	@for target in config policy control; do \
+	  echo "==> fuzzing $$target for $(FUZZ_SECONDS) s (corpus build/fuzz-corpus/$$target)"; \
+	  $(VENV)/bin/python -m tests.fuzz $$target -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=1024 -timeout=10 2>build/fuzz-$$target.log \
+	    || { tail -n 40 build/fuzz-$$target.log; exit 1; }; \
+	  tail -n 1 build/fuzz-$$target.log; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

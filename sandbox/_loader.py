@@ -21,7 +21,7 @@ from ._policy import (
     SeccompRules,
 )
 from ._seccomp_rules import load_dangerous, load_groups, seccomp_rules
-from ._templates import TemplateError, expand_path, expand_port
+from ._templates import ROLES, TemplateError, expand_path, expand_port
 from ._tomldoc import TomlDoc
 
 __all__ = ["POLICY_DIR", "dangerous_syscalls", "load_policy", "unjustified_syscalls"]
@@ -86,6 +86,9 @@ def load_policy(role: str, *, datadirs: Mapping[str, Path],
             raise doc.error((), f"missing required key {key!r}")
     if doc.data["role"] != role:
         raise doc.error(("role",), f"policy is for role {doc.data['role']!r}, not {role!r}")
+    if role not in ROLES:
+        raise doc.error(("role",), f"unknown role {role!r}", needle=f'"{role}"',
+                        hint="roles: " + ", ".join(ROLES))
     own = name if name is not None else role
     if own not in datadirs:
         raise PolicyError(f"no datadir given for component {own!r}", path=str(path))
@@ -148,6 +151,22 @@ def waiter_rules(policy_dir: Path | None = None) -> SeccompRules:
                         rules=(), groups=("@waiter",))
 
 
+def _check_root(doc: TomlDoc, keys: tuple[str, ...], entry: str, path: Path) -> None:
+    """Each kind of path has its allowed root: a role writes only below a component
+    datadir, takes devices only from /dev, and never sees the host's whole tree."""
+    kind = keys[-1]
+    if kind == "read_write" and not entry.removeprefix("-").startswith("{datadir"):
+        raise doc.error(keys, f"read-write path {entry!r} is outside the component "
+                        "datadirs", needle=entry, hint="read_write takes {datadir} or "
+                        "{datadir:NAME}/...; other paths can be read_only or tmpfs")
+    if kind == "devices" and path.parent != Path("/dev"):
+        raise doc.error(keys, f"device {entry!r} is not a node of /dev", needle=entry,
+                        hint='e.g. "/dev/null"')
+    if kind in ("read_only", "read_write") and path == Path("/"):
+        raise doc.error(keys, f"{kind} path {entry!r} is the whole host", needle=entry,
+                        hint="name the directories the role needs, e.g. /usr")
+
+
 def _roles_in(base: Path) -> str:
     names = sorted(p.stem for p in base.glob("*.toml") if p.stem != "syscalls")
     return ", ".join(names) or "none"
@@ -165,7 +184,35 @@ def _namespaces(doc: TomlDoc, data: Mapping[str, Any]) -> frozenset[str]:
     if mode not in ("none", "host"):
         raise doc.error(("network", "mode"), f"unknown network mode {mode!r}",
                         hint='"none" (fresh empty namespace) or "host"')
-    return frozenset(names) | ({"net"} if mode == "none" else set())
+    unshared = frozenset(names) | ({"net"} if mode == "none" else set())
+    _check_contradictions(doc, data, unshared)
+    return unshared
+
+
+def _check_contradictions(doc: TomlDoc, data: Mapping[str, Any],
+                          unshared: frozenset[str]) -> None:
+    """Refuse settings the sandbox would silently not apply (each needs a namespace the
+    policy does not create) or that cannot work together."""
+    fs = data["filesystem"]
+    view = any(fs.get(key) for key in ("read_only", "read_write", "tmpfs", "devices", "proc"))
+    if view and "mount" not in unshared:
+        raise doc.error(("namespaces", "unshare"), "[filesystem] needs \"mount\" in "
+                        "[namespaces] unshare: without it the role sees the whole host",
+                        hint='add "mount" to unshare')
+    if fs.get("proc") and "pid" not in unshared:
+        raise doc.error(("filesystem", "proc"), "proc = true without \"pid\" in "
+                        "[namespaces] unshare would show the host's processes",
+                        hint='add "pid" to unshare, or set proc = false')
+    if data["namespaces"].get("hostname") is not None and "uts" not in unshared:
+        raise doc.error(("namespaces", "hostname"), "hostname needs \"uts\" in "
+                        "[namespaces] unshare (it would rename the host)",
+                        hint='add "uts" to unshare, or drop hostname')
+    landlock = data.get("landlock", {})
+    for key in ("tcp_bind", "tcp_connect"):
+        if landlock.get(key) and data["network"]["mode"] == "none":
+            raise doc.error(("landlock", key), f"[landlock] {key} names ports, but "
+                            '[network] mode = "none" leaves the role no network',
+                            hint=f'set mode = "host", or {key} = []')
 
 
 def _capabilities(doc: TomlDoc, table: Mapping[str, Any]) -> tuple[str, ...]:
@@ -264,6 +311,7 @@ class _Ctx:
                 raise self.doc.error(keys, str(exc), needle=entry, hint=exc.hint) from exc
             if expanded is None:
                 continue  # names a component that is not configured: nothing to bind
+            _check_root(self.doc, keys, entry, expanded)
             if is_optional:
                 optional.add(expanded)
             if expanded not in out:

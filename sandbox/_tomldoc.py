@@ -88,9 +88,17 @@ class TomlDoc:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except OSError as exc:
             raise PolicyError(f"cannot read policy: {exc.strerror}", path=str(path)) from exc
+        try:
+            self.text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad_line = raw.count(b"\n", 0, exc.start) + 1
+            bad_col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise PolicyError(f"policy is not UTF-8 (byte {raw[exc.start]:#04x})",
+                              path=str(path), line=bad_line, col=bad_col,
+                              hint="save it as UTF-8") from exc
         try:
             self.data = tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:

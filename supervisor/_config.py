@@ -10,19 +10,20 @@ from __future__ import annotations
 import grp
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from bitcoin_supervisor.interfaces import ChainGrant, ChainLimits, ConfigError
+from bitcoin_supervisor.interfaces import ChainGrant, ChainLimits, ConfigError, SupervisorError
 
 from ._capabilities import CAPABILITIES, ROLE_CONSUMES, ROLE_PROVIDES, Binding, CapabilityGraph
-from ._configcheck import TomlChecker, choices, table_name, type_name
+from ._configcheck import TomlChecker, choices, table_name
 from ._configgrant import GRANT_KEYS, check_grant, check_rpc_owners
 from ._configgraph import Node, Want, close_match, order, resolve
 from ._configipc import IPC_KEYS, HealthConfig, IpcMode, LinkConfig, Schema, check_link
+from ._configrestart import POLICIES, RestartConfig, check_restart
 
 __all__ = [
     "FD_PLACEHOLDER",
@@ -37,23 +38,9 @@ __all__ = [
 ]
 
 Role = Literal["node", "wallet", "index"]
-Policy = Literal["no", "on-failure", "always"]
 ROLES: tuple[Role, ...] = ("node", "wallet", "index")
-POLICIES: tuple[Policy, ...] = ("no", "on-failure", "always")
 FD_PLACEHOLDER = "{fd}"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-
-
-@dataclass(frozen=True)
-class RestartConfig:
-    """When and how fast a component that exited is started again (systemd semantics)."""
-
-    policy: Policy
-    backoff_initial_s: float = 0.1
-    backoff_max_s: float = 30.0
-    backoff_multiplier: float = 2.0
-    start_limit_burst: int = 5
-    start_limit_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -143,17 +130,19 @@ _SYSTEM_DIRS = frozenset(Path(p) for p in (
 # `sandbox = "none"` runs a component without its policy (debugging only; logged loudly).
 SANDBOX_CHOICES = (*ROLES, "none")
 _ALL_OPTIONS = tuple(dict.fromkeys(k for opts in ROLE_OPTIONS.values() for k in opts))
-_RESTART_KEYS = ("policy", "backoff_initial_s", "backoff_max_s", "backoff_multiplier",
-                 "start_limit_burst", "start_limit_interval_s")
 
 
-def load_config(path: str | Path, *, datadir_override: str | None = None) -> Config:
+def load_config(path: str | Path, *, datadir_override: str | None = None,
+                resolve_program: Callable[[str], str] | None = None) -> Config:
     """Read, parse and validate the config at ``path``.
 
     Relative datadirs resolve against the config file's directory (``datadir_override``,
-    from the command line, against the current directory). Returns a ``Config``; raises
-    ``ConfigError`` (never anything else) for a missing, unreadable or invalid file.
-    Blocks on file I/O only.
+    from the command line, against the current directory). ``resolve_program``, when
+    given (the daemon's start passes ipc's ``resolve_executable``), must find each
+    component's ``argv[0]`` or raise SupervisorError, which becomes a located ConfigError;
+    other readers of the config (status, rpc) leave it out and never touch the programs.
+    Returns a ``Config``; raises ``ConfigError`` (never anything else) for a missing,
+    unreadable or invalid file. Blocks on file I/O only.
     """
     shown = str(path)
     try:
@@ -167,10 +156,15 @@ def load_config(path: str | Path, *, datadir_override: str | None = None) -> Con
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file is not UTF-8 (byte {exc.start})", path=shown) from exc
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"config file is not UTF-8 (byte {raw[exc.start]:#04x})",
+                          path=shown, line=line, col=col,
+                          hint="save it as UTF-8") from exc
     data = _parse(text, shown)
     base = Path(path).resolve().parent
-    return _Validator(text, shown, base).config(data, Path(path).resolve(), datadir_override)
+    validator = _Validator(text, shown, base, resolve_program)
+    return validator.config(data, Path(path).resolve(), datadir_override)
 
 
 def _parse(text: str, shown: str) -> dict[str, Any]:
@@ -185,15 +179,20 @@ def _parse(text: str, shown: str) -> dict[str, Any]:
         else:
             line, col = text.count("\n") + 1, len(text) - text.rfind("\n")
             message = message.replace(" (at end of document)", " at end of file")
-        raise ConfigError(f"invalid TOML: {message}", path=shown, line=line, col=col) from exc
+        hint = 'text values need quotes, e.g. role = "node"' if message == "Invalid value" \
+            else None
+        raise ConfigError(f"invalid TOML: {message}", path=shown, line=line, col=col,
+                          hint=hint) from exc
 
 
 class _Validator(TomlChecker):
     """Turns the parsed dict into dataclasses; every check raises a located ConfigError."""
 
-    def __init__(self, text: str, shown: str, base: Path) -> None:
+    def __init__(self, text: str, shown: str, base: Path,
+                 resolve_program: Callable[[str], str] | None) -> None:
         super().__init__(text, shown)
         self._base = base
+        self._resolve_program = resolve_program
         self._nodes: list[Node] = []  # the graph's view of each component parsed so far
 
     # -- sections ------------------------------------------------------------------------
@@ -206,6 +205,12 @@ class _Validator(TomlChecker):
                                  ("supervisor", "datadir"), self._base)
         if override is not None:
             datadir = Path(override).expanduser().resolve()
+        if datadir.parent == datadir or datadir in _SYSTEM_DIRS:
+            # The daemon creates its socket, lock and uid record there and hands
+            # subdirectories to role uids: never a directory the host itself owns.
+            raise self.error(("supervisor", "datadir"), f"datadir {datadir} of [supervisor] "
+                             "is a system directory", "use a directory of its own, e.g. "
+                             '"/var/lib/bitcoin-supervisor"', value=True)
         debug = self.strings(sup.get("debug", []), ("supervisor", "debug"))
         comps = self.typed(data.get("components", {}), ("components",), "table")
         if not comps:
@@ -252,10 +257,11 @@ class _Validator(TomlChecker):
         comp_dir = self.directory(table.get("datadir", name), path + ("datadir",), datadir)
         link: LinkConfig = check_link(self, table, path, role, comp_dir)
         rpc_methods, limits = check_grant(self, table, path, role)
+        self.program(link.argv[0], path + ("argv", "0") if "argv" in table else path)
         depends = self.depends(table, path)
         self._nodes.append(Node(name, self.provides(table, path, role),
                                 self.consumes(table, path, role), depends))
-        restart = self.restart(table.get("restart", "on-failure"), path + ("restart",))
+        restart = check_restart(self, table.get("restart", "on-failure"), path + ("restart",))
         stop_timeout = self.number(table, path, "stop_timeout_s", 10.0, 0.0)
         own_debug = self.strings(table.get("debug", []), path + ("debug",))
         merged_debug = tuple(dict.fromkeys(debug + own_debug))
@@ -280,6 +286,16 @@ class _Validator(TomlChecker):
                              f"set role to one of {choices(ROLES)}, or give a program "
                              "of another kind both 'argv' and 'sandbox'")
         return cast(Role, self.choice(table["role"], path + ("role",), "role", ROLES))
+
+    def program(self, name: str, where: tuple[str, ...]) -> None:
+        """Refuse an ``argv[0]`` that cannot be executed (only when resolving programs)."""
+        if self._resolve_program is None:
+            return
+        try:
+            self._resolve_program(name)
+        except SupervisorError as exc:
+            raise self.error(where, str(exc), "install it, or name it by its absolute "
+                             "path in 'argv'", value=True) from None
 
     def depends(self, table: Mapping[str, Any], path: tuple[str, ...]) -> tuple[str, ...]:
         names = self.strings(table.get("depends_on", []), path + ("depends_on",))
@@ -347,26 +363,6 @@ class _Validator(TomlChecker):
         by_name = {c.name: c for c in comps}
         return tuple(replace(by_name[n], depends_on=deps[n],
                              consumes=MappingProxyType(bindings[n])) for n in names)
-
-    def restart(self, value: object, path: tuple[str, ...]) -> RestartConfig:
-        if isinstance(value, str):
-            return RestartConfig(cast(Policy, self.choice(value, path, "restart policy",
-                                                          POLICIES)))
-        if not isinstance(value, dict):
-            raise self.error(path, f"'restart' in {table_name(path[:-1])} must be a policy "
-                             f"string or a table, not {type_name(value)}", value=True)
-        self.keys(value, path, _RESTART_KEYS)
-        policy = self.choice(value.get("policy", "on-failure"), path + ("policy",),
-                             "restart policy", POLICIES)
-        initial = self.number(value, path, "backoff_initial_s", 0.1, 0.0)
-        maximum = self.number(value, path, "backoff_max_s", 30.0, initial)
-        return RestartConfig(
-            policy=cast(Policy, policy), backoff_initial_s=initial, backoff_max_s=maximum,
-            backoff_multiplier=self.number(value, path, "backoff_multiplier", 2.0, 1.0),
-            start_limit_burst=self.number(value, path, "start_limit_burst", 5, 1,
-                                          integer=True),
-            start_limit_interval_s=self.number(value, path, "start_limit_interval_s",
-                                               60.0, 0.0))
 
     def options(self, table: Mapping[str, Any], path: tuple[str, ...],
                 known: Mapping[str, tuple[str, object]]) -> dict[str, object]:

@@ -53,8 +53,8 @@ class TomlChecker:
 
     def error(self, path: tuple[str, ...], message: str, hint: str | None = None,
               *, value: bool = False) -> ConfigError:
-        found = self._positions.find(path, value=value)
-        line, col = found if found else (None, None)
+        # A key that is missing altogether is reported at the top of the file.
+        line, col = self._positions.find(path, value=value) or (1, 1)
         return ConfigError(message, path=self._shown, line=line, col=col, hint=hint)
 
     # -- generic checks ------------------------------------------------------------------

@@ -136,6 +136,8 @@ class TomlPositions:
         self._i += len(delim)
         start = self._i
         while not text.startswith(delim, self._i):
+            if self._i >= len(text):
+                raise IndexError("unterminated string")  # only in text tomllib rejected
             if quote == '"' and text[self._i] == "\\":
                 self._i += 1
             self._i += 1
@@ -147,6 +149,14 @@ class TomlPositions:
         return content
 
     def _value(self, path: tuple[str, ...]) -> None:
+        start = self._i
+        self._one_value(path)
+        if self._i == start:
+            # No progress: a character no value starts with (only in text tomllib
+            # rejected). Stop rather than loop.
+            raise IndexError("no value")
+
+    def _one_value(self, path: tuple[str, ...]) -> None:
         ch = self._peek()
         if ch in ("'", '"'):
             self._string()

@@ -192,7 +192,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     import dataclasses
 
     from bitcoin_supervisor import log
-    from bitcoin_supervisor.ipc import make_protocol
+    from bitcoin_supervisor.ipc import make_protocol, resolve_executable
 
     from ._config import Config, load_config
     from ._daemon import Daemon
@@ -200,7 +200,10 @@ def _run_daemon(args: argparse.Namespace) -> int:
     path = find_config(args.config)
 
     def load() -> Config:  # at start and at each reload: the same file and overrides
-        config = load_config(path, datadir_override=args.datadir)
+        # Every program is looked up before anything starts: a typo in argv is exit 2 with
+        # its file:line, not a component failing after the others came up.
+        config = load_config(path, datadir_override=args.datadir,
+                             resolve_program=resolve_executable)
         if args.debug:
             debug = tuple(sorted(set(config.debug) | set(args.debug)))
             config = dataclasses.replace(config, debug=debug)

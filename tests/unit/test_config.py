@@ -578,7 +578,7 @@ def test_numeric_bounds(tmp_path: Path) -> None:
 def test_no_components_and_bad_names(tmp_path: Path) -> None:
     assert error_of(tmp_path, """
         [supervisor]
-        """) == (" no components defined (hint: add a table such as [components.node] "
+        """) == ("1:1: no components defined (hint: add a table such as [components.node] "
                  'with role = "node")')
     assert error_of(tmp_path, """
         [components."Bad Name"]
