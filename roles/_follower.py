@@ -18,6 +18,7 @@ from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import (
     Block,
     BlockRef,
+    CapabilityRefusedError,
     Chain,
     ChainNotifications,
     Handler,
@@ -270,6 +271,11 @@ async def register_rpc(chain: Chain, methods: list[str], handler: RpcHandler,
     await disconnect_quietly(previous)
     try:
         registration = await chain.handle_rpc(methods, handler)
+    except CapabilityRefusedError as exc:
+        # The node refused (names another component owns, or not granted to us): the
+        # chain is fine, this component just serves no RPC names there.
+        logger.warning("rpc.refused", error=str(exc), methods=len(methods))
+        return None
     except IpcError as exc:
         logger.warning("chain.lost", error=str(exc), during="handle_rpc")
         return None
