@@ -128,6 +128,17 @@ class System:
     def pids(self) -> dict[str, int]:
         return {c["name"]: c["pid"] for c in self.status()["components"]}
 
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait for ``supervisor.ready``; AssertionError (with the log) if a component
+        fails first."""
+        first = self.log.wait_for(
+            lambda e: e.get("event") == "supervisor.ready"
+            or (e.get("event") == "component.state_changed" and e.get("new") == "failed"),
+            timeout=timeout)
+        if first["event"] != "supervisor.ready":
+            raise AssertionError(f"component failed to start: {first}\n"
+                                 + "".join(self.log.raw))
+
     def wait_running(self, name: str, *, not_pid: int | None = None, timeout: float = 60) -> None:
         def running(event: dict[str, Any]) -> bool:
             return (event.get("event") == "component.state_changed"
@@ -164,19 +175,29 @@ def launch(config: Path, *extra: str, uid: int | None = None,
     return System(config, config.parent / "data", rpcport, proc, watcher)
 
 
+def write_program(tmp_path: Path, name: str, text: str) -> Path:
+    """An executable script of a test's own, to run as a component's program."""
+    program = tmp_path / name
+    program.write_text(text)
+    program.chmod(0o755)
+    return program
+
+
+def own_config(tmp_path: Path, body: str) -> Path:
+    """A config of a test's own: its datadir under ``tmp_path`` plus ``body``
+    (component tables)."""
+    config = tmp_path / "own.toml"
+    config.write_text(f'[supervisor]\ndatadir = "{tmp_path / "data"}"\n{body}')
+    return config
+
+
 def start_system(tmp_path: Path, *extra: str, uid: int | None = None) -> System:
     """Start the bundled config and wait until every component runs; with ``uid``, the
     daemon runs as that unprivileged user (``tmp_path`` must be reachable by it)."""
     port = free_port()
     system = launch(write_config(tmp_path, port), *extra, uid=uid, rpcport=port)
     try:
-        first = system.log.wait_for(
-            lambda e: e.get("event") == "supervisor.ready"
-            or (e.get("event") == "component.state_changed" and e.get("new") == "failed"),
-            timeout=60)
-        if first["event"] != "supervisor.ready":
-            raise AssertionError(f"component failed to start: {first}\n"
-                                 + "".join(system.log.raw))
+        system.wait_ready()
     except BaseException:
         stop_system(system)
         raise

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from .conftest import free_port, launch, stop_system
+from .conftest import free_port, launch, own_config, stop_system, write_program
 
 _ZERO_CAPS = "0000000000000000"
 
@@ -54,13 +54,8 @@ def _proc_status(pid: int) -> dict[str, str]:
 
 
 def test_a_foreign_program_is_confined_like_a_role(tmp_path: Path) -> None:
-    program = tmp_path / "foreign-init"
-    program.write_text(_FOREIGN)
-    program.chmod(0o755)
-    config = tmp_path / "foreign.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
+    program = write_program(tmp_path, "foreign-init", _FOREIGN)
+    config = own_config(tmp_path, f"""
 [components.node]
 rpcport = {free_port()}
 [components.calc]
@@ -69,10 +64,7 @@ sandbox = "wallet"
 """)
     system = launch(config)
     try:
-        first = system.log.wait_for(
-            lambda e: e.get("event") == "supervisor.ready"
-            or (e.get("event") == "component.state_changed" and e.get("new") == "failed"))
-        assert first["event"] == "supervisor.ready", "".join(system.log.raw)
+        system.wait_ready()
         verified = system.log.wait_for(lambda e: e.get("event") == "sandbox.verified"
                                        and e.get("component") == "calc")
         assert verified["state"] == "enforced"
@@ -107,13 +99,9 @@ sandbox = "wallet"
 def test_a_program_that_escapes_its_filter_is_killed_not_run(tmp_path: Path) -> None:
     """A foreign program that tries to open an inet socket under the wallet policy dies by
     SIGSYS on its first attempt: confinement holds from the first instruction on."""
-    program = tmp_path / "escaper"
-    program.write_text(f"#!{sys.executable}\nimport socket\nsocket.socket(socket.AF_INET)\n")
-    program.chmod(0o755)
-    config = tmp_path / "escaper.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
+    program = write_program(tmp_path, "escaper", f"#!{sys.executable}\nimport socket\n"
+                            "socket.socket(socket.AF_INET)\n")
+    config = own_config(tmp_path, f"""
 [components.escaper]
 argv = ["{program}", "{{fd}}"]
 sandbox = "wallet"
@@ -149,13 +137,8 @@ protocol = make_protocol()""").replace(
 
 
 def test_a_stop_kills_the_whole_tree_and_says_it_needed_sigkill(tmp_path: Path) -> None:
-    program = tmp_path / "stubborn"
-    program.write_text(_STUBBORN)
-    program.chmod(0o755)
-    config = tmp_path / "stubborn.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
+    program = write_program(tmp_path, "stubborn", _STUBBORN)
+    config = own_config(tmp_path, f"""
 [components.stubborn]
 argv = ["{program}", "{{fd}}"]
 sandbox = "none"
@@ -181,14 +164,9 @@ stop_timeout_s = 0.5
 def test_sandbox_run_works_as_an_argv_wrapper(tmp_path: Path) -> None:
     """``sandbox run`` in a component's argv (the operator's own launcher, with the
     supervisor's confinement off) keeps the IPC fd and confines the program."""
-    program = tmp_path / "foreign-init"
-    program.write_text(_FOREIGN)
-    program.chmod(0o755)
+    program = write_program(tmp_path, "foreign-init", _FOREIGN)
     cli = str(Path(sys.executable).parent / "bitcoin-supervisor")
-    config = tmp_path / "wrapped.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
+    config = own_config(tmp_path, f"""
 [components.calc]
 argv = ["{cli}", "sandbox", "run", "--role", "wallet", "--datadir", ".",
         "--keep-fd", "{{fd}}", "--", "{program}", "{{fd}}"]
@@ -220,13 +198,8 @@ protocol = make_protocol()""")
 
 
 def test_a_components_output_is_relayed_as_data_and_rate_limited(tmp_path: Path) -> None:
-    program = tmp_path / "forger"
-    program.write_text(_FORGER)
-    program.chmod(0o755)
-    config = tmp_path / "forger.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
+    program = write_program(tmp_path, "forger", _FORGER)
+    config = own_config(tmp_path, f"""
 [components.forger]
 argv = ["{program}", "{{fd}}"]
 sandbox = "wallet"

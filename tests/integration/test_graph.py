@@ -47,10 +47,7 @@ consumes = ["chain@node-b"]
 def two_nodes(tmp_path: Path) -> Iterator[System]:
     system = launch(_config(tmp_path))
     try:
-        first = system.log.wait_for(
-            lambda e: e.get("event") == "supervisor.ready"
-            or (e.get("event") == "component.state_changed" and e.get("new") == "failed"))
-        assert first["event"] == "supervisor.ready", "".join(system.log.raw)
+        system.wait_ready()
         yield system
     finally:
         stop_system(system)

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import psutil
 
-from .conftest import System, free_port, launch, start_system, stop_system
+from .conftest import (
+    System,
+    free_port,
+    launch,
+    own_config,
+    start_system,
+    stop_system,
+    write_program,
+)
 
 # The index's place is taken by this program (fd first, then the attack). It serves an
 # Init whose make_index attacks the Chain it is given and reports each outcome on stderr
@@ -97,13 +105,8 @@ sys.exit(protocol.run(main))
 
 
 def _hostile_system(tmp_path: Path, mode: str) -> System:
-    program = tmp_path / "hostile-index"
-    program.write_text(_HOSTILE)
-    program.chmod(0o755)
-    config = tmp_path / "hostile.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
+    program = write_program(tmp_path, "hostile-index", _HOSTILE)
+    config = own_config(tmp_path, f"""
 [components.node]
 rpcport = {free_port()}
 [components.wallet]

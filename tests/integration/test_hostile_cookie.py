@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .conftest import free_port, launch, stop_system
+from .conftest import free_port, launch, own_config, stop_system, write_program
 
 # A node of our own, run under the real node sandbox: it serves an empty Init, writes an
 # honest cookie, answers JSON-RPC on its port, records every request it receives and, after
@@ -57,14 +57,9 @@ def test_a_cookie_swapped_for_a_symlink_is_refused_and_nothing_is_sent(tmp_path:
     secret = tmp_path / "root-only"
     secret.write_text("__cookie__:" + "5e" * 32)  # cookie-shaped: only the checks stop it
     secret.chmod(0o600)
-    program = tmp_path / "evil-node"
-    program.write_text(_EVIL_NODE.format(python=sys.executable))
-    program.chmod(0o755)
+    program = write_program(tmp_path, "evil-node", _EVIL_NODE.format(python=sys.executable))
     port = free_port()
-    config = tmp_path / "evil.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
+    config = own_config(tmp_path, f"""
 [components.node]
 argv = ["{program}", "{{fd}}", "{port}", "{secret}"]
 provides = []
@@ -72,10 +67,7 @@ rpcport = {port}
 """)
     system = launch(config)
     try:
-        first = system.log.wait_for(
-            lambda e: e.get("event") == "supervisor.ready"
-            or (e.get("event") == "component.state_changed" and e.get("new") == "failed"))
-        assert first["event"] == "supervisor.ready", "".join(system.log.raw)
+        system.wait_ready()
         received = tmp_path / "data" / "node" / "received"
         # The honest cookie works (and proves the node would see what the CLI sends) ...
         assert system.rpc("getblockcount") == "7"

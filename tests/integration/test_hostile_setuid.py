@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import launch, stop_system
+from .conftest import launch, own_config, stop_system, write_program
 
 _PLANTER = """#!{python}
 import os
@@ -21,13 +21,8 @@ os.close(os.open("planted", os.O_CREAT | os.O_WRONLY, {mode:#o}))
 
 @pytest.mark.parametrize("mode", [0o4755, 0o2755])
 def test_open_with_setuid_bits_kills_the_component(tmp_path: Path, mode: int) -> None:
-    program = tmp_path / "planter"
-    program.write_text(_PLANTER.format(python=sys.executable, mode=mode))
-    program.chmod(0o755)
-    config = tmp_path / "planter.toml"
-    config.write_text(f"""
-[supervisor]
-datadir = "{tmp_path / 'data'}"
+    program = write_program(tmp_path, "planter", _PLANTER.format(python=sys.executable, mode=mode))
+    config = own_config(tmp_path, f"""
 [components.planter]
 argv = ["{program}", "{{fd}}"]
 sandbox = "wallet"
