@@ -117,8 +117,9 @@ def chaos_run(system: System, port: int, kills: dict[str, int], *, seed: int = 1
     load.start()
     started = time.monotonic()
     # Warm up under load before the baseline: the first calls allocate caches.
-    while len(load.acked.blocks) < 5 or len(load.acked.addresses) < 5:
-        time.sleep(0.05)
+    assert load.acked.wait_until(
+        lambda a: len(a.blocks) >= 5 and len(a.addresses) >= 5, timeout=120), \
+        "the load never got going"
     sup = system.process.pid
     fds0, rss0 = _supervisor_usage(sup)
     try:

@@ -114,7 +114,14 @@ class Acknowledged:
     errors: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     non_json: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # A Condition so that a waiter wakes when something is acknowledged, not on a timer.
+    lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_until(self, predicate: Callable[[Acknowledged], bool], timeout: float) -> bool:
+        """Block until ``predicate(self)`` holds (re-checked at each acknowledgement);
+        False after ``timeout`` seconds."""
+        with self.lock:
+            return self.lock.wait_for(lambda: predicate(self), timeout)
 
     def error(self, kind: str, exc: Exception) -> None:
         key = kind + ": " + (f"{exc.code} {exc.message[:60]}" if isinstance(exc, RpcFault)
@@ -166,11 +173,13 @@ class Load:
         address = rpc.call("getnewaddress", wallet=WALLET)
         with self.acked.lock:
             self.acked.addresses.append(address)
+            self.acked.lock.notify_all()
 
     def _miner(self, rpc: NodeRpc) -> None:
         hashes = rpc.call("generatetoaddress", 1, self._address)
         with self.acked.lock:
             self.acked.blocks += hashes
+            self.acked.lock.notify_all()
 
     def _index(self, rpc: NodeRpc) -> None:
         with self.acked.lock:

@@ -175,14 +175,6 @@ def launch(config: Path, *extra: str, uid: int | None = None,
     return System(config, config.parent / "data", rpcport, proc, watcher)
 
 
-def write_program(tmp_path: Path, name: str, text: str) -> Path:
-    """An executable script of a test's own, to run as a component's program."""
-    program = tmp_path / name
-    program.write_text(text)
-    program.chmod(0o755)
-    return program
-
-
 def own_config(tmp_path: Path, body: str) -> Path:
     """A config of a test's own: its datadir under ``tmp_path`` plus ``body``
     (component tables)."""

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from .conftest import free_port, launch, own_config, stop_system, write_program
+from ._peers import write_program
+from .conftest import free_port, launch, own_config, stop_system
 
 _ZERO_CAPS = "0000000000000000"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from ._peers import write_program
 from .conftest import (
     System,
     free_port,
@@ -22,7 +23,6 @@ from .conftest import (
     own_config,
     start_system,
     stop_system,
-    write_program,
 )
 
 # The index's place is taken by this program (fd first, then the attack). It serves an

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from .conftest import free_port, launch, own_config, stop_system, write_program
+from ._peers import write_program
+from .conftest import free_port, launch, own_config, stop_system
 
 # A node of our own, run under the real node sandbox: it serves an empty Init, writes an
 # honest cookie, answers JSON-RPC on its port, records every request it receives and, after

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import launch, own_config, stop_system, write_program
+from ._peers import write_program
+from .conftest import launch, own_config, stop_system
 
 _PLANTER = """#!{python}
 import os

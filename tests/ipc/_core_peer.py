@@ -7,8 +7,8 @@ import sys
 # Serves Bitcoin Core v30's Init under Core's wire ids (our core.capnp), the way a C++
 # libmultiprocess server does: every call that has a Context must name a Thread this
 # server made (no pool), and Echo.destroy twice is an error (a C++ server would crash).
-# Bind mode like bitcoin-node -ipcbind=unix: listens on argv[1]. Prints one stderr line
-# per call so a test can see what was called.
+# Bind mode like bitcoin-node -ipcbind=unix: listens on argv[1]. Prints "listening" on
+# stderr once it does, then one stderr line per call so a test can see what was called.
 CORE_PEER = f"""#!{sys.executable}
 import asyncio, os, signal, socket, sys
 import capnp
@@ -83,6 +83,7 @@ async def main():
     listener.bind(path)
     listener.listen()
     listener.setblocking(False)
+    log("listening")
     async def accept():
         while True:
             conn, _ = await loop.sock_accept(listener)

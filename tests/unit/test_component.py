@@ -152,7 +152,7 @@ class FakeProtocol(Protocol):
         self.mode = "up"
 
     def run(self, main: Callable[[], Awaitable[T]]) -> T:
-        raise NotImplementedError
+        raise AssertionError("a Component never runs the protocol's loop itself")
 
     async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False,
                       schema: Schema = "bitcoin-supervisor") -> Connection:
@@ -166,7 +166,7 @@ class FakeProtocol(Protocol):
 
     async def serve(self, sock: socket.socket, init: Init, *, name: str,
                     debug: bool = False) -> None:
-        raise NotImplementedError
+        raise AssertionError("the supervisor side never serves an Init")
 
 
 class Harness:
