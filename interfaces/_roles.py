@@ -151,6 +151,30 @@ class Index(ABC):
         """Return the confirmed transaction ``txid`` (hex), or None if unknown."""
 
 
+class Mining(ABC):
+    """Bitcoin Core's ``interfaces::Mining`` (the part our node serves): what a mining
+    client such as a Stratum v2 template provider asks of a node."""
+
+    @abstractmethod
+    async def is_test_chain(self) -> bool:
+        """Return True on a test chain (regtest, testnet, signet)."""
+
+    @abstractmethod
+    async def is_initial_block_download(self) -> bool:
+        """Return True while the node is still catching up with the network."""
+
+    @abstractmethod
+    async def get_tip(self) -> BlockRef | None:
+        """Return the current tip, or None before the node has one."""
+
+    @abstractmethod
+    async def wait_tip_changed(self, current_tip: str, timeout_ms: float) -> BlockRef:
+        """Wait until the tip's hash differs from ``current_tip`` (display hex) or
+        ``timeout_ms`` milliseconds passed (infinite or huge: no limit), then return the
+        tip. Returns at once when the tip already differs. Does not block the caller's
+        event loop while it waits."""
+
+
 class Init(ABC):  # noqa: B024 - every make_* has a default; roles override some
     """The bootstrap capability every component serves on its IPC link.
 
@@ -163,6 +187,11 @@ class Init(ABC):  # noqa: B024 - every make_* has a default; roles override some
     async def make_echo(self) -> Echo:
         """Return an Echo object served by this component."""
         raise NotProvidedError("this component does not provide Echo")
+
+    async def make_mining(self) -> Mining:
+        """Return Bitcoin Core's Mining interface over this component's chain (node
+        role only)."""
+        raise NotProvidedError("this component does not provide Mining")
 
     async def make_chain(self, grant: ChainGrant) -> Chain:
         """Return a Chain minted for ``grant.consumer`` (node role only): it may register

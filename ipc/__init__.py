@@ -12,11 +12,13 @@ from ._launch import (
     expand_argv,
     resolve_executable,
 )
+from ._listen import MAX_CONNECTIONS, listen_unix, serve_listener
 from ._protocol import PROBES, SCHEMAS, Connection, Probe, Protocol, Schema
 
 __all__ = [
     "DATADIR_PLACEHOLDER",
     "FD_PLACEHOLDER",
+    "MAX_CONNECTIONS",
     "BindLauncher",
     "ChildHandle",
     "Connection",
@@ -30,8 +32,10 @@ __all__ = [
     "Protocol",
     "SocketpairLauncher",
     "expand_argv",
+    "listen_unix",
     "make_protocol",
     "resolve_executable",
+    "serve_listener",
 ]
 
 

@@ -12,7 +12,7 @@ from typing import Protocol as TypingProtocol
 
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import ComponentSettings, Init, SupervisorError
-from bitcoin_supervisor.ipc import Protocol, make_protocol
+from bitcoin_supervisor.ipc import Protocol, make_protocol, serve_listener
 
 # Reserved exit codes the supervisor reads (gunicorn's idea): a component that cannot
 # boot because of how it was started must not be restarted in a loop.
@@ -36,6 +36,9 @@ class RoleProcess(TypingProtocol):
     """What a role provides to the entry point."""
 
     stop_requested: asyncio.Event
+    # Sockets (listening, made by ``start``) on which the same Init is served to any
+    # client besides the inherited link: the node's ``ipcbind = "unix"``.
+    listeners: list[socket.socket]
 
     async def start(self, settings: ComponentSettings) -> Init:
         """Open the role's state and return the Init to serve on the IPC link."""
@@ -108,12 +111,15 @@ async def _serve(proc: RoleProcess, settings: ComponentSettings, sock: socket.so
         asyncio.create_task(terminate.wait(), name="signal"),
         asyncio.create_task(proc.stop_requested.wait(), name="stop-rpc"),
     }
-    lg.info("component.serving", role=settings.role)
+    extra = [asyncio.create_task(serve_listener(protocol, listener, init,
+                                                name=settings.name, debug=debug))
+             for listener in proc.listeners]
+    lg.info("component.serving", role=settings.role, listeners=len(extra))
     done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     why = sorted(t.get_name() for t in done)
-    for task in pending:
+    for task in (*pending, *extra):
         task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.gather(*pending, *extra, return_exceptions=True)
     lg.info("component.stopping", why=why)
     await proc.stop()
     return EXIT_LINK_LOST if why == ["link"] else EXIT_OK

@@ -21,8 +21,8 @@ from bitcoin_supervisor.interfaces import ChainGrant, ChainLimits, ConfigError, 
 from ._capabilities import CAPABILITIES, ROLE_CONSUMES, ROLE_PROVIDES, Binding, CapabilityGraph
 from ._configcheck import TomlChecker, choices, table_name
 from ._configgrant import GRANT_KEYS, check_grant, check_rpc_owners
-from ._configgraph import Node, Want, close_match, order, resolve
-from ._configipc import IPC_KEYS, HealthConfig, IpcMode, LinkConfig, Schema, check_link
+from ._configgraph import Node, Want, check_forwarding, close_match, order, resolve
+from ._configipc import CXX_SCHEMAS, IPC_KEYS, HealthConfig, IpcMode, LinkConfig, Schema, check_link
 from ._configrestart import POLICIES, RestartConfig, check_restart
 
 __all__ = [
@@ -114,9 +114,12 @@ class Config:
 
 
 # Role settings a component may carry (passed to the role as ComponentSettings.options):
-# key -> (kind, default or None). Extend this table to give a role a new setting.
+# key -> (kind, default or None); a kind "a|b" allows exactly those strings. Extend this
+# table to give a role a new setting.
 ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
-    "node": {"rpcport": ("port", 18443), "rpcbind": ("string", "127.0.0.1")},
+    "node": {"rpcport": ("port", 18443), "rpcbind": ("string", "127.0.0.1"),
+             # "unix": the node also serves its Init on <datadir>/node.sock
+             "ipcbind": ("none|unix", "none")},
     "wallet": {},
     "index": {},
     None: {},  # a program that is none of our roles
@@ -194,6 +197,9 @@ class _Validator(TomlChecker):
         self._base = base
         self._resolve_program = resolve_program
         self._nodes: list[Node] = []  # the graph's view of each component parsed so far
+        # A C++ peer's provides/consumes refusals, raised only after the graph is bound:
+        # when both ends of one of its bindings are C++ peers, that is the real reason.
+        self._deferred: list[ConfigError] = []
 
     # -- sections ------------------------------------------------------------------------
 
@@ -259,8 +265,9 @@ class _Validator(TomlChecker):
         rpc_methods, limits = check_grant(self, table, path, role)
         self.program(link.argv[0], path + ("argv", "0") if "argv" in table else path)
         depends = self.depends(table, path)
-        self._nodes.append(Node(name, self.provides(table, path, role),
-                                self.consumes(table, path, role), depends))
+        cxx = link.schema in CXX_SCHEMAS
+        self._nodes.append(Node(name, self.provides(table, path, role, cxx),
+                                self.consumes(table, path, role, cxx), depends, cxx))
         restart = check_restart(self, table.get("restart", "on-failure"), path + ("restart",))
         stop_timeout = self.number(table, path, "stop_timeout_s", 10.0, 0.0)
         own_debug = self.strings(table.get("debug", []), path + ("debug",))
@@ -308,8 +315,9 @@ class _Validator(TomlChecker):
     # -- the capability graph ------------------------------------------------------------
 
     def capability(self, text: str, path: tuple[str, ...], role: Role | None,
-                   can: Sequence[str], verb: str) -> str:
-        """Check one capability name of ``provides``/``consumes`` against the table."""
+                   can: Sequence[str], verb: str, cxx: bool = False) -> str:
+        """Check one capability name of ``provides``/``consumes`` against the table
+        (a C++ peer's refusal for its kind waits until ``graph``)."""
         known = list(CAPABILITIES)
         if text not in CAPABILITIES:
             close = close_match(text, known)
@@ -318,26 +326,29 @@ class _Validator(TomlChecker):
                              else f"known capabilities: {choices(known)}")
         if role not in can:
             of_role = f"role {role!r}" if role else "a component without a role"
-            raise self.error(path, f"{table_name(path[:2])} cannot {verb} {text!r}: "
-                             f"{of_role} has no way to", f"roles that {verb} {text!r}: "
-                             f"{choices(can)}")
+            error = self.error(path, f"{table_name(path[:2])} cannot {verb} {text!r}: "
+                               f"{of_role} has no way to", f"roles that {verb} {text!r}: "
+                               f"{choices(can)}")
+            if not cxx:
+                raise error
+            self._deferred.append(error)
         return text
 
     def provides(self, table: Mapping[str, Any], path: tuple[str, ...],
-                 role: Role | None) -> tuple[str, ...]:
+                 role: Role | None, cxx: bool) -> tuple[str, ...]:
         if "provides" not in table:
             return ROLE_PROVIDES[role] if role else ()
         names = self.strings(table["provides"], path + ("provides",))
         for i, name in enumerate(names):
             where = path + ("provides", str(i))
             can = CAPABILITIES[name].provided_by if name in CAPABILITIES else ()
-            self.capability(name, where, role, can, "provide")
+            self.capability(name, where, role, can, "provide", cxx)
             if name in names[:i]:
                 raise self.error(where, f"{table_name(path)} provides {name!r} twice")
         return names
 
     def consumes(self, table: Mapping[str, Any], path: tuple[str, ...],
-                 role: Role | None) -> tuple[Want, ...]:
+                 role: Role | None, cxx: bool) -> tuple[Want, ...]:
         """Entries are "CAPABILITY" (its only provider) or "CAPABILITY@COMPONENT"."""
         if "consumes" not in table:
             return tuple(Want(cap, None, path) for cap in (ROLE_CONSUMES[role] if role else ()))
@@ -349,7 +360,7 @@ class _Validator(TomlChecker):
                 raise self.error(where, f"{entry!r} in {table_name(path)} names no provider",
                                  f'write "{name}" (its only provider) or "{name}@COMPONENT"')
             can = tuple(CAPABILITIES[name].hand) if name in CAPABILITIES else ()
-            self.capability(name, where, role, can, "consume")
+            self.capability(name, where, role, can, "consume", cxx)
             if any(w.capability == name for w in wants):
                 raise self.error(where, f"{table_name(path)} consumes {name!r} twice",
                                  "a component receives each capability from one provider")
@@ -359,6 +370,9 @@ class _Validator(TomlChecker):
     def graph(self, comps: Sequence[ComponentConfig]) -> tuple[ComponentConfig, ...]:
         """Bind consumers to providers; return the components in dependency order."""
         bindings = resolve(self._nodes, self.error)
+        check_forwarding(self._nodes, bindings, self.error)
+        if self._deferred:
+            raise self._deferred[0]
         names, deps = order(self._nodes, bindings, self.error)
         by_name = {c.name: c for c in comps}
         return tuple(replace(by_name[n], depends_on=deps[n],
@@ -375,6 +389,8 @@ class _Validator(TomlChecker):
                     raise self.error(path + (key,), f"{key} {port} in {table_name(path)} "
                                      "is out of range", "use a port between 1 and 65535",
                                      value=True)
+            elif "|" in kind:
+                self.choice(value, path + (key,), key, kind.split("|"))
             else:
                 self.typed(value, path + (key,), kind)
             result[key] = value

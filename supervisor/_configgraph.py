@@ -16,7 +16,7 @@ from bitcoin_supervisor.interfaces import ConfigError
 
 from ._capabilities import CAPABILITIES
 
-__all__ = ["Locate", "Node", "Want", "close_match", "order", "resolve"]
+__all__ = ["Locate", "Node", "Want", "check_forwarding", "close_match", "order", "resolve"]
 
 Path = tuple[str, ...]
 
@@ -46,6 +46,9 @@ class Node:
     provides: tuple[str, ...]
     wants: tuple[Want, ...]
     depends_on: tuple[str, ...]  # explicit entries only
+    # A C++ libmultiprocess program (its schema is a foreign one: "bitcoin-core",
+    # "mp-example"), as opposed to our Python roles.
+    cxx: bool = False
 
 
 def close_match(word: str, known: Sequence[str]) -> str | None:
@@ -101,6 +104,32 @@ def resolve(nodes: Sequence[Node], locate: Locate) -> dict[str, dict[str, str]]:
                 bound[want.capability] = offered[0]
         out[node.name] = bound
     return out
+
+
+def check_forwarding(nodes: Sequence[Node], bindings: Mapping[str, Mapping[str, str]],
+                     locate: Locate) -> None:
+    """Refuse a binding whose provider and consumer are both C++ libmultiprocess programs.
+
+    The supervisor would hand the provider's capability on through its own (Python)
+    link, and a C++ server without a thread pool runs each call on the thread named in
+    ``Context.thread``: the consumer can only name threads of the supervisor's link, which
+    live in the wrong process, so every call would fail at run time ("invalid thread
+    handle"). Raises ConfigError at the consumer's ``consumes`` entry.
+    """
+    cxx = {n.name for n in nodes if n.cxx}
+    for node in nodes:
+        if node.name not in cxx:
+            continue
+        for want in node.wants:
+            provider = bindings[node.name][want.capability]
+            if provider in cxx:
+                raise locate(want.path, f"[components.{node.name}] cannot consume "
+                             f"{want.capability!r} from [components.{provider}]: both are "
+                             "C++ libmultiprocess programs, and a capability of one cannot "
+                             "be forwarded to the other through the supervisor (its calls "
+                             "name a thread in the wrong process)",
+                             "let the consumer connect to the provider itself, or use one "
+                             "of our roles on one side")
 
 
 def order(nodes: Sequence[Node], bindings: Mapping[str, Mapping[str, str]],

@@ -12,8 +12,8 @@ from typing import Any, Literal, cast
 
 from ._configcheck import TomlChecker, choices, table_name, type_name
 
-__all__ = ["HEALTH_CHECKS", "IPC_KEYS", "IPC_MODES", "HealthCheck", "HealthConfig", "IpcMode",
-           "LinkConfig", "SCHEMAS", "Schema", "check_link"]
+__all__ = ["CXX_SCHEMAS", "HEALTH_CHECKS", "IPC_KEYS", "IPC_MODES", "HealthCheck",
+           "HealthConfig", "IpcMode", "LinkConfig", "SCHEMAS", "Schema", "check_link"]
 
 # Spelled out here, not imported: loading a config (the CLI's `rpc` path too) must not
 # import the ipc package and asyncio with it. tests/unit/test_config_link.py checks that
@@ -22,6 +22,10 @@ FD_PLACEHOLDER = "{fd}"
 DATADIR_PLACEHOLDER = "{datadir}"
 Schema = Literal["bitcoin-supervisor", "bitcoin-core", "mp-example"]
 SCHEMAS: tuple[Schema, ...] = ("bitcoin-supervisor", "bitcoin-core", "mp-example")
+# Schemas served by C++ libmultiprocess programs (Bitcoin Core, libmultiprocess's
+# examples): a component naming one is a C++ peer, whose capabilities the supervisor
+# cannot forward to another C++ peer (_configgraph.check_forwarding).
+CXX_SCHEMAS: tuple[Schema, ...] = ("bitcoin-core", "mp-example")
 IpcMode = Literal["spawn", "bind"]
 HealthCheck = Literal["echo", "construct", "none"]
 IPC_MODES: tuple[IpcMode, ...] = ("spawn", "bind")

@@ -14,7 +14,7 @@ import capnp
 
 from . import _errors, _servers
 from ._link import Link
-from ._methods import INTERFACES, Interface, Method
+from ._methods import INTERFACES, Interface, Method, all_methods
 
 
 class CapnpClient:
@@ -97,7 +97,7 @@ def _client_class(interface: Interface) -> type[CapnpClient]:
     bases: tuple[type, ...] = (CapnpClient,)
     if interface.abc is not None:
         bases += (interface.abc,)
-        for method in interface.methods:
+        for method in all_methods(interface):
             if method.name is not None:
                 namespace[method.name] = _client_method(method,
                                                         getattr(interface.abc, method.name))

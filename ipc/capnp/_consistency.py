@@ -11,7 +11,7 @@ import inspect
 from dataclasses import fields
 from typing import Any, TypedDict
 
-from ._methods import Interface, Method
+from ._methods import Interface, Method, all_methods
 from ._schema import Schemas
 
 CONTEXT_TYPE = "Context"  # libmultiprocess's Proxy.Context, the first parameter by convention
@@ -39,6 +39,34 @@ def describe(schemas: Schemas) -> Shapes:
             if node.which() == "interface":
                 shapes[str(nested.name)] = _interface_shape(schemas.loader, node)
     return shapes
+
+
+def superclasses(schemas: Schemas) -> dict[str, list[str]]:
+    """Return, for every top-level interface of each schema file, the names of the
+    interfaces it extends (capnp ``extends``); empty lists for the others."""
+    supers: dict[str, list[str]] = {}
+    for attr in (f.name for f in fields(schemas) if f.name != "loader"):
+        for nested in getattr(schemas, attr).schema.node.nestedNodes:
+            node = schemas.loader.get(nested.id).node
+            if node.which() == "interface":
+                supers[str(nested.name)] = [
+                    str(schemas.loader.get(sup.id).node.displayName).rsplit(":", 1)[-1]
+                    for sup in node.interface.superclasses]
+    return supers
+
+
+def inheritance_disagreements(interfaces: tuple[Interface, ...],
+                              supers: dict[str, list[str]]) -> list[str]:
+    """Return one line per interface whose table ``extends`` differs from what its
+    schema extends (``supers``, from ``superclasses``); empty when they agree."""
+    problems: list[str] = []
+    for interface in interfaces:
+        table = [] if interface.extends is None else [interface.extends]
+        schema = supers.get(interface.name, [])
+        if table != schema:
+            problems.append(f"{interface.name}: extends {table} in the table, "
+                            f"{schema} in the schema")
+    return problems
 
 
 def _interface_shape(loader: Any, node: Any) -> dict[str, MethodShape]:
@@ -134,7 +162,8 @@ def _abc_problems(interface: Interface, abc: type) -> list[str]:
     problems: list[str] = []
     methods = {name for name, member in inspect.getmembers(abc, inspect.iscoroutinefunction)
                if not name.startswith("_")}
-    rows = {method.name: method for method in interface.methods if method.name is not None}
+    rows = {method.name: method for method in all_methods(interface)
+            if method.name is not None}
     for name in sorted(methods - set(rows) if not interface.partial else ()):
         problems.append(f"{interface.name}: {abc.__name__}.{name} is not in the table")
     for name in sorted(set(rows) - methods):

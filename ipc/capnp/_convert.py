@@ -87,6 +87,32 @@ def read_block_ref(reader: Any) -> BlockRef:
     return BlockRef(height=int(reader.height), hash=str(reader.hash))
 
 
+def fill_core_block_ref(builder: Any, ref: BlockRef) -> None:
+    """Write ``ref`` into Bitcoin Core's ``BlockRef`` (hash as uint256 bytes)."""
+    builder.hash = hash_to_bytes(ref.hash)
+    builder.height = ref.height
+
+
+def read_core_block_ref(reader: Any) -> BlockRef:
+    """Copy Bitcoin Core's ``BlockRef`` into a dataclass (display-hex hash)."""
+    return BlockRef(height=int(reader.height), hash=hash_from_bytes(reader.hash))
+
+
+def hash_to_bytes(display: str) -> bytes:
+    """A display-hex block hash as Bitcoin Core serializes a uint256: its 32 bytes in
+    internal order, the reverse of the hex shown by RPC. ValueError for bad hex."""
+    raw = bytes.fromhex(display)
+    if len(raw) != 32:
+        raise ValueError(f"a block hash has 32 bytes, not {len(raw)}")
+    return raw[::-1]
+
+
+def hash_from_bytes(raw: Any) -> str:
+    """The display hex of a uint256 serialized by Bitcoin Core (any length is shown as
+    it came: a peer's malformed hash is data, not an error here)."""
+    return bytes(raw)[::-1].hex()
+
+
 def fill_block(builder: Any, block: Block) -> None:
     """Write ``block`` into a ``Block`` struct builder."""
     builder.height = block.height
@@ -196,9 +222,12 @@ BOOL = Value("Bool", bool)
 INT32 = Value("Int32", int)
 UINT32 = Value("UInt32", int)
 INT64 = Value("Int64", int)
+FLOAT64 = Value("Float64", float)
+UINT256 = Value("Data", hash_from_bytes, hash_to_bytes)  # a block hash, Core's uint256
 TEXT_LIST = Value("List(Text)", lambda names: [str(name) for name in names], list)
 BLOCK_REF = Struct("BlockRef", fill_block_ref, read_block_ref)
 BLOCK = Struct("Block", fill_block, read_block)
+CORE_BLOCK_REF = Struct("CoreBlockRef", fill_core_block_ref, read_core_block_ref)
 RPC_REQUEST = Struct("RpcRequest", fill_rpc_request, read_rpc_request)
 RPC_RESPONSE = Struct("RpcResponse", fill_rpc_response, read_rpc_response)
 INDEX_INFO = Struct("IndexInfo", fill_index_info, read_index_info)

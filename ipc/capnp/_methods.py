@@ -18,6 +18,7 @@ from bitcoin_supervisor.interfaces import (
     Handler,
     Index,
     Init,
+    Mining,
     RpcHandler,
     Wallet,
     WalletLoader,
@@ -26,7 +27,10 @@ from bitcoin_supervisor.interfaces import (
 from ._convert import (
     BLOCK,
     BLOCK_REF,
+    BOOL,
     CHAIN_GRANT,
+    CORE_BLOCK_REF,
+    FLOAT64,
     INDEX_INFO,
     INDEXED_TRANSACTION,
     INT32,
@@ -36,6 +40,7 @@ from ._convert import (
     TEXT,
     TEXT_LIST,
     UINT32,
+    UINT256,
     Capability,
     Converter,
 )
@@ -86,6 +91,7 @@ class Interface:
     abc: type | None
     methods: tuple[Method, ...]
     partial: bool = False
+    extends: str | None = None  # the interface it inherits methods from (capnp extends)
 
 
 def p(name: str, conv: Converter, capnp: str | None = None) -> Param:
@@ -148,15 +154,14 @@ INTERFACES: tuple[Interface, ...] = (
         Method(1, "getTransaction", "get_transaction", (p("txid", TEXT),),
                INDEXED_TRANSACTION, optional=True),
     )),
+    # Ours extends Bitcoin Core's Init (CoreInit below): construct, makeEcho and
+    # makeMining are inherited under Core's wire ids; these ordinals are the extension's.
     Interface("Init", "init", Init, (
-        Method(0, "construct", None, (p("thread_map", cap("ThreadMap"), "threadMap"),),
-               cap("ThreadMap"), context=False, result_field="threadMap"),
-        Method(1, "makeEcho", "make_echo", (), cap("Echo")),
-        Method(2, "makeChain", "make_chain", (p("grant", CHAIN_GRANT),), cap("Chain")),
-        Method(3, "makeWalletLoader", "make_wallet_loader", (p("chain", cap("Chain")),),
+        Method(0, "makeChain", "make_chain", (p("grant", CHAIN_GRANT),), cap("Chain")),
+        Method(1, "makeWalletLoader", "make_wallet_loader", (p("chain", cap("Chain")),),
                cap("WalletLoader")),
-        Method(4, "makeIndex", "make_index", (p("chain", cap("Chain")),), cap("Index")),
-    )),
+        Method(2, "makeIndex", "make_index", (p("chain", cap("Chain")),), cap("Index")),
+    ), extends="CoreInit"),
 )
 
 # Other programs' interfaces under their own wire ids (core.capnp): what the supervisor
@@ -164,16 +169,28 @@ INTERFACES: tuple[Interface, ...] = (
 _CONSTRUCT = Method(0, "construct", None, (p("thread_map", cap("ThreadMap"), "threadMap"),),
                     cap("ThreadMap"), context=False, result_field="threadMap")
 FOREIGN: tuple[Interface, ...] = (
-    Interface("CoreEcho", "core", Echo, (
-        Method(0, "destroy", None),
-        Method(1, "echo", "echo", (p("message", TEXT, "echo"),), TEXT),
-    )),
     Interface("CoreInit", "core", Init, (
         _CONSTRUCT,
-        Method(1, "makeEcho", "make_echo", (), cap("CoreEcho")),
+        Method(1, "makeEcho", "make_echo", (), cap("Echo")),
+        Method(2, "makeMining", "make_mining", (), cap("Mining")),
     ), partial=True),
+    Interface("Mining", "core", Mining, (
+        Method(0, "isTestChain", "is_test_chain", (), BOOL),
+        Method(1, "isInitialBlockDownload", "is_initial_block_download", (), BOOL),
+        Method(2, "getTip", "get_tip", (), CORE_BLOCK_REF, optional=True),
+        Method(3, "waitTipChanged", "wait_tip_changed",
+               (p("current_tip", UINT256, "currentTip"), p("timeout_ms", FLOAT64, "timeout")),
+               CORE_BLOCK_REF),
+    )),
     Interface("MpExampleInit", "core", Init, (_CONSTRUCT,), partial=True),
 )
 INTERFACES += FOREIGN
 
 BY_NAME: dict[str, Interface] = {interface.name: interface for interface in INTERFACES}
+
+
+def all_methods(interface: Interface) -> tuple[Method, ...]:
+    """The methods a client or server of ``interface`` has: those it inherits (capnp
+    ``extends``, transitively) first, then its own."""
+    inherited = () if interface.extends is None else all_methods(BY_NAME[interface.extends])
+    return inherited + interface.methods

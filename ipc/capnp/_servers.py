@@ -14,7 +14,7 @@ from bitcoin_supervisor.interfaces import SupervisorError
 from . import _clients, _errors
 from ._convert import Capability, Converter
 from ._link import Link
-from ._methods import INTERFACES, Interface, Method
+from ._methods import INTERFACES, Interface, Method, all_methods
 from ._schema import load_schemas
 
 _logger = log.get_logger()
@@ -124,7 +124,7 @@ def _server_class(interface: Interface) -> type[ServerBase]:
         "__doc__": f"Serves a ``{interface.name}`` implementation as a capnp capability.",
         "__module__": __name__,
     }
-    for method in interface.methods:
+    for method in all_methods(interface):
         namespace[method.capnp + "_context"] = _server_method(method)
     return cast(type[ServerBase],
                 type(f"{interface.name}Server", (ServerBase, capnp_base), namespace))

@@ -1,21 +1,20 @@
 # Init: the bootstrap capability every component serves on its IPC link.
-# Ordinals @0 construct and @1 makeEcho match Bitcoin Core's Init (libmultiprocess
-# convention); the interface id is our own, so talking to a real bitcoin-node needs
-# Bitcoin Core's own init.capnp. A role that lacks a capability fails the call with a
-# one-line "NotProvidedError: ..." exception.
+# It extends Bitcoin Core v30's Init (core.capnp's CoreInit, Core's wire id), so
+# construct @0, makeEcho @1 and makeMining @2 are Core's methods under Core's ids and a
+# client written against Core's schemas can call them on our node. Our own methods
+# live on this extension (their own interface id and ordinals). A role that lacks a
+# capability fails the call with a one-line "NotProvidedError: ..." exception.
 @0x845f9f1a38016326;
 
 using Proxy = import "/mp/proxy.capnp";
-using Echo = import "echo.capnp";
+using Core = import "core.capnp";
 using Chain = import "chain.capnp";
 using Wallet = import "wallet.capnp";
 using Index = import "index.capnp";
 
-interface Init {
-    construct @0 (threadMap :Proxy.ThreadMap) -> (threadMap :Proxy.ThreadMap);
-    makeEcho @1 (context :Proxy.Context) -> (result :Echo.Echo);
-    makeChain @2 (context :Proxy.Context, grant :Chain.ChainGrant) -> (result :Chain.Chain);
-    makeWalletLoader @3 (context :Proxy.Context, chain :Chain.Chain)
+interface Init extends(Core.CoreInit) {
+    makeChain @0 (context :Proxy.Context, grant :Chain.ChainGrant) -> (result :Chain.Chain);
+    makeWalletLoader @1 (context :Proxy.Context, chain :Chain.Chain)
         -> (result :Wallet.WalletLoader);
-    makeIndex @4 (context :Proxy.Context, chain :Chain.Chain) -> (result :Index.Index);
+    makeIndex @2 (context :Proxy.Context, chain :Chain.Chain) -> (result :Index.Index);
 }

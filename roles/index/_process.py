@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 from bitcoin_supervisor import log
@@ -38,6 +39,7 @@ class IndexProcess:
 
     def __init__(self) -> None:
         self.stop_requested = asyncio.Event()
+        self.listeners: list[socket.socket] = []  # served on the inherited link only
         self._index: IndexImpl | None = None
 
     async def start(self, settings: ComponentSettings) -> Init:

@@ -65,6 +65,8 @@ class NodeChain(Chain):
         # for the job in flight even if the RPC request that started it was cancelled.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="node-miner")
         self._job: Future[Any] | None = None
+        # Set (and replaced) whenever the tip moves: what waitTipChanged callers await.
+        self._tip_moved = asyncio.Event()
         self._extend(entries)
 
     @classmethod
@@ -127,6 +129,23 @@ class NodeChain(Chain):
     def size_on_disk(self) -> int:
         """Return the bytes the block file occupies."""
         return self._store.size_on_disk()
+
+    async def wait_tip_changed(self, current_tip: str, timeout_s: float | None) -> BlockRef:
+        """Return the tip once its hash differs from ``current_tip`` (display hex), or
+        after ``timeout_s`` seconds (None: no limit) with the tip as it is then. Returns
+        at once when it differs already. Waits on an event, never blocking the loop."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + max(0.0, timeout_s)
+        while self.hash_hex(self.height) == current_tip:
+            moved = self._tip_moved
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                break
+            try:
+                await asyncio.wait_for(moved.wait(), left)
+            except TimeoutError:
+                break
+        return await self.get_tip()
 
     def close(self) -> None:
         """Flush and close the block store. Idempotent. Use ``aclose`` while mining may run."""
@@ -311,6 +330,8 @@ class NodeChain(Chain):
                 entries = await self._in_worker(self._store.append, mined)
                 first = self.height + 1
                 self._extend(entries)
+                moved, self._tip_moved = self._tip_moved, asyncio.Event()
+                moved.set()
                 for offset, block in enumerate(mined):
                     hashes.append(b2lx(block.hash))
                     self._notify(Block(first + offset, hashes[-1], block.raw))

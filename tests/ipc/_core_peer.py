@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-# Serves Bitcoin Core v30's Init under Core's wire ids (our core.capnp), the way a C++
-# libmultiprocess server does: every call that has a Context must name a Thread this
-# server made (no pool), and Echo.destroy twice is an error (a C++ server would crash).
+# Serves Bitcoin Core v30's Init under Core's wire ids (core.capnp; its Echo is
+# echo.capnp's, which carries Core's id), the way a C++ libmultiprocess server does:
+# every call that has a Context must name a Thread this server made (no pool), and
+# Echo.destroy twice is an error (a C++ server would crash).
 # Bind mode like bitcoin-node -ipcbind=unix: listens on argv[1]. Prints "listening" on
 # stderr once it does, then one stderr line per call so a test can see what was called.
 CORE_PEER = f"""#!{sys.executable}
@@ -41,7 +42,7 @@ async def on_thread(context):
     if not any(t.name == name for t in threads):
         raise ValueError("invalid thread handle")
 
-class Echo(S.core.CoreEcho.Server):
+class Echo(S.echo.Echo.Server):
     def __init__(self):
         self.destroyed = False
     async def echo(self, context, echo, **kwargs):

@@ -14,7 +14,7 @@ import capnp
 import pytest
 from _core_peer import CORE_PEER
 
-from bitcoin_supervisor.interfaces import RemoteError
+from bitcoin_supervisor.interfaces import ChainGrant, RemoteError
 from bitcoin_supervisor.ipc import make_protocol
 from bitcoin_supervisor.ipc.capnp import load_schemas
 
@@ -88,16 +88,23 @@ def test_the_peer_enforces_libmultiprocess_rules(core_socket: Path) -> None:
     asyncio.run(capnp.run(main()))
 
 
-def test_our_own_init_is_refused_by_cores_ids(core_socket: Path) -> None:
-    """Without schema = "bitcoin-core" our Init's id is refused: the failure names the
-    interface, it is not a hang."""
+def test_our_init_reaches_cores_methods_and_only_its_own_are_refused(
+        core_socket: Path) -> None:
+    """Our Init extends Core's: with our own schema the handshake and Echo go to Core's
+    ids and work against a Core peer; a method of our extension (makeChain) is refused
+    with a failure that names the interface, not a hang."""
     protocol = make_protocol()
 
     async def main() -> str:
+        connection = await protocol.connect(_dial(core_socket), peer="core")
         try:
-            connection = await protocol.connect(_dial(core_socket), peer="core")
-        except RemoteError as exc:
-            return str(exc)
-        connection.close()
-        return ""
+            echo = await connection.init.make_echo()
+            assert await echo.echo("inherited") == "inherited"
+            try:
+                await connection.init.make_chain(ChainGrant("wallet"))
+            except RemoteError as exc:
+                return str(exc)
+            return ""
+        finally:
+            connection.close()
     assert "not implemented" in protocol.run(main).lower()

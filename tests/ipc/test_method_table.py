@@ -12,31 +12,49 @@ import sys
 import textwrap
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bitcoin_supervisor.interfaces import Echo
 from bitcoin_supervisor.ipc.capnp import SCHEMA_DIR
-from bitcoin_supervisor.ipc.capnp._consistency import Shapes, disagreements
+from bitcoin_supervisor.ipc.capnp._consistency import (
+    Shapes,
+    disagreements,
+    inheritance_disagreements,
+)
 from bitcoin_supervisor.ipc.capnp._convert import INT64
 from bitcoin_supervisor.ipc.capnp._methods import INTERFACES, Interface
 
 DESCRIBE = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from bitcoin_supervisor.ipc.capnp._consistency import describe
+    from bitcoin_supervisor.ipc.capnp._consistency import describe, superclasses
     from bitcoin_supervisor.ipc.capnp._schema import load_schema_dir
-    print(json.dumps(describe(load_schema_dir(Path(sys.argv[1])))))
+    schemas = load_schema_dir(Path(sys.argv[1]))
+    print(json.dumps([describe(schemas), superclasses(schemas)]))
 """)
+
+
+def _load(directory: Path) -> list[Any]:
+    result = subprocess.run([sys.executable, "-c", DESCRIBE, str(directory)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    loaded: list[Any] = json.loads(result.stdout)
+    return loaded
 
 
 def shapes_of(directory: Path) -> Shapes:
     """Load the schemas under ``directory`` in a fresh interpreter and describe them."""
-    result = subprocess.run([sys.executable, "-c", DESCRIBE, str(directory)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    shapes: Shapes = json.loads(result.stdout)
+    shapes: Shapes = _load(directory)[0]
     return shapes
+
+
+def supers_of(directory: Path) -> dict[str, list[str]]:
+    """What each interface of the schemas under ``directory`` extends (a fresh
+    interpreter loads them)."""
+    supers: dict[str, list[str]] = _load(directory)[1]
+    return supers
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +103,12 @@ def test_table_schemas_and_interfaces_agree(shipped: Shapes) -> None:
     ("chain.capnp", {"-> (result :BlockRef);": "-> (result :Block);"},
      "Chain.getTip: results [('result', 'BlockRef')] in the table, "
      "[('result', 'Block')] in the schema"),
-    ("init.capnp", {"makeEcho @1 (context :Proxy.Context)": "makeEcho @1 ()"},
-     "Init.makeEcho: context parameter expected"),
+    ("core.capnp", {"makeEcho @1 (context :Proxy.Context)": "makeEcho @1 ()"},
+     "CoreInit.makeEcho: context parameter expected"),
+    ("core.capnp", {"timeout :Float64)": "timeout :Int64)"},
+     "Mining.waitTipChanged: parameter types [('currentTip', 'Data'), ('timeout', "
+     "'Float64')] in the table, [('currentTip', 'Data'), ('timeout', 'Int64')] in the "
+     "schema"),
 ])
 def test_check_fails_on_an_edited_schema(tmp_path: Path, file: str, edits: dict[str, str],
                                           expected: str) -> None:
@@ -143,3 +165,17 @@ def test_check_fails_when_an_interface_abc_drifts(shipped: Shapes) -> None:
     assert disagreements(table, shipped) == [
         "Echo: _DriftedEcho.echo_twice is not in the table",
         "Echo.echo: parameters ['message'] in the table, ['text'] in _DriftedEcho.echo"]
+
+
+def test_our_init_extends_cores_and_the_check_sees_drift(tmp_path: Path) -> None:
+    """Our Init inherits construct/makeEcho/makeMining from Core's Init (that is how a
+    Core-side client finds them under Core's ids); dropping ``extends`` is caught."""
+    shipped = supers_of(SCHEMA_DIR)
+    assert shipped["Init"] == ["CoreInit"]
+    assert inheritance_disagreements(INTERFACES, shipped) == []
+    edited = edited_schemas(tmp_path, "init.capnp", {
+        "interface Init extends(Core.CoreInit) {": "interface Init {",
+        "makeChain @0": "construct @3 (threadMap :Proxy.ThreadMap) -> "
+                        "(threadMap :Proxy.ThreadMap);\n    makeChain @0"})
+    assert inheritance_disagreements(INTERFACES, supers_of(edited)) == [
+        "Init: extends ['CoreInit'] in the table, [] in the schema"]

@@ -22,8 +22,15 @@ LOAD = textwrap.dedent("""
     assert (SCHEMA_DIR / "mp" / "proxy.capnp").is_file()
     assert s.proxy.schema.node.id == 0xcc316e3f71a040fb
     init = s.init.Init.schema
-    # Method list index == ordinal: @0 construct, @1 makeEcho as in Bitcoin Core's Init.
-    assert [m.name for m in init.node.interface.methods][:2] == ["construct", "makeEcho"]
+    core = s.core.CoreInit.schema
+    # Our Init extends Bitcoin Core's (wire id 0x8838c700ba5cba65): @0 construct,
+    # @1 makeEcho, @2 makeMining there, in method-list order == ordinal.
+    assert core.node.id == 0x8838c700ba5cba65
+    assert [sup.id for sup in init.node.interface.superclasses] == [core.node.id]
+    assert [m.name for m in core.node.interface.methods] == [
+        "construct", "makeEcho", "makeMining"]
+    assert s.echo.Echo.schema.node.id == 0xd36b89640dc94399  # Core's Echo is ours
+    assert s.core.Mining.schema.node.id == 0xf9c68436df3af39e
     print("loaded", sorted(init.methods))
 """)
 

@@ -42,7 +42,7 @@ def test_bundled_config_loads_with_documented_defaults() -> None:
     assert node.role == "node"
     assert node.argv == ("bitcoin-supervisor-node", "-ipcfd", "{fd}")
     assert node.datadir == config.datadir / "node"
-    assert dict(node.options) == {"rpcport": 18443, "rpcbind": "127.0.0.1"}
+    assert dict(node.options) == {"rpcport": 18443, "rpcbind": "127.0.0.1", "ipcbind": "none"}
     assert node.restart == RestartConfig("on-failure")
     assert config.component("wallet").depends_on == ("node",)
     assert config.component("index").depends_on == ("node",)

@@ -120,3 +120,42 @@ def test_config_spells_the_ipc_names_as_ipc_does() -> None:
     assert _configipc.FD_PLACEHOLDER == ipc.FD_PLACEHOLDER
     assert _configipc.DATADIR_PLACEHOLDER == ipc.DATADIR_PLACEHOLDER
     assert set(_configipc.HEALTH_CHECKS) - {"none"} == set(ipc.PROBES)
+
+
+def _cxx(name: str, schema: str, key: str, value: str) -> str:
+    return (f'[components.{name}]\nargv = ["/bin/cat", "{{fd}}"]\nschema = "{schema}"\n'
+            f'sandbox = "none"\n{key} = ["{value}"]\n')
+
+
+@pytest.mark.parametrize("consumer_schema", ["bitcoin-core", "mp-example"])
+def test_a_capability_between_two_cxx_peers_is_refused_at_its_consumes_entry(
+        tmp_path: Path, consumer_schema: str) -> None:
+    """Both ends C++ libmultiprocess programs (a foreign schema): the supervisor could
+    only forward the capability, and its calls would name threads of the wrong process."""
+    text = (_cxx("core", "bitcoin-core", "provides", "chain")
+            + _cxx("corewallet", consumer_schema, "consumes", "chain"))
+    assert error_of(tmp_path, text).startswith(
+        "10:13: [components.corewallet] cannot consume 'chain' from [components.core]: "
+        "both are C++ libmultiprocess programs")
+
+
+def test_a_cxx_peer_next_to_our_roles_keeps_the_role_refusal(tmp_path: Path) -> None:
+    """Only a C++-to-C++ binding gets the forwarding reason; a C++ consumer of our
+    node, or a C++ provider nobody consumes, is refused for what it is."""
+    consumer = "[components.node]\n" + _cxx("corewallet", "bitcoin-core", "consumes", "chain")
+    assert error_of(tmp_path, consumer).startswith(
+        "6:13: [components.corewallet] cannot consume 'chain': a component without a role "
+        "has no way to")
+    provider = _cxx("core", "bitcoin-core", "provides", "chain")
+    assert error_of(tmp_path, provider).startswith(
+        "5:13: [components.core] cannot provide 'chain': a component without a role has "
+        "no way to")
+
+
+def test_ipcbind_is_none_or_unix(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[components.node]\nipcbind = "unix"\n'))
+    assert config.component("node").options["ipcbind"] == "unix"
+    assert error_of(tmp_path, '[components.node]\nipcbind = "tcp"\n').startswith(
+        "2:11: unknown ipcbind 'tcp' in [components.node] (hint: allowed: 'none', 'unix')")
+    assert error_of(tmp_path, '[components.wallet]\nipcbind = "unix"\n').startswith(
+        "2:1: 'ipcbind' in [components.wallet] is not a setting of role 'wallet'")
