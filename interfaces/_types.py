@@ -171,3 +171,6 @@ class ChainGrant:
     consumer: str
     rpc_methods: tuple[str, ...] = ()
     limits: ChainLimits = field(default_factory=ChainLimits)
+    # (name, owner): the RPC names the provider's other consumers are granted, so that
+    # "owned by X" does not depend on whether X's Chain was minted yet.
+    owned_elsewhere: tuple[tuple[str, str], ...] = ()

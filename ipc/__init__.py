@@ -1,6 +1,7 @@
 """Protocol-agnostic IPC: launching component processes and the Protocol/Connection faces."""
 
 from ._bind import BindLauncher
+from ._intro import INTRO_FD_ENV, IntroInbox, IntroSender, make_intro_pair
 from ._launch import (
     DATADIR_PLACEHOLDER,
     FD_PLACEHOLDER,
@@ -17,10 +18,13 @@ from ._protocol import PROBES, SCHEMAS, Connection, Probe, Protocol, Schema
 __all__ = [
     "DATADIR_PLACEHOLDER",
     "FD_PLACEHOLDER",
+    "INTRO_FD_ENV",
     "BindLauncher",
     "ChildHandle",
     "Connection",
     "Endpoint",
+    "IntroInbox",
+    "IntroSender",
     "LaunchRequest",
     "PROBES",
     "Probe",
@@ -30,6 +34,7 @@ __all__ = [
     "Protocol",
     "SocketpairLauncher",
     "expand_argv",
+    "make_intro_pair",
     "make_protocol",
     "resolve_executable",
 ]

@@ -27,6 +27,7 @@ from ._uids import assign_outer_uids
 from .control_protocol import (
     CONTROL_SOCKET,
     Accepted,
+    CapabilityLink,
     ComponentReply,
     ComponentRequest,
     ErrorCode,
@@ -318,8 +319,17 @@ class Daemon:
             supervisor=SupervisorInfo(
                 pid=os.getpid(), uptime_s=round(time.monotonic() - self._started, 3),
                 config=str(self.config.path), datadir=str(self.config.datadir)),
-            components=tuple(describe(c, p, self._landlock_abi, sync)
+            components=tuple(describe(c, p, self._landlock_abi, sync, self._links(c))
                              for c, p, sync in zip(chosen, probes, syncs, strict=True)))
+
+    def _links(self, c: Component) -> tuple[CapabilityLink, ...]:
+        """How each capability a running consumer holds reaches it."""
+        if c.state is not ComponentState.RUNNING:
+            return ()
+        paths = self._broker.links(c.name)
+        return tuple(CapabilityLink(capability=b.capability, provider=b.provider,
+                                    path=paths[b.capability])
+                     for b in self.config.graph.needs(c.name) if b.capability in paths)
 
     async def _progress(self, c: Component) -> SyncProgress | None:
         """How far a running consumer has followed its chain; None if it consumes none,

@@ -178,6 +178,10 @@ def fill_chain_grant(builder: Any, grant: ChainGrant) -> None:
     """Write ``grant`` into a ``ChainGrant`` builder."""
     builder.consumer = grant.consumer
     builder.rpcMethods = list(grant.rpc_methods)
+    owned = builder.init("ownedElsewhere", len(grant.owned_elsewhere))
+    for entry, (name, owner) in zip(owned, grant.owned_elsewhere, strict=True):
+        entry.name = name
+        entry.owner = owner
     limits = builder.init("limits")
     for name, wire in _LIMIT_FIELDS:
         setattr(limits, wire, getattr(grant.limits, name))
@@ -188,7 +192,9 @@ def read_chain_grant(reader: Any) -> ChainGrant:
     limits = ChainLimits(**{name: int(getattr(reader.limits, wire))
                             for name, wire in _LIMIT_FIELDS})
     return ChainGrant(consumer=str(reader.consumer),
-                      rpc_methods=tuple(str(m) for m in reader.rpcMethods), limits=limits)
+                      rpc_methods=tuple(str(m) for m in reader.rpcMethods), limits=limits,
+                      owned_elsewhere=tuple((str(e.name), str(e.owner))
+                                            for e in reader.ownedElsewhere))
 
 
 TEXT = Value("Text", str)

@@ -156,6 +156,9 @@ INTERFACES: tuple[Interface, ...] = (
         Method(3, "makeWalletLoader", "make_wallet_loader", (p("chain", cap("Chain")),),
                cap("WalletLoader")),
         Method(4, "makeIndex", "make_index", (p("chain", cap("Chain")),), cap("Index")),
+        Method(5, "serveChain", "serve_chain",
+               (p("grant", CHAIN_GRANT), p("channel", UINT32)), cap("Handler")),
+        Method(6, "connectChain", "connect_chain", (p("channel", UINT32),), cap("Chain")),
     )),
 )
 

@@ -11,10 +11,10 @@ from typing import Any, TypeVar, cast
 import capnp
 
 from bitcoin_supervisor import log
-from bitcoin_supervisor.interfaces import Echo, Init, IpcError, RemoteError
+from bitcoin_supervisor.interfaces import Chain, Echo, Handler, Init, IpcError, RemoteError
 from bitcoin_supervisor.ipc._protocol import Connection, Probe, Protocol, Schema
 
-from . import _clients, _servers
+from . import _clients, _direct, _servers
 from ._link import Link
 from ._loopgc import LoopCollector
 from ._schema import load_schemas
@@ -154,6 +154,18 @@ class CapnpProtocol(Protocol):
             _logger.info("ipc.disconnected", component=name)
         finally:
             stream.close()
+
+    async def serve_chain(self, sock: socket.socket, chain: Chain, *, name: str,
+                          peer: str, max_message_bytes: int,
+                          debug: bool = False) -> Handler:
+        """See ``Protocol.serve_chain``."""
+        return await _direct.serve_chain(sock, chain, name=name, peer=peer,
+                                         max_message_bytes=max_message_bytes, debug=debug)
+
+    async def connect_chain(self, sock: socket.socket, *, peer: str,
+                            debug: bool = False) -> Chain:
+        """See ``Protocol.connect_chain``."""
+        return await _direct.connect_chain(sock, peer=peer, debug=debug)
 
 
 def make_capnp_protocol() -> Protocol:

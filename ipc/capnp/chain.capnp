@@ -43,11 +43,20 @@ struct ChainLimits {
     notifyDeadlineMs @6 :UInt32;
 }
 
-# The identity and rights a Chain is minted with (Init.makeChain).
+# An RPC name and the consumer whose grant lists it.
+struct RpcNameOwner {
+    name @0 :Text;
+    owner @1 :Text;
+}
+
+# The identity and rights a Chain is minted with (Init.makeChain). ownedElsewhere: the
+# names the provider's other consumers own, so a refusal names the owner whether or not
+# its Chain was minted yet.
 struct ChainGrant {
     consumer @0 :Text;
     rpcMethods @1 :List(Text);
     limits @2 :ChainLimits;
+    ownedElsewhere @3 :List(RpcNameOwner);
 }
 
 interface Handler {

@@ -194,6 +194,7 @@ class NodeChain(Chain):
         register ``grant.rpc_methods`` (until a later grant to it says otherwise).
         RpcNameOwnedError, logged, when another component owns one of them."""
         self.routes.grant(grant.consumer, grant.rpc_methods)
+        self.routes.expect(grant.owned_elsewhere)
         self._log.info("chain.minted", consumer=grant.consumer,
                        rpc_methods=len(grant.rpc_methods))
         return ConsumerChain(self, grant)

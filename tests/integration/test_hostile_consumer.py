@@ -32,7 +32,8 @@ _HOSTILE = f"""#!{sys.executable}
 import asyncio, signal, socket, sys
 from bitcoin_supervisor.interfaces import (ChainNotifications, Index, IndexInfo, Init,
                                            RpcHandler, RpcResponse)
-from bitcoin_supervisor.ipc import make_protocol
+from bitcoin_supervisor.ipc import IntroInbox, make_protocol
+from bitcoin_supervisor.roles._intro import IntroducingInit
 
 MODE = sys.argv[2]
 kept = []
@@ -94,8 +95,13 @@ protocol = make_protocol()
 async def main():
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    init = HostileInit()
+    inbox = IntroInbox.from_env()
+    if inbox is not None:  # takes its Chain on a direct link to the node, as an index does
+        inbox.start()
+        init = IntroducingInit(init, inbox, protocol, name="index")
     serve = asyncio.ensure_future(protocol.serve(socket.socket(fileno=int(sys.argv[1])),
-                                                 HostileInit(), name="index"))
+                                                 init, name="index"))
     await asyncio.wait({{serve, asyncio.ensure_future(stop.wait())}},
                        return_when=asyncio.FIRST_COMPLETED)
     return 0
