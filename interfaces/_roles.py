@@ -14,6 +14,7 @@ from ._types import (
     Block,
     BlockRef,
     ChainGrant,
+    ConsumerHealth,
     IndexedTransaction,
     IndexInfo,
     RpcRequest,
@@ -187,6 +188,11 @@ class Init(ABC):  # noqa: B024 - every make_* has a default; roles override some
         Raises IpcError when no socket arrives as ``channel`` within a few seconds, and
         what ``make_chain`` raises."""
         raise NotProvidedError("this component cannot serve an introduced Chain")
+
+    async def consumer_health(self) -> tuple[ConsumerHealth, ...]:
+        """How each consumer of this provider's Chain keeps up with its notifications
+        (node role only): one entry per consumer with a notification registration."""
+        raise NotProvidedError("this component has no consumers")
 
     async def connect_chain(self, channel: int) -> Chain:
         """Return the Chain served at the other end of the socket the supervisor

@@ -14,6 +14,7 @@ from __future__ import annotations
 from bitcoin_supervisor.interfaces import (
     Chain,
     ChainGrant,
+    ConsumerHealth,
     Echo,
     Handler,
     Index,
@@ -49,6 +50,10 @@ class IntroducingInit(Init):
     async def make_index(self, chain: Chain) -> Index:
         """See ``Init.make_index``."""
         return await self._init.make_index(chain)
+
+    async def consumer_health(self) -> tuple[ConsumerHealth, ...]:
+        """See ``Init.consumer_health``."""
+        return await self._init.consumer_health()
 
     async def serve_chain(self, grant: ChainGrant, channel: int) -> Handler:
         """See ``Init.serve_chain``: the grant is checked (minted) before the socket is

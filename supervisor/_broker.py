@@ -23,7 +23,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from bitcoin_supervisor.interfaces import Handler, Init, IpcError
+from bitcoin_supervisor.interfaces import (
+    ConsumerHealth,
+    Handler,
+    Init,
+    IpcError,
+    NotProvidedError,
+)
 from bitcoin_supervisor.ipc import IntroSender
 from bitcoin_supervisor.log import get_logger
 
@@ -95,8 +101,12 @@ class Broker:
         closed by ``detach``); with one on both sides, a capability is introduced
         directly instead of forwarded.
         """
+        self._channels.pop(name, None)
         if intro is not None:
             self._channels[name] = IntroSender(intro)
+        replaced = self._consumers.pop(name, None)
+        if replaced is not None:  # attached again without a detach: its old links go
+            self.revoke(replaced)
         needs = self._graph.needs(name)
         if needs:
             role = self._graph.roles[name]
@@ -152,6 +162,24 @@ class Broker:
         for handler in consumer.revokers.values():
             self._in_background(revoke(handler, consumer.name), self._revoking)
         consumer.revokers.clear()
+
+    async def health(self, name: str) -> dict[str, ConsumerHealth]:
+        """How ``name`` keeps up with each capability's notifications, by capability,
+        as its providers report it (a provider that reports nothing is left out).
+        Raises IpcError when a provider does not answer (callers add a deadline)."""
+        found: dict[str, ConsumerHealth] = {}
+        for binding in self._graph.needs(name):
+            provider = self._slots[(binding.provider, binding.capability)].value
+            if provider is None or name not in self._consumers:
+                continue
+            try:
+                reports = await provider.consumer_health()
+            except NotProvidedError:
+                continue
+            for report in reports:
+                if report.consumer == name:
+                    found[binding.capability] = report
+        return found
 
     def links(self, name: str) -> dict[str, str]:
         """How each capability ``name`` consumes reaches it now: INTRODUCED (a direct

@@ -15,6 +15,7 @@ from bitcoin_supervisor.interfaces import (
     BlockRef,
     ChainGrant,
     ChainLimits,
+    ConsumerHealth,
     IndexedTransaction,
     IndexInfo,
     RpcRequest,
@@ -171,7 +172,8 @@ _LIMIT_FIELDS = (("max_rpc_names", "maxRpcNames"), ("max_name_length", "maxNameL
                  ("max_calls_in_flight", "maxCallsInFlight"),
                  ("max_message_bytes", "maxMessageBytes"),
                  ("notify_queue_depth", "notifyQueueDepth"),
-                 ("notify_deadline_ms", "notifyDeadlineMs"))
+                 ("notify_deadline_ms", "notifyDeadlineMs"),
+                 ("lagging_restart_ms", "laggingRestartMs"))
 
 
 def fill_chain_grant(builder: Any, grant: ChainGrant) -> None:
@@ -197,6 +199,21 @@ def read_chain_grant(reader: Any) -> ChainGrant:
                                             for e in reader.ownedElsewhere))
 
 
+def fill_chain_health(builder: Any, health: tuple[ConsumerHealth, ...]) -> None:
+    """Write consumers' notification health into a ``ChainHealth`` builder."""
+    entries = builder.init("consumers", len(health))
+    for entry, item in zip(entries, health, strict=True):
+        entry.consumer = item.consumer
+        entry.lagging = item.lagging
+        entry.laggingMs = min(int(item.lagging_s * 1000), 2**32 - 1)
+
+
+def read_chain_health(reader: Any) -> tuple[ConsumerHealth, ...]:
+    """Copy a ``ChainHealth`` reader into dataclasses."""
+    return tuple(ConsumerHealth(consumer=str(e.consumer), lagging=bool(e.lagging),
+                                lagging_s=int(e.laggingMs) / 1000) for e in reader.consumers)
+
+
 TEXT = Value("Text", str)
 BOOL = Value("Bool", bool)
 INT32 = Value("Int32", int)
@@ -211,3 +228,4 @@ INDEX_INFO = Struct("IndexInfo", fill_index_info, read_index_info)
 INDEXED_TRANSACTION = Struct("IndexedTransaction", fill_indexed_transaction,
                              read_indexed_transaction)
 CHAIN_GRANT = Struct("ChainGrant", fill_chain_grant, read_chain_grant)
+CHAIN_HEALTH = Struct("ChainHealth", fill_chain_health, read_chain_health)

@@ -27,6 +27,7 @@ from ._convert import (
     BLOCK,
     BLOCK_REF,
     CHAIN_GRANT,
+    CHAIN_HEALTH,
     INDEX_INFO,
     INDEXED_TRANSACTION,
     INT32,
@@ -159,6 +160,7 @@ INTERFACES: tuple[Interface, ...] = (
         Method(5, "serveChain", "serve_chain",
                (p("grant", CHAIN_GRANT), p("channel", UINT32)), cap("Handler")),
         Method(6, "connectChain", "connect_chain", (p("channel", UINT32),), cap("Chain")),
+        Method(7, "consumerHealth", "consumer_health", (), CHAIN_HEALTH),
     )),
 )
 

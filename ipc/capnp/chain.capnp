@@ -41,6 +41,18 @@ struct ChainLimits {
     maxMessageBytes @4 :UInt32;
     notifyQueueDepth @5 :UInt32;
     notifyDeadlineMs @6 :UInt32;
+    laggingRestartMs @7 :UInt32;
+}
+
+# How one consumer keeps up with the provider's notifications (Init.consumerHealth).
+struct ConsumerHealth {
+    consumer @0 :Text;
+    lagging @1 :Bool;
+    laggingMs @2 :UInt32;   # how long it has been lagging; 0 when it is not
+}
+
+struct ChainHealth {
+    consumers @0 :List(ConsumerHealth);
 }
 
 # An RPC name and the consumer whose grant lists it.

@@ -25,4 +25,5 @@ interface Init {
     serveChain @5 (context :Proxy.Context, grant :Chain.ChainGrant, channel :UInt32)
         -> (result :Chain.Handler);
     connectChain @6 (context :Proxy.Context, channel :UInt32) -> (result :Chain.Chain);
+    consumerHealth @7 (context :Proxy.Context) -> (result :Chain.ChainHealth);
 }

@@ -6,7 +6,14 @@ import asyncio
 from pathlib import Path
 
 from bitcoin_supervisor import log
-from bitcoin_supervisor.interfaces import Chain, ChainGrant, ComponentSettings, Echo, Init
+from bitcoin_supervisor.interfaces import (
+    Chain,
+    ChainGrant,
+    ComponentSettings,
+    ConsumerHealth,
+    Echo,
+    Init,
+)
 
 from .._echo import EchoImpl
 from ._chain import NodeChain
@@ -30,6 +37,10 @@ class NodeInit(Init):
     async def make_chain(self, grant: ChainGrant) -> Chain:
         """Return a Chain minted for ``grant.consumer`` (see ``NodeChain.mint``)."""
         return self._chain.mint(grant)
+
+    async def consumer_health(self) -> tuple[ConsumerHealth, ...]:
+        """See ``Init.consumer_health``."""
+        return self._chain.consumer_health()
 
 
 class NodeProcess:

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bitcoin_supervisor.supervisor import load_config
 from bitcoin_supervisor.supervisor._rpcclient import RpcEndpoint, call
 
@@ -104,5 +106,47 @@ introduce = false
         assert time.monotonic() - started < 30
         info = json.loads(system.rpc("getwalletinfo", wallet="bob"))
         assert info["lastprocessedblock"]["height"] == 3
+    finally:
+        stop_system(system)
+
+
+def _signal_tree(pid: int, sig: signal.Signals) -> None:
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        proc.send_signal(sig)
+
+
+def test_a_lagging_wallet_shows_in_status_and_is_restarted_past_its_deadline(
+        tmp_path: Path) -> None:
+    config = own_config(tmp_path, f"""
+[components.node]
+rpcport = {free_port()}
+[components.wallet]
+stop_timeout_s = 1
+[components.wallet.limits]
+notify_deadline_ms = 500
+lagging_restart_ms = 4000
+""")
+    system = launch(config)
+    try:
+        system.wait_ready()
+        system.rpc("createwallet", "miner")
+        address = system.rpc("getnewaddress", wallet="miner")
+        wallet = system.pids()["wallet"]
+        system.log.mark()
+        _signal_tree(wallet, signal.SIGSTOP)
+        json.loads(system.rpc("generatetoaddress", "2", address))
+        system.log.wait_for(lambda e: e.get("event") == "child.log"
+                            and e.get("child_event") == "notifications.lagging")
+        link = system.component("wallet")["links"][0]
+        assert (link["path"], link["lagging"]) == ("introduced", True)
+        assert "Uses: chain from node (introduced, LAGGING)" in system.cli("status").stdout
+        restarted = system.log.wait_for(
+            lambda e: e.get("event") == "consumer.lagging_restarted", timeout=60)
+        assert restarted["component"] == "wallet" and restarted["lagging_s"] >= 4.0
+        system.wait_running("wallet", not_pid=wallet)
+        assert system.component("wallet")["links"][0]["lagging"] is False
+        info = json.loads(system.rpc("getwalletinfo", wallet="miner"))
+        assert info["lastprocessedblock"]["height"] == 2
     finally:
         stop_system(system)
