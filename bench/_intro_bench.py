@@ -115,7 +115,7 @@ async def _measure(opts: Options, calls: int, batches: int, rounds: int
 async def chain_introduced(opts: Options) -> Result:
     """Measure sequential µs per ``get_tip`` and pipelined calls/s on each path, and
     the introduction latency. Raises RuntimeError if a child fails."""
-    calls, batches, rounds = opts.pick(100, 1000), opts.pick(2, 10), opts.pick(2, 3)
+    calls, batches, rounds = opts.pick(30, 1000), opts.pick(1, 10), opts.pick(1, 3)
     series = await _measure(opts, calls, batches, rounds)
     direct = summarize(series["direct"]["samples_us"])
     rows: list[dict[str, Cell]] = []
