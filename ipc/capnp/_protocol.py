@@ -21,6 +21,9 @@ from ._schema import load_schemas
 
 T = TypeVar("T")
 _logger = log.get_logger()
+# The largest message the supervisor reads from a component's link: four times the
+# default max_message_bytes of a consumer's answer, above any block a node sends.
+LINK_MAX_MESSAGE_BYTES = 16 << 20
 # The method-table row (and schema file attribute) of each kind of peer's Init.
 _INITS: dict[Schema, tuple[str, str]] = {
     "bitcoin-supervisor": ("init", "Init"),
@@ -122,7 +125,10 @@ class CapnpProtocol(Protocol):
         link breaks first, RemoteError if the peer's ``construct`` fails.
         """
         stream = await capnp.AsyncIoStream.create_connection(sock=sock)
-        rpc = capnp.TwoPartyClient(stream)
+        # A component's message larger than this breaks its own link (KJ refuses it
+        # before building anything), not the supervisor's memory.
+        rpc = capnp.TwoPartyClient(
+            stream, traversal_limit_in_words=_direct.traversal_words(LINK_MAX_MESSAGE_BYTES))
         disconnected = _watch(rpc.on_disconnect())
         attr, interface = _INITS[schema]
         raw_init = rpc.bootstrap().cast_as(getattr(getattr(self._schemas, attr), interface))
