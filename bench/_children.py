@@ -148,6 +148,7 @@ class Launch:
     name: str = "bench"
     datadir: Path | None = None
     policy: Policy | None = None
+    intro: bool = False  # with the trampoline: give it an introduction channel
 
     async def start(self) -> RunningChild:
         """Launch the child and start draining its output. Raises SpawnError."""
@@ -158,7 +159,7 @@ class Launch:
         assert self.datadir is not None, "a trampoline launch needs a datadir"
         launcher = ConfinedLauncher()
         spec = LaunchSpec(name=self.name, argv=self.argv, env=self.env,
-                          datadir=self.datadir, policy=self.policy)
+                          datadir=self.datadir, policy=self.policy, intro=self.intro)
         endpoint = await launcher.launch(spec)
         return RunningChild(endpoint, release=lambda: launcher.release(spec, endpoint))
 
@@ -169,13 +170,13 @@ def plain(argv: Sequence[str], env: Mapping[str, str]) -> Launch:
 
 
 def role_launch(role: str, root: Path, variant: SpawnVariant,
-                extra_env: Mapping[str, str] | None = None) -> Launch:
+                extra_env: Mapping[str, str] | None = None, intro: bool = False) -> Launch:
     """The real ``role`` executable launched as ``variant`` says, its datadir (and its
     peers') under ``root``. Raises PolicyError when the role's policy does not load."""
     settings = role_settings(role, root, variant)
     return Launch(role_argv(role), child_env(settings, extra_env),
                   trampoline=variant.trampoline, name=role, datadir=Path(settings.datadir),
-                  policy=policy_for(settings))
+                  policy=policy_for(settings), intro=intro)
 
 
 class RunningChild:

@@ -7,6 +7,7 @@ imports only capnp and the project's ipc layer: nothing of the benchmark package
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -23,9 +24,12 @@ from bitcoin_supervisor.interfaces import (
     IndexInfo,
     Init,
 )
-from bitcoin_supervisor.ipc import make_protocol
+from bitcoin_supervisor.ipc import IntroInbox, make_protocol
+from bitcoin_supervisor.roles._intro import IntroducingInit
 
 CALLS_ENV = "BENCH_PROBE_CALLS"
+BATCHES_ENV = "BENCH_PROBE_BATCHES"
+IN_FLIGHT_ENV = "BENCH_PROBE_IN_FLIGHT"
 WARMUP_CALLS = 20
 
 
@@ -54,15 +58,21 @@ class ProbeInit(Init):
     caller reads them as soon as its call completes.
     """
 
-    def __init__(self, calls: int) -> None:
+    def __init__(self, calls: int, batches: int = 0, in_flight: int = 0) -> None:
         self._calls = calls
+        self._batches = batches
+        self._in_flight = in_flight
 
     async def make_echo(self) -> Echo:
         """Return an Echo served by this process."""
         return _Echo()
 
     async def make_index(self, chain: Chain) -> Index:
-        """Time ``get_tip`` on ``chain`` (a capability forwarded by our parent)."""
+        """Time ``get_tip`` on ``chain`` (forwarded by our parent, or introduced): when
+        the first call was answered (``time.monotonic``, comparable across processes),
+        ``calls`` sequential calls, then ``batches`` of ``in_flight`` calls at once."""
+        await chain.get_tip()
+        first_answered = time.monotonic()
         for _ in range(WARMUP_CALLS):
             await chain.get_tip()
         samples: list[float] = []
@@ -70,7 +80,14 @@ class ProbeInit(Init):
             started = time.perf_counter_ns()
             await chain.get_tip()
             samples.append((time.perf_counter_ns() - started) / 1000)
-        print(json.dumps({"event": "bench.samples", "samples_us": samples}), flush=True)
+        rates: list[float] = []
+        for _ in range(self._batches):
+            started = time.perf_counter_ns()
+            await asyncio.gather(*(chain.get_tip() for _ in range(self._in_flight)))
+            rates.append(self._in_flight / ((time.perf_counter_ns() - started) / 1e9))
+        print(json.dumps({"event": "bench.samples", "samples_us": samples,
+                          "first_answered": first_answered, "calls_per_s": rates}),
+              flush=True)
         return _CallerIndex()
 
 
@@ -82,8 +99,18 @@ def main() -> None:
     # stdout carries results; logs go to stderr, warnings only.
     log.configure(json=True, stream=sys.stderr, level=logging.WARNING)
     protocol = make_protocol()
-    init = ProbeInit(int(os.environ.get(CALLS_ENV, "0")))
-    protocol.run(lambda: protocol.serve(sock, init, name="bench-probe"))
+    init: Init = ProbeInit(int(os.environ.get(CALLS_ENV, "0")),
+                           int(os.environ.get(BATCHES_ENV, "0")),
+                           int(os.environ.get(IN_FLIGHT_ENV, "0")))
+    inbox = IntroInbox.from_env()
+
+    async def serve() -> None:
+        served = init
+        if inbox is not None:  # launched with an introduction channel: take direct links
+            inbox.start()
+            served = IntroducingInit(init, inbox, protocol, name="bench-probe")
+        await protocol.serve(sock, served, name="bench-probe")
+    protocol.run(serve)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from bitcoin_supervisor.ipc import make_protocol
 from ._cli_bench import cli_status
 from ._daemon_bench import restart_latency, rss
 from ._echo_bench import echo_direct_vs_brokered
+from ._intro_bench import chain_introduced
 from ._options import Options
 from ._report import Result
 from ._spawn_bench import spawn_to_init
@@ -22,6 +23,7 @@ Benchmark = Callable[[Options], Awaitable[Result]]
 BENCHMARKS: dict[str, Benchmark] = {
     "spawn_to_init": spawn_to_init,
     "echo_direct_vs_brokered": echo_direct_vs_brokered,
+    "chain_introduced": chain_introduced,
     "restart_latency": restart_latency,
     "rss": rss,
     "cli_status": cli_status,

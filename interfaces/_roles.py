@@ -14,6 +14,7 @@ from ._types import (
     Block,
     BlockRef,
     ChainGrant,
+    ConsumerHealth,
     IndexedTransaction,
     IndexInfo,
     RpcRequest,
@@ -207,3 +208,24 @@ class Init(ABC):  # noqa: B024 - every make_* has a default; roles override some
     async def make_index(self, chain: Chain) -> Index:
         """Attach ``chain`` and return the Index (index role only)."""
         raise NotProvidedError("this component does not provide Index")
+
+    async def serve_chain(self, grant: ChainGrant, channel: int) -> Handler:
+        """Serve the Chain minted for ``grant`` (as ``make_chain`` would) on the socket
+        the supervisor introduced as ``channel`` (node role with an introduction
+        channel only); the consumer at the other end then calls the node directly.
+        Returns at once, with a Handler whose ``disconnect`` revokes the link (closes it).
+        Raises IpcError when no socket arrives as ``channel`` within a few seconds, and
+        what ``make_chain`` raises."""
+        raise NotProvidedError("this component cannot serve an introduced Chain")
+
+    async def consumer_health(self) -> tuple[ConsumerHealth, ...]:
+        """How each consumer of this provider's Chain keeps up with its notifications
+        (node role only): one entry per consumer with a notification registration."""
+        raise NotProvidedError("this component has no consumers")
+
+    async def connect_chain(self, channel: int) -> Chain:
+        """Return the Chain served at the other end of the socket the supervisor
+        introduced as ``channel`` (a consumer with an introduction channel only); its
+        calls go straight to the provider. Raises IpcError when no socket arrives as
+        ``channel`` within a few seconds or the provider is gone."""
+        raise NotProvidedError("this component cannot take an introduced Chain")

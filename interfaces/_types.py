@@ -147,7 +147,9 @@ class ChainLimits:
     consumer returns; ``notify_queue_depth``: blocks queued for the consumer before
     older ones are coalesced (it catches up through ``get_block``);
     ``notify_deadline_ms``: how long one ``block_connected`` call, and mining waiting
-    for the consumer, may take before the consumer is marked lagging.
+    for the consumer, may take before the consumer is marked lagging;
+    ``lagging_restart_ms``: how long it may stay lagging before the supervisor restarts
+    it (enforced by the supervisor, which asks the provider).
     """
 
     max_rpc_names: int = 64
@@ -157,6 +159,17 @@ class ChainLimits:
     max_message_bytes: int = 4 << 20
     notify_queue_depth: int = 64
     notify_deadline_ms: int = 5000
+    lagging_restart_ms: int = 60000
+
+
+@dataclass(frozen=True)
+class ConsumerHealth:
+    """How one consumer keeps up with its provider's notifications: ``lagging`` (a
+    delivery missed its deadline and it has not caught up) for ``lagging_s`` seconds."""
+
+    consumer: str
+    lagging: bool
+    lagging_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -171,3 +184,6 @@ class ChainGrant:
     consumer: str
     rpc_methods: tuple[str, ...] = ()
     limits: ChainLimits = field(default_factory=ChainLimits)
+    # (name, owner): the RPC names the provider's other consumers are granted, so that
+    # "owned by X" does not depend on whether X's Chain was minted yet.
+    owned_elsewhere: tuple[tuple[str, str], ...] = ()

@@ -1,6 +1,7 @@
 """Protocol-agnostic IPC: launching component processes and the Protocol/Connection faces."""
 
 from ._bind import BindLauncher
+from ._intro import INTRO_FD_ENV, IntroInbox, IntroSender, make_intro_pair
 from ._launch import (
     DATADIR_PLACEHOLDER,
     FD_PLACEHOLDER,
@@ -19,10 +20,13 @@ __all__ = [
     "DATADIR_PLACEHOLDER",
     "FD_PLACEHOLDER",
     "MAX_CONNECTIONS",
+    "INTRO_FD_ENV",
     "BindLauncher",
     "ChildHandle",
     "Connection",
     "Endpoint",
+    "IntroInbox",
+    "IntroSender",
     "LaunchRequest",
     "PROBES",
     "Probe",
@@ -33,6 +37,7 @@ __all__ = [
     "SocketpairLauncher",
     "expand_argv",
     "listen_unix",
+    "make_intro_pair",
     "make_protocol",
     "resolve_executable",
     "serve_listener",

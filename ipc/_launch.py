@@ -93,6 +93,8 @@ class Endpoint:
     sock: socket.socket | None
     child: ChildHandle
     dial: Callable[[], Awaitable[socket.socket]] | None = None
+    # The supervisor's end of the component's introduction channel (``_intro``), if any.
+    intro: socket.socket | None = None
 
     async def link(self) -> socket.socket:
         """Return the connected link socket (ownership passes to the caller), waiting for

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
-from bitcoin_supervisor.interfaces import Init
+from bitcoin_supervisor.interfaces import Chain, Handler, Init
 
 T = TypeVar("T")
 
@@ -67,3 +67,19 @@ class Protocol(ABC):
                     debug: bool = False) -> None:
         """Serve ``init`` as the bootstrap capability on ``sock``; return when the peer
         disconnects. ``name`` is this component's name in logs."""
+
+    @abstractmethod
+    async def serve_chain(self, sock: socket.socket, chain: Chain, *, name: str,
+                          peer: str, max_message_bytes: int,
+                          debug: bool = False) -> Handler:
+        """Serve ``chain`` as the bootstrap capability on ``sock`` (ownership passes) in
+        the background; messages from ``peer`` larger than ``max_message_bytes`` break
+        that link alone. Returns at once a Handler whose ``disconnect`` closes the link
+        (revocation); the link also goes when the peer does. Raises OSError."""
+
+    @abstractmethod
+    async def connect_chain(self, sock: socket.socket, *, peer: str,
+                            debug: bool = False) -> Chain:
+        """Bootstrap the Chain served at the other end of ``sock`` (ownership passes).
+        Returns at once; calls on it fail with PeerGoneError once ``peer`` closes the
+        link. Raises OSError."""

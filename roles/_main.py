@@ -12,7 +12,9 @@ from typing import Protocol as TypingProtocol
 
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import ComponentSettings, Init, SupervisorError
-from bitcoin_supervisor.ipc import Protocol, make_protocol, serve_listener
+from bitcoin_supervisor.ipc import IntroInbox, Protocol, make_protocol, serve_listener
+
+from ._intro import IntroducingInit
 
 # Reserved exit codes the supervisor reads (gunicorn's idea): a component that cannot
 # boot because of how it was started must not be restarted in a loop.
@@ -78,6 +80,7 @@ def run_role(factory: Callable[[], RoleProcess]) -> None:
         fd = parse_ipcfd(sys.argv[1:])
         settings = ComponentSettings.from_env()
         sock = socket.socket(fileno=fd)
+        inbox = IntroInbox.from_env()
     except (ValueError, OSError) as exc:
         print(f"{sys.argv[0]}: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
@@ -86,12 +89,12 @@ def run_role(factory: Callable[[], RoleProcess]) -> None:
     # Confinement is the launcher's job: this process was confined by the supervisor's
     # sandbox trampoline before its first instruction.
     protocol = make_protocol()
-    code = protocol.run(lambda: _serve(factory(), settings, sock, protocol))
+    code = protocol.run(lambda: _serve(factory(), settings, sock, protocol, inbox))
     sys.exit(code)
 
 
 async def _serve(proc: RoleProcess, settings: ComponentSettings, sock: socket.socket,
-                 protocol: Protocol) -> int:
+                 protocol: Protocol, inbox: IntroInbox | None) -> int:
     lg = log.get_logger()
     try:
         init = await proc.start(settings)
@@ -105,13 +108,21 @@ async def _serve(proc: RoleProcess, settings: ComponentSettings, sock: socket.so
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, terminate.set)
     debug = "ipc" in settings.debug
+    # node.sock clients (ipcbind) get the role's own Init, never the introduction methods:
+    # the channels in the inbox are the supervisor's to hand out.
+    listener_init = init
+    if inbox is not None:
+        # Started with an introduction channel: the supervisor may connect this role
+        # directly to its provider or consumers (roles/_intro.py).
+        inbox.start()
+        init = IntroducingInit(init, inbox, protocol, name=settings.name, debug=debug)
     waits = {
         asyncio.create_task(protocol.serve(sock, init, name=settings.name, debug=debug),
                             name="link"),
         asyncio.create_task(terminate.wait(), name="signal"),
         asyncio.create_task(proc.stop_requested.wait(), name="stop-rpc"),
     }
-    extra = [asyncio.create_task(serve_listener(protocol, listener, init,
+    extra = [asyncio.create_task(serve_listener(protocol, listener, listener_init,
                                                 name=settings.name, debug=debug))
              for listener in proc.listeners]
     lg.info("component.serving", role=settings.role, listeners=len(extra))

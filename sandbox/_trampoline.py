@@ -144,6 +144,8 @@ def main(args: Sequence[str] | None = None) -> NoReturn:
     parser.add_argument("--plan-fd", type=int, required=True, metavar="P")
     parser.add_argument("--ipc-fd", type=int, metavar="N",
                         help="the inherited IPC socket, kept open")
+    parser.add_argument("--keep-fd", type=int, action="append", default=[], metavar="K",
+                        help="a further inherited descriptor the program keeps")
     parser.add_argument("program", nargs=argparse.REMAINDER)
     ns = parser.parse_args(args)
     argv = ns.program[1:] if ns.program[:1] == ["--"] else ns.program
@@ -159,4 +161,4 @@ def main(args: Sequence[str] | None = None) -> NoReturn:
     except SandboxError as exc:
         print(f"{_PREFIX}: {exc}", file=sys.stderr)
         sys.exit(EXIT_SANDBOX_FAILED)
-    enter(plan, argv, ipc_fd=ns.ipc_fd)
+    enter(plan, argv, ipc_fd=ns.ipc_fd, pass_fds=tuple(ns.keep_fd))

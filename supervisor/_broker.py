@@ -8,18 +8,33 @@ ever holds another's capability. When a provider comes back after a restart, eac
 its attached consumers gets a freshly minted one through the same call, without being
 restarted itself; consumers of other providers are not touched. A provider that refuses
 to mint (a grant names an RPC name someone else owns) fails that consumer's hand-over.
+
+Where both sides took an introduction channel at launch, the capability is introduced
+directly (``_introduce``): the consumer then calls its provider over a socketpair of
+their own and the supervisor is out of the data path; otherwise (a foreign program,
+``introduce = false``) the calls are forwarded through the supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
-from bitcoin_supervisor.interfaces import Init, IpcError
+from bitcoin_supervisor.interfaces import (
+    ConsumerHealth,
+    Handler,
+    Init,
+    IpcError,
+    NotProvidedError,
+)
+from bitcoin_supervisor.ipc import IntroSender
 from bitcoin_supervisor.log import get_logger
 
 from ._capabilities import CAPABILITIES, Binding, CapabilityGraph
+from ._introduce import FORWARDED, INTRODUCED, introduce, revoke
 
 __all__ = ["REBROKER_TIMEOUT_S", "Broker"]
 
@@ -48,6 +63,10 @@ class _Consumer:
     received: dict[str, object] = field(default_factory=dict)
     # The capability minted for it, per capability (progress reads the provider's side).
     minted: dict[str, object] = field(default_factory=dict)
+    # How each capability reaches it (INTRODUCED / FORWARDED), and the Handlers that
+    # revoke its introduced links at their providers.
+    paths: dict[str, str] = field(default_factory=dict)
+    revokers: dict[str, Handler] = field(default_factory=dict)
 
 
 class Broker:
@@ -66,8 +85,10 @@ class Broker:
         self._consumers: dict[str, _Consumer] = {}
         self._on_stale = on_stale
         self._rebrokering: set[asyncio.Task[None]] = set()
+        self._channels: dict[str, IntroSender] = {}
+        self._revoking: set[asyncio.Task[None]] = set()
 
-    async def attach(self, name: str, init: Init) -> None:
+    async def attach(self, name: str, init: Init, intro: socket.socket | None = None) -> None:
         """Wire a freshly bootstrapped component in.
 
         First it receives what it consumes, each capability from its own provider
@@ -76,7 +97,16 @@ class Broker:
         consumers. Returns once this component has all it consumes and has published.
         Raises IpcError (or the RemoteError of a failed hand-over call) if a link fails
         meanwhile; cancellable while waiting. ``name`` must be a component of the graph.
+        ``intro``: the component's introduction channel (the broker owns it from now on;
+        closed by ``detach``); with one on both sides, a capability is introduced
+        directly instead of forwarded.
         """
+        self._channels.pop(name, None)
+        if intro is not None:
+            self._channels[name] = IntroSender(intro)
+        replaced = self._consumers.pop(name, None)
+        if replaced is not None:  # attached again without a detach: its old links go
+            self.revoke(replaced)
         needs = self._graph.needs(name)
         if needs:
             role = self._graph.roles[name]
@@ -121,7 +151,48 @@ class Broker:
             slot = self._slots[(name, cap)]
             slot.value = None
             slot.ready.clear()
-        self._consumers.pop(name, None)
+        consumer = self._consumers.pop(name, None)
+        if consumer is not None:
+            self.revoke(consumer)
+        self._channels.pop(name, None)  # the launcher closes the socket with the run
+
+    def revoke(self, consumer: _Consumer) -> None:
+        """Close ``consumer``'s introduced links at their providers (in the background:
+        a provider that does not answer must not hold the caller). Never raises."""
+        for handler in consumer.revokers.values():
+            self._in_background(revoke(handler, consumer.name), self._revoking)
+        consumer.revokers.clear()
+
+    async def health(self, name: str) -> dict[str, ConsumerHealth]:
+        """How ``name`` keeps up with each capability's notifications, by capability,
+        as its providers report it (a provider that reports nothing is left out).
+        Raises IpcError when a provider does not answer (callers add a deadline)."""
+        found: dict[str, ConsumerHealth] = {}
+        for binding in self._graph.needs(name):
+            provider = self._slots[(binding.provider, binding.capability)].value
+            if provider is None or name not in self._consumers:
+                continue
+            try:
+                reports = await provider.consumer_health()
+            except NotProvidedError:
+                continue
+            for report in reports:
+                if report.consumer == name:
+                    found[binding.capability] = report
+        return found
+
+    def links(self, name: str) -> dict[str, str]:
+        """How each capability ``name`` consumes reaches it now: INTRODUCED (a direct
+        link to its provider) or FORWARDED (through the supervisor). Empty while it has
+        none. Never raises."""
+        consumer = self._consumers.get(name)
+        return dict(consumer.paths) if consumer is not None else {}
+
+    def _in_background(self, work: Coroutine[Any, Any, None],
+                       tasks: set[asyncio.Task[None]]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _receive(self, consumer: _Consumer, binding: Binding) -> None:
         slot = self._slots[(binding.provider, binding.capability)]
@@ -138,8 +209,28 @@ class Broker:
 
     async def _hand(self, consumer: _Consumer, binding: Binding, provider: Init) -> None:
         capability = CAPABILITIES[binding.capability]
-        minted = await capability.obtain(provider, self._graph.grant(consumer.name))
-        handed = await capability.hand[consumer.role](consumer.init, minted)
+        grant = self._graph.grant(consumer.name)
+        there, here = self._channels.get(binding.provider), self._channels.get(consumer.name)
+        direct = None
+        if there is not None and here is not None:
+            direct = await introduce(capability, grant, provider, there, consumer.init, here)
+        minted = (direct.capability if direct is not None
+                  else await capability.obtain(provider, grant))
+        try:
+            handed = await capability.hand[consumer.role](consumer.init, minted)
+        except BaseException:
+            if direct is not None:
+                self._in_background(revoke(direct.revoke, consumer.name), self._revoking)
+            raise
+        old = consumer.revokers.pop(binding.capability, None)
+        if old is not None:  # the link it replaces (a provider restart closed it already)
+            self._in_background(revoke(old, consumer.name), self._revoking)
+        if direct is not None:
+            consumer.revokers[binding.capability] = direct.revoke
+            log.info("broker.introduced", component=consumer.name,
+                     capability=binding.capability, provider=binding.provider,
+                     latency_ms=direct.latency_ms)
+        consumer.paths[binding.capability] = INTRODUCED if direct is not None else FORWARDED
         consumer.minted[binding.capability] = minted
         consumer.received[binding.capability] = handed
 

@@ -9,12 +9,13 @@ this table; the broker executes it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from bitcoin_supervisor.interfaces import Chain, ChainGrant, Index, Init, WalletLoader
+from bitcoin_supervisor.interfaces import Chain, ChainGrant, Handler, Index, Init, WalletLoader
 
 __all__ = [
     "CAPABILITIES",
@@ -42,6 +43,12 @@ class Capability:
     # processed or None, the provider's tip): how far a consumer has followed it.
     progress: Mapping[str, Callable[[Any, Any], Awaitable[tuple[int | None, int]]]] = field(
         default_factory=lambda: MappingProxyType({}))
+    # Direct introduction: ``serve`` asks the provider to serve the capability minted
+    # for a grant on an introduced channel (returning the Handler that revokes it);
+    # ``connect`` asks the consumer for the capability at its end of the channel.
+    # None: this capability is always forwarded.
+    serve: Callable[[Init, ChainGrant, int], Awaitable[Handler]] | None = None
+    connect: Callable[[Init, int], Awaitable[Any]] | None = None
 
 
 async def _wallet_progress(loader: WalletLoader, chain: Chain) -> tuple[int | None, int]:
@@ -68,6 +75,8 @@ CAPABILITIES: Mapping[str, Capability] = MappingProxyType({
             "index": lambda init, chain: init.make_index(chain),
         }),
         progress=MappingProxyType({"wallet": _wallet_progress, "index": _index_progress}),
+        serve=lambda init, grant, channel: init.serve_chain(grant, channel),
+        connect=lambda init, channel: init.connect_chain(channel),
     ),
 })
 
@@ -114,7 +123,17 @@ class CapabilityGraph:
     grants: Mapping[str, ChainGrant] = field(default_factory=lambda: MappingProxyType({}))
 
     def grant(self, consumer: str) -> ChainGrant:
-        """What ``consumer``'s capabilities are minted with."""
+        """What ``consumer``'s capabilities are minted with, including the RPC names the
+        other consumers of its providers own (so its provider can name their owner
+        before their own capabilities are minted)."""
+        providers = {b.provider for b in self.needs(consumer)}
+        elsewhere = sorted({(name, b.consumer) for b in self.bindings
+                            if b.provider in providers and b.consumer != consumer
+                            for name in self._own_grant(b.consumer).rpc_methods})
+        return dataclasses.replace(self._own_grant(consumer),
+                                   owned_elsewhere=tuple(elsewhere))
+
+    def _own_grant(self, consumer: str) -> ChainGrant:
         found = self.grants.get(consumer)
         if found is not None:
             return found

@@ -71,6 +71,7 @@ class ComponentConfig:
     schema: Schema = "bitcoin-supervisor"  # whose Init it serves
     health: HealthConfig = HealthConfig()
     start_timeout_s: float = 30.0
+    introduce: bool = False  # it gets an introduction channel (direct links)
     # What its capabilities are minted with (used when it consumes any).
     rpc_methods: tuple[str, ...] = ()
     limits: ChainLimits = ChainLimits()
@@ -281,7 +282,7 @@ class _Validator(TomlChecker):
             sandbox=None if sandbox == "none" else sandbox,
             provides=self._nodes[-1].provides, ipc=link.ipc, socket=link.socket,
             schema=link.schema, health=link.health, start_timeout_s=link.start_timeout_s,
-            rpc_methods=rpc_methods, limits=limits)
+            introduce=link.introduce, rpc_methods=rpc_methods, limits=limits)
 
     def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role | None:
         if "role" not in table:

@@ -30,7 +30,7 @@ IpcMode = Literal["spawn", "bind"]
 HealthCheck = Literal["echo", "construct", "none"]
 IPC_MODES: tuple[IpcMode, ...] = ("spawn", "bind")
 HEALTH_CHECKS: tuple[HealthCheck, ...] = ("echo", "construct", "none")
-IPC_KEYS = ("argv", "ipc", "socket", "schema", "health", "start_timeout_s")
+IPC_KEYS = ("argv", "ipc", "socket", "schema", "health", "start_timeout_s", "introduce")
 _HEALTH_KEYS = ("check", "interval_s", "timeout_s")
 _PLACEHOLDER_RE = re.compile(r"\{[a-z_:]+\}")
 _KNOWN_PLACEHOLDERS = (FD_PLACEHOLDER, DATADIR_PLACEHOLDER)
@@ -60,6 +60,9 @@ class LinkConfig:
     schema: Schema = "bitcoin-supervisor"
     health: HealthConfig = HealthConfig()
     start_timeout_s: float = 30.0
+    # Our roles take direct links from the broker over an introduction channel;
+    # ``introduce = false`` keeps one on the brokered (forwarded) path.
+    introduce: bool = False
 
 
 def check_link(checker: TomlChecker, table: Mapping[str, Any], path: tuple[str, ...],
@@ -82,8 +85,14 @@ def check_link(checker: TomlChecker, table: Mapping[str, Any], path: tuple[str, 
     socket = _socket(checker, table, path, ipc, datadir)
     health = _health(checker, table.get("health", "none"), path + ("health",), schema)
     start_timeout = checker.number(table, path, "start_timeout_s", 30.0, 0.01)
+    introduce = bool(checker.typed(table.get("introduce", role is not None),
+                                   path + ("introduce",), "boolean"))
+    if introduce and role is None:
+        raise checker.error(path + ("introduce",), f"{where} runs no role of ours: it "
+                            "cannot take an introduced link", "drop 'introduce' (its "
+                            "capabilities are forwarded)", value=True)
     return LinkConfig(argv=argv, ipc=ipc, socket=socket, schema=schema, health=health,
-                      start_timeout_s=start_timeout)
+                      start_timeout_s=start_timeout, introduce=introduce)
 
 
 def _argv(checker: TomlChecker, table: Mapping[str, Any], path: tuple[str, ...],

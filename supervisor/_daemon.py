@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import assert_never
 
-from bitcoin_supervisor.interfaces import IpcError, SupervisorError
+from bitcoin_supervisor.interfaces import ConsumerHealth, IpcError, SupervisorError
 from bitcoin_supervisor.ipc import Protocol
 from bitcoin_supervisor.log import get_logger
 
@@ -18,6 +18,7 @@ from ._component import Component
 from ._config import Config, load_config
 from ._control import ControlServer
 from ._describe import cgroup_probe, describe, landlock_abi, status_word
+from ._laggards import consumer_health, watch_laggards
 from ._launcher import ComponentLauncher, ConfinedLauncher
 from ._locate import publish_record, retract_record
 from ._notify import Notifier, watchdog_interval
@@ -27,6 +28,7 @@ from ._uids import assign_outer_uids
 from .control_protocol import (
     CONTROL_SOCKET,
     Accepted,
+    CapabilityLink,
     ComponentReply,
     ComponentRequest,
     ErrorCode,
@@ -138,6 +140,9 @@ class Daemon:
         interval = watchdog_interval()
         watchdog = (asyncio.create_task(_watchdog(interval), name="watchdog")
                     if interval is not None else None)
+        laggards = asyncio.create_task(watch_laggards(
+            lambda: self.components, self._broker, lambda: self.config.graph,
+            self._restart_stale), name="laggards")
         try:
             await self._shutdown.wait()
             log.info("supervisor.stopping")
@@ -148,7 +153,7 @@ class Daemon:
             for component in reversed(list(self.components.values())):
                 await component.request_stop(ExitReason.SHUTDOWN)
         finally:
-            tasks = [*self._tasks.values(), *([watchdog] if watchdog else [])]
+            tasks = [*self._tasks.values(), laggards, *([watchdog] if watchdog else [])]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -313,13 +318,27 @@ class Daemon:
         probes_job = asyncio.get_running_loop().run_in_executor(
             None, lambda: [cgroup_probe(c) for c in chosen])
         syncs = await asyncio.gather(*(self._progress(c) for c in chosen))
+        healths = await asyncio.gather(*(consumer_health(self._broker, c) for c in chosen))
         probes = await probes_job
         return StatusReply(
             supervisor=SupervisorInfo(
                 pid=os.getpid(), uptime_s=round(time.monotonic() - self._started, 3),
                 config=str(self.config.path), datadir=str(self.config.datadir)),
-            components=tuple(describe(c, p, self._landlock_abi, sync)
-                             for c, p, sync in zip(chosen, probes, syncs, strict=True)))
+            components=tuple(describe(c, p, self._landlock_abi, sync, self._links(c, health))
+                             for c, p, sync, health
+                             in zip(chosen, probes, syncs, healths, strict=True)))
+
+    def _links(self, c: Component, health: dict[str, ConsumerHealth]
+               ) -> tuple[CapabilityLink, ...]:
+        """How each capability a running consumer holds reaches it, and whether its
+        provider reports it lagging (None: no report)."""
+        if c.state is not ComponentState.RUNNING:
+            return ()
+        paths = self._broker.links(c.name)
+        return tuple(CapabilityLink(
+            capability=b.capability, provider=b.provider, path=paths[b.capability],
+            lagging=health[b.capability].lagging if b.capability in health else None)
+            for b in self.config.graph.needs(c.name) if b.capability in paths)
 
     async def _progress(self, c: Component) -> SyncProgress | None:
         """How far a running consumer has followed its chain; None if it consumes none,

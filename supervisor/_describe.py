@@ -11,6 +11,7 @@ from bitcoin_supervisor.sandbox import cgroup_summary, landlock_abi_version
 from ._component import Component, ComponentSnapshot
 from ._state import ComponentState, public_state
 from .control_protocol import (
+    CapabilityLink,
     ComponentStatus,
     Confinement,
     LastExit,
@@ -31,7 +32,8 @@ def landlock_abi() -> int | None:
 
 
 def describe(c: Component, cgroup: dict[str, Any] | None, landlock_abi: int | None,
-             sync: SyncProgress | None = None) -> ComponentStatus:
+             sync: SyncProgress | None = None,
+             links: tuple[CapabilityLink, ...] = ()) -> ComponentStatus:
     """What status shows of ``c``: one frozen snapshot, the cgroup probe's result and
     the consumer's sync progress. Never blocks."""
     snap = c.snapshot()  # one frozen read: status never sees a half-made transition
@@ -41,7 +43,7 @@ def describe(c: Component, cgroup: dict[str, Any] | None, landlock_abi: int | No
     return ComponentStatus(
         name=snap.name, role=snap.role, state=public_state(snap.state).value,
         substate=substate, reason=reason, pid=snap.pid, degraded=snap.degraded,
-        sync=sync,
+        sync=sync, links=links,
         restarts=snap.restarts,
         uptime_s=round(snap.uptime_s, 3) if snap.uptime_s is not None else None,
         since=snap.since,

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ from pathlib import Path
 from bitcoin_supervisor.interfaces import PolicyError, SandboxError, SpawnError
 from bitcoin_supervisor.ipc import (
     FD_PLACEHOLDER,
+    INTRO_FD_ENV,
     BindLauncher,
     Endpoint,
     Launcher,
     LaunchRequest,
     SocketpairLauncher,
+    make_intro_pair,
     resolve_executable,
 )
 from bitcoin_supervisor.sandbox import (
@@ -59,6 +62,9 @@ class LaunchSpec:
     source: Path = Path("config")  # named in errors about this component's cgroup
     socket: Path | None = None
     link_timeout_s: float = 30.0
+    # Give it an introduction channel (``ipc.IntroInbox``): a socket over which the
+    # broker can pass it direct links. Spawn mode only.
+    intro: bool = False
 
 
 class ComponentLauncher(ABC):
@@ -125,21 +131,32 @@ class ConfinedLauncher(ComponentLauncher):
         except OSError as exc:
             raise SpawnError(f"cannot create the datadir of {spec.name}: {exc}") from exc
         fd = plan_fd(planned)
+        bind = spec.socket is not None
+        intro = _intro_pair() if spec.intro and not bind else None
         try:
-            bind = spec.socket is not None
+            keep = (intro[1].fileno(),) if intro is not None else ()
+            env = dict(spec.env)
+            if intro is not None:
+                env[INTRO_FD_ENV] = str(intro[1].fileno())
             request = LaunchRequest(
-                argv=(str(executable), *spec.argv[1:]), env=spec.env, cwd=spec.datadir,
-                wrapper=trampoline_argv(fd, None if bind else FD_PLACEHOLDER),
-                pass_fds=(fd, *planned.cgroup_fds), socket=spec.socket,
+                argv=(str(executable), *spec.argv[1:]), env=env, cwd=spec.datadir,
+                wrapper=trampoline_argv(fd, None if bind else FD_PLACEHOLDER, keep),
+                pass_fds=(fd, *planned.cgroup_fds, *keep), socket=spec.socket,
                 link_timeout_s=spec.link_timeout_s)
             transport = self._bind if bind else self._transport
             endpoint = await transport.launch(request)
         except BaseException:
+            if intro is not None:
+                intro[0].close()
             if cgroup is not None:
                 await loop.run_in_executor(None, cgroup.remove)
             raise
         finally:
             os.close(fd)  # the child has its copies
+            if intro is not None:
+                intro[1].close()
+        if intro is not None:
+            endpoint.intro = intro[0]
             if cgroup is not None:
                 cgroup.close_fds()
         if cgroup is not None:
@@ -159,6 +176,8 @@ class ConfinedLauncher(ComponentLauncher):
 
     async def release(self, spec: LaunchSpec, endpoint: Endpoint) -> None:
         endpoint.child.close()
+        if endpoint.intro is not None:
+            endpoint.intro.close()
         cgroup = self._cgroups.pop(endpoint.child.pid, None)
         if cgroup is None:
             return
@@ -172,3 +191,10 @@ class ConfinedLauncher(ComponentLauncher):
     def usage(self, endpoint: Endpoint) -> dict[str, int] | None:
         cgroup = self._cgroups.get(endpoint.child.pid)
         return cgroup.usage() if cgroup is not None else None
+
+
+def _intro_pair() -> tuple[socket.socket, socket.socket]:
+    try:
+        return make_intro_pair()
+    except OSError as exc:  # EMFILE/ENFILE: the daemon is out of descriptors
+        raise SpawnError(f"cannot create the introduction channel: {exc.strerror}") from exc

@@ -179,7 +179,8 @@ class ProcessRun:
                                                       debug=self._debug_ipc,
                                                       schema=self._schema)
             try:
-                await self._broker.attach(self.spec.name, connection.init)
+                await self._broker.attach(self.spec.name, connection.init,
+                                          intro=endpoint.intro)
             except BaseException:
                 connection.close()
                 raise

@@ -427,6 +427,10 @@ def format_status(reply: StatusReply, *, color: bool = False) -> str:
         if comp.pid is not None:
             lines.append(f"   Main PID: {comp.pid}")
         lines.append(f"   Restarts: {comp.restarts}")
+        for link in comp.links:
+            lagging = ", LAGGING" if link.lagging else ""
+            lines.append(f"       Uses: {link.capability} from {link.provider} "
+                         f"({link.path}{lagging})")
         if comp.last_exit:
             lines.append(f"  Last exit: {_last_exit(comp.last_exit)}")
         confined = _CONFINEMENT[comp.confinement]

@@ -24,6 +24,7 @@ __all__ = [
     "CgroupUsage",
     "ComponentReply",
     "ComponentRequest",
+    "CapabilityLink",
     "ComponentStatus",
     "Confinement",
     "ControlError",
@@ -218,6 +219,32 @@ class SyncProgress(Record):
 
 
 @dataclass(frozen=True)
+class CapabilityLink(Record):
+    """How one capability a consumer holds reaches it: ``path`` "introduced" (a direct
+    link to ``provider``; the supervisor is out of the data path) or "forwarded"
+    (through the supervisor); ``lagging`` when the provider reports the consumer behind
+    on its notifications (None: not known)."""
+
+    capability: str
+    provider: str
+    path: str
+    lagging: bool | None = None
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "link") -> CapabilityLink:
+        """Read and validate; raises ProtocolError naming the bad field."""
+        o = Obj(value, where)
+        return cls(capability=o.get("capability", str), provider=o.get("provider", str),
+                   path=o.get("path", str), lagging=o.maybe("lagging", bool, optional=True))
+
+    @classmethod
+    def many(cls, o: Obj, key: str) -> tuple[CapabilityLink, ...]:
+        """The optional array ``key`` of ``o`` (absent: none)."""
+        items = o.maybe(key, list, optional=True) or []
+        return tuple(cls.from_json(item, f"{o.path(key)}[{i}]") for i, item in enumerate(items))
+
+
+@dataclass(frozen=True)
 class ComponentStatus(Record):
     """One component as ``status`` shows it: the public ``state`` (systemd's active
     states), the detailed ``substate``, the ``reason`` of the last change, its process,
@@ -242,6 +269,7 @@ class ComponentStatus(Record):
     # then says "degraded" (it will not come back by itself) or "waiting" (it is coming).
     degraded: str | None = None
     sync: SyncProgress | None = None  # consumers of a chain only, while running
+    links: tuple[CapabilityLink, ...] = ()  # consumers only, while running
 
     @classmethod
     def from_json(cls, value: object, where: str = "component") -> ComponentStatus:
@@ -259,7 +287,8 @@ class ComponentStatus(Record):
                    confinement_detail=o.maybe("confinement_detail", str, optional=True),
                    degraded=o.maybe("degraded", str, optional=True),
                    sync=o.record("sync", SyncProgress.from_json, nullable=True,
-                                 optional=True))
+                                 optional=True),
+                   links=CapabilityLink.many(o, "links"))
 
 
 # -- requests ------------------------------------------------------------------------------

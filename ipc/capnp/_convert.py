@@ -15,6 +15,7 @@ from bitcoin_supervisor.interfaces import (
     BlockRef,
     ChainGrant,
     ChainLimits,
+    ConsumerHealth,
     IndexedTransaction,
     IndexInfo,
     RpcRequest,
@@ -197,13 +198,18 @@ _LIMIT_FIELDS = (("max_rpc_names", "maxRpcNames"), ("max_name_length", "maxNameL
                  ("max_calls_in_flight", "maxCallsInFlight"),
                  ("max_message_bytes", "maxMessageBytes"),
                  ("notify_queue_depth", "notifyQueueDepth"),
-                 ("notify_deadline_ms", "notifyDeadlineMs"))
+                 ("notify_deadline_ms", "notifyDeadlineMs"),
+                 ("lagging_restart_ms", "laggingRestartMs"))
 
 
 def fill_chain_grant(builder: Any, grant: ChainGrant) -> None:
     """Write ``grant`` into a ``ChainGrant`` builder."""
     builder.consumer = grant.consumer
     builder.rpcMethods = list(grant.rpc_methods)
+    owned = builder.init("ownedElsewhere", len(grant.owned_elsewhere))
+    for entry, (name, owner) in zip(owned, grant.owned_elsewhere, strict=True):
+        entry.name = name
+        entry.owner = owner
     limits = builder.init("limits")
     for name, wire in _LIMIT_FIELDS:
         setattr(limits, wire, getattr(grant.limits, name))
@@ -214,7 +220,24 @@ def read_chain_grant(reader: Any) -> ChainGrant:
     limits = ChainLimits(**{name: int(getattr(reader.limits, wire))
                             for name, wire in _LIMIT_FIELDS})
     return ChainGrant(consumer=str(reader.consumer),
-                      rpc_methods=tuple(str(m) for m in reader.rpcMethods), limits=limits)
+                      rpc_methods=tuple(str(m) for m in reader.rpcMethods), limits=limits,
+                      owned_elsewhere=tuple((str(e.name), str(e.owner))
+                                            for e in reader.ownedElsewhere))
+
+
+def fill_chain_health(builder: Any, health: tuple[ConsumerHealth, ...]) -> None:
+    """Write consumers' notification health into a ``ChainHealth`` builder."""
+    entries = builder.init("consumers", len(health))
+    for entry, item in zip(entries, health, strict=True):
+        entry.consumer = item.consumer
+        entry.lagging = item.lagging
+        entry.laggingMs = min(int(item.lagging_s * 1000), 2**32 - 1)
+
+
+def read_chain_health(reader: Any) -> tuple[ConsumerHealth, ...]:
+    """Copy a ``ChainHealth`` reader into dataclasses."""
+    return tuple(ConsumerHealth(consumer=str(e.consumer), lagging=bool(e.lagging),
+                                lagging_s=int(e.laggingMs) / 1000) for e in reader.consumers)
 
 
 TEXT = Value("Text", str)
@@ -234,3 +257,4 @@ INDEX_INFO = Struct("IndexInfo", fill_index_info, read_index_info)
 INDEXED_TRANSACTION = Struct("IndexedTransaction", fill_indexed_transaction,
                              read_indexed_transaction)
 CHAIN_GRANT = Struct("ChainGrant", fill_chain_grant, read_chain_grant)
+CHAIN_HEALTH = Struct("ChainHealth", fill_chain_health, read_chain_health)

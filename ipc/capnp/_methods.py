@@ -31,6 +31,7 @@ from ._convert import (
     CHAIN_GRANT,
     CORE_BLOCK_REF,
     FLOAT64,
+    CHAIN_HEALTH,
     INDEX_INFO,
     INDEXED_TRANSACTION,
     INT32,
@@ -161,6 +162,10 @@ INTERFACES: tuple[Interface, ...] = (
         Method(1, "makeWalletLoader", "make_wallet_loader", (p("chain", cap("Chain")),),
                cap("WalletLoader")),
         Method(2, "makeIndex", "make_index", (p("chain", cap("Chain")),), cap("Index")),
+        Method(3, "serveChain", "serve_chain",
+               (p("grant", CHAIN_GRANT), p("channel", UINT32)), cap("Handler")),
+        Method(4, "connectChain", "connect_chain", (p("channel", UINT32),), cap("Chain")),
+        Method(5, "consumerHealth", "consumer_health", (), CHAIN_HEALTH),
     ), extends="CoreInit"),
 )
 

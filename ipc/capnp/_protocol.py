@@ -11,16 +11,19 @@ from typing import Any, TypeVar, cast
 import capnp
 
 from bitcoin_supervisor import log
-from bitcoin_supervisor.interfaces import Echo, Init, IpcError, RemoteError
+from bitcoin_supervisor.interfaces import Chain, Echo, Handler, Init, IpcError, RemoteError
 from bitcoin_supervisor.ipc._protocol import Connection, Probe, Protocol, Schema
 
-from . import _clients, _servers
+from . import _clients, _direct, _servers
 from ._link import Link
 from ._loopgc import LoopCollector
 from ._schema import load_schemas
 
 T = TypeVar("T")
 _logger = log.get_logger()
+# The largest message the supervisor reads from a component's link: four times the
+# default max_message_bytes of a consumer's answer, above any block a node sends.
+LINK_MAX_MESSAGE_BYTES = 16 << 20
 # The method-table row (and schema file attribute) of each kind of peer's Init.
 _INITS: dict[Schema, tuple[str, str]] = {
     "bitcoin-supervisor": ("init", "Init"),
@@ -122,7 +125,10 @@ class CapnpProtocol(Protocol):
         link breaks first, RemoteError if the peer's ``construct`` fails.
         """
         stream = await capnp.AsyncIoStream.create_connection(sock=sock)
-        rpc = capnp.TwoPartyClient(stream)
+        # A component's message larger than this breaks its own link (KJ refuses it
+        # before building anything), not the supervisor's memory.
+        rpc = capnp.TwoPartyClient(
+            stream, traversal_limit_in_words=_direct.traversal_words(LINK_MAX_MESSAGE_BYTES))
         disconnected = _watch(rpc.on_disconnect())
         attr, interface = _INITS[schema]
         raw_init = rpc.bootstrap().cast_as(getattr(getattr(self._schemas, attr), interface))
@@ -154,6 +160,18 @@ class CapnpProtocol(Protocol):
             _logger.info("ipc.disconnected", component=name)
         finally:
             stream.close()
+
+    async def serve_chain(self, sock: socket.socket, chain: Chain, *, name: str,
+                          peer: str, max_message_bytes: int,
+                          debug: bool = False) -> Handler:
+        """See ``Protocol.serve_chain``."""
+        return await _direct.serve_chain(sock, chain, name=name, peer=peer,
+                                         max_message_bytes=max_message_bytes, debug=debug)
+
+    async def connect_chain(self, sock: socket.socket, *, peer: str,
+                            debug: bool = False) -> Chain:
+        """See ``Protocol.connect_chain``."""
+        return await _direct.connect_chain(sock, peer=peer, debug=debug)
 
 
 def make_capnp_protocol() -> Protocol:

@@ -41,13 +41,34 @@ struct ChainLimits {
     maxMessageBytes @4 :UInt32;
     notifyQueueDepth @5 :UInt32;
     notifyDeadlineMs @6 :UInt32;
+    laggingRestartMs @7 :UInt32;
 }
 
-# The identity and rights a Chain is minted with (Init.makeChain).
+# How one consumer keeps up with the provider's notifications (Init.consumerHealth).
+struct ConsumerHealth {
+    consumer @0 :Text;
+    lagging @1 :Bool;
+    laggingMs @2 :UInt32;   # how long it has been lagging; 0 when it is not
+}
+
+struct ChainHealth {
+    consumers @0 :List(ConsumerHealth);
+}
+
+# An RPC name and the consumer whose grant lists it.
+struct RpcNameOwner {
+    name @0 :Text;
+    owner @1 :Text;
+}
+
+# The identity and rights a Chain is minted with (Init.makeChain). ownedElsewhere: the
+# names the provider's other consumers own, so a refusal names the owner whether or not
+# its Chain was minted yet.
 struct ChainGrant {
     consumer @0 :Text;
     rpcMethods @1 :List(Text);
     limits @2 :ChainLimits;
+    ownedElsewhere @3 :List(RpcNameOwner);
 }
 
 interface Handler {

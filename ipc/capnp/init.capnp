@@ -17,4 +17,12 @@ interface Init extends(Core.CoreInit) {
     makeWalletLoader @1 (context :Proxy.Context, chain :Chain.Chain)
         -> (result :Wallet.WalletLoader);
     makeIndex @2 (context :Proxy.Context, chain :Chain.Chain) -> (result :Index.Index);
+    # Direct introduction: the supervisor passed one end of a fresh socketpair to the
+    # provider and the other to the consumer over their introduction channels (SCM_RIGHTS),
+    # each under a channel number; the provider serves the consumer's minted Chain on its
+    # end, the consumer bootstraps it from its own end.
+    serveChain @3 (context :Proxy.Context, grant :Chain.ChainGrant, channel :UInt32)
+        -> (result :Chain.Handler);
+    connectChain @4 (context :Proxy.Context, channel :UInt32) -> (result :Chain.Chain);
+    consumerHealth @5 (context :Proxy.Context) -> (result :Chain.ChainHealth);
 }

@@ -21,6 +21,7 @@ from bitcoin_supervisor.interfaces import (
     ChainGrant,
     ChainLimits,
     ChainNotifications,
+    ConsumerHealth,
     Handler,
     LimitExceededError,
     PeerGoneError,
@@ -213,6 +214,7 @@ class NodeChain(Chain):
         register ``grant.rpc_methods`` (until a later grant to it says otherwise).
         RpcNameOwnedError, logged, when another component owns one of them."""
         self.routes.grant(grant.consumer, grant.rpc_methods)
+        self.routes.expect(grant.owned_elsewhere)
         self._log.info("chain.minted", consumer=grant.consumer,
                        rpc_methods=len(grant.rpc_methods))
         return ConsumerChain(self, grant)
@@ -254,6 +256,18 @@ class NodeChain(Chain):
         if gone:
             self._log.info("rpc_methods.removed", registration=registration, methods=gone,
                            reason=reason)
+
+    def consumer_health(self) -> tuple[ConsumerHealth, ...]:
+        """Per consumer with receivers: lagging (any of its receivers is) and for how
+        long (its longest-lagging receiver)."""
+        since: dict[str, float | None] = {}
+        for r in self._receivers.values():
+            was = since.get(r.consumer)
+            now = r.lagging_since
+            since[r.consumer] = now if was is None else was if now is None else min(was, now)
+        clock = time.monotonic()
+        return tuple(ConsumerHealth(name, t is not None, 0.0 if t is None else clock - t)
+                     for name, t in sorted(since.items()))
 
     def lagging(self) -> list[str]:
         """The consumers whose notifications are behind (missed a deadline or overflowed)."""

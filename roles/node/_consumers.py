@@ -89,6 +89,9 @@ class RouteTable:
 
     def __init__(self, logger: Any) -> None:
         self._owners: dict[str, str] = {}
+        # What the supervisor says other consumers own (their grants), before or after
+        # their Chains are minted: refusals name the owner whatever the minting order.
+        self._expected: dict[str, str] = {}
         self._routes: dict[str, Route] = {}
         self._log = logger
         # consumer -> (window start, refusals logged, refusals only counted)
@@ -100,8 +103,16 @@ class RouteTable:
             self._owners[name] = NODE
 
     def owner(self, name: str) -> str | None:
-        """The component that owns ``name``, or None."""
-        return self._owners.get(name)
+        """The component that owns ``name`` (granted here, or in the supervisor's grants
+        to another consumer), or None."""
+        return self._owners.get(name) or self._expected.get(name)
+
+    def expect(self, owners: Iterable[tuple[str, str]]) -> None:
+        """Record (name, owner) pairs the supervisor granted to other consumers; the
+        latest grant's view replaces what an earlier one said about the same names."""
+        for name, owner in owners:
+            if self._owners.get(name) != NODE:
+                self._expected[name] = owner
 
     def grant(self, consumer: str, names: Iterable[str]) -> None:
         """Make ``names`` ``consumer``'s (and only those: names it held before and

@@ -11,6 +11,7 @@ from bitcoin_supervisor.interfaces import (
     Chain,
     ChainGrant,
     ComponentSettings,
+    ConsumerHealth,
     Echo,
     Init,
     Mining,
@@ -46,6 +47,10 @@ class NodeInit(Init):
     async def make_chain(self, grant: ChainGrant) -> Chain:
         """Return a Chain minted for ``grant.consumer`` (see ``NodeChain.mint``)."""
         return self._chain.mint(grant)
+
+    async def consumer_health(self) -> tuple[ConsumerHealth, ...]:
+        """See ``Init.consumer_health``."""
+        return self._chain.consumer_health()
 
 
 class NodeProcess:

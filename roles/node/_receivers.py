@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import Any
 
 from bitcoin_supervisor.interfaces import Block, ChainLimits, ChainNotifications, PeerGoneError
@@ -37,6 +38,7 @@ class Receiver:
         self.delivered = -1  # height of the last block the receiver returned from
         self.offered = -1  # height of the last block queued for it
         self.lagging = False  # a call missed the deadline and the receiver is still behind
+        self.lagging_since: float | None = None  # monotonic, while lagging
         self._coalescing = False
         self.coalesced = 0  # blocks it was never told about (it catches up on them)
         self._log = logger
@@ -78,6 +80,7 @@ class Receiver:
     def _mark_lagging(self, why: str, height: int) -> None:
         if not self.lagging:
             self.lagging = True
+            self.lagging_since = time.monotonic()
             self._log.warning("notifications.lagging", consumer=self.consumer,
                               registration=self.registration, reason=why, height=height,
                               delivered=self.delivered,
@@ -123,6 +126,7 @@ class Receiver:
                 self._coalescing = False
             if self.lagging and not self._queue and self.delivered >= self.offered:
                 self.lagging = False
+                self.lagging_since = None
                 self._log.info("notifications.caught_up", consumer=self.consumer,
                                registration=self.registration, height=self.delivered,
                                coalesced=self.coalesced)

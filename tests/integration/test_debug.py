@@ -17,8 +17,11 @@ def test_debug_ipc_logs_calls_on_both_sides(tmp_path: Path) -> None:
             and e.get("child_event") == "ipc.call" and e["child"].get("method") == "execute")
         assert {"interface", "method", "direction", "duration_ms"} <= set(relayed["child"])
         calls = [e for e in system.log.events if e.get("event") == "ipc.call"]
-        # The supervisor's own bootstrap calls, client side.
-        assert any(e["method"] == "makeChain" and e["direction"] == "client" for e in calls)
+        # The supervisor's own bootstrap calls, client side (the wallet is introduced:
+        # the node serves its Chain on a direct link, the wallet connects to it).
+        assert any(e["method"] == "serveChain" and e["direction"] == "client" for e in calls)
+        assert any(e["method"] == "connectChain" and e["direction"] == "client"
+                   for e in calls)
         assert any(e["method"] == "makeWalletLoader" and e["direction"] == "client"
                    for e in calls)
         for event in calls:

@@ -14,7 +14,16 @@ from _ipc_roles import (
     served,
 )
 
-from bitcoin_supervisor.interfaces import Block, BlockRef, ChainGrant, RpcRequest
+from bitcoin_supervisor.interfaces import (
+    Block,
+    BlockRef,
+    ChainGrant,
+    Echo,
+    Init,
+    IpcError,
+    RpcRequest,
+)
+from bitcoin_supervisor.ipc.capnp._protocol import LINK_MAX_MESSAGE_BYTES
 
 
 def test_echo_returns_the_message_unchanged() -> None:
@@ -126,3 +135,32 @@ def test_proxies_take_arguments_the_way_the_interfaces_declare_them() -> None:
 
     first, second = run(main)
     assert first.startswith("bcrt1q") and second.startswith("bcrt1q") and first != second
+
+
+
+class _Bloated(Echo):
+    """A peer that answers every echo with more than the supervisor reads."""
+
+    async def echo(self, message: str) -> str:
+        return message * (LINK_MAX_MESSAGE_BYTES + (1 << 20))
+
+
+class _BloatedInit(Init):
+    async def make_echo(self) -> Echo:
+        return _Bloated()
+
+
+def test_a_message_over_the_link_limit_breaks_that_link_only() -> None:
+    async def main() -> str:
+        async with served(_BloatedInit()) as (conn, _):
+            echo = await conn.init.make_echo()
+            try:
+                await echo.echo("x")
+            except IpcError as exc:
+                error = type(exc).__name__
+            else:
+                raise AssertionError("an answer over the link's limit was read")
+            await conn.wait_disconnected()  # that link is gone, and only that one
+            return error
+
+    assert run(main) in ("PeerGoneError", "RemoteError")

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from bitcoin_supervisor.interfaces import Init, PeerGoneError
+from bitcoin_supervisor.interfaces import Chain, Handler, Init, PeerGoneError
 from bitcoin_supervisor.ipc import (
     ChildHandle,
     Connection,
@@ -167,6 +167,15 @@ class FakeProtocol(Protocol):
     async def serve(self, sock: socket.socket, init: Init, *, name: str,
                     debug: bool = False) -> None:
         raise AssertionError("the supervisor side never serves an Init")
+
+    async def serve_chain(self, sock: socket.socket, chain: Chain, *, name: str,
+                          peer: str, max_message_bytes: int,
+                          debug: bool = False) -> Handler:
+        raise AssertionError("the supervisor side never serves a Chain")
+
+    async def connect_chain(self, sock: socket.socket, *, peer: str,
+                            debug: bool = False) -> Chain:
+        raise AssertionError("the supervisor never connects to an introduced Chain")
 
 
 class Harness:

@@ -30,7 +30,11 @@ from bitcoin_supervisor.roles.index._rpc import IndexRpc
 from bitcoin_supervisor.roles.node import NodeChain
 from bitcoin_supervisor.roles.node._consensus import address_to_script
 from bitcoin_supervisor.roles.wallet._rpc import WalletRpc
-from bitcoin_supervisor.supervisor._capabilities import ROLE_RPC_METHODS
+from bitcoin_supervisor.supervisor._capabilities import (
+    ROLE_RPC_METHODS,
+    Binding,
+    CapabilityGraph,
+)
 
 ADDRESS = script.p2wpkh(ec.PrivateKey(bytes.fromhex("11" * 32)).get_public_key()).address(
     NETWORKS["regtest"])
@@ -118,6 +122,30 @@ def test_an_index_cannot_take_the_wallets_names_or_the_nodes(tmp_path: Path) -> 
         # Nor can a grant to another consumer (a config mistake) take an owned name.
         with pytest.raises(RpcNameOwnedError):
             node.mint(ChainGrant("index", ("getnewaddress",)))
+    _run(tmp_path, scenario)
+
+
+def test_owned_or_not_allowed_does_not_depend_on_minting_order(tmp_path: Path) -> None:
+    """The index is minted first, the wallet never: with the supervisor's grants (which
+    say what the other consumers own) the wallet's names are still "owned by wallet"."""
+    graph = CapabilityGraph(roles={"node": "node", "wallet": "wallet", "index": "index"},
+                            provides={"node": ("chain",)},
+                            bindings=(Binding("wallet", "chain", "node"),
+                                      Binding("index", "chain", "node")))
+
+    async def scenario(node: NodeChain) -> None:
+        grant = graph.grant("index")
+        assert ("getnewaddress", "wallet") in grant.owned_elsewhere
+        index = node.mint(grant)
+        with pytest.raises(RpcNameOwnedError, match="owned by wallet"):
+            await index.handle_rpc(["getnewaddress"], Tagged("evil"))
+        with pytest.raises(RpcNameNotAllowedError):
+            await index.handle_rpc(["sendtoaddress"], Tagged("evil"))
+        # The wallet, minted later, registers its names as usual.
+        wallet = node.mint(graph.grant("wallet"))
+        await wallet.handle_rpc(["getnewaddress"], Tagged("wallet"))
+        reply = await node.forward(RpcRequest("getnewaddress"))
+        assert reply is not None and reply.result_json == '"wallet"'
     _run(tmp_path, scenario)
 
 
