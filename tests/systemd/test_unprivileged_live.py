@@ -40,6 +40,12 @@ def test_runs_the_bundled_config_with_every_component_confined(
                                     "--datadir", unprivileged.state_dir).stdout
     assert text.count("Confined: enforced (verified)") == len(COMPONENTS), text
     print(text)
+    # The node's JSON-RPC answers on loopback (IPAddressAllow=localhost, nothing else).
+    height = unprivileged.systemd.run(
+        str(VENV / "bin" / "bitcoin-supervisor"), "rpc", "--config",
+        unprivileged.systemd.inner(unprivileged.config), "--datadir", unprivileged.state_dir,
+        "getblockcount").stdout
+    assert height.strip().isdigit(), height
 
     # Not root: the daemon runs as the unit's dynamic user, and so does everything in its
     # cgroup (the components are that uid, mapped to root only inside their namespaces).
