@@ -10,10 +10,11 @@ import pytest
 
 from .conftest import REPO, SHIPPED_UNITS, UNIT_NAME, USER_UNIT_NAME, unit_text
 
-# Measured with systemd 252 on Debian 12. Root unit: 3.9 ("OK"; 3.7 before CAP_SYS_PTRACE,
-# which the daemon needs to verify its components from /proc). Unprivileged unit: 1.9
-# (the issue asks for at most 2.0). Bitcoin Core's contrib/init/bitcoind.service scores
-# about 8.2 ("EXPOSED") here. systemd-analyze's --threshold is the score times ten.
+# Measured with systemd 252 on Debian 12. Root unit: 3.9 ("OK"; 4.0 before ~@resources;
+# 3.7 before CAP_SYS_PTRACE, which the daemon needs to verify its components from /proc).
+# Unprivileged unit: 1.9 (issue 11 asks for at most 2.0). Bitcoin Core's
+# contrib/init/bitcoind.service scores about 8.2 ("EXPOSED") here. systemd-analyze's
+# --threshold is the score times ten.
 MAX_EXPOSURE = {UNIT_NAME: 3.9, USER_UNIT_NAME: 2.0}
 
 
