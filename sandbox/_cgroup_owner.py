@@ -256,8 +256,8 @@ def _plan(limits: CgroupLimits | None) -> tuple[dict[str, Path], str]:
     return parents, "; ".join(missing)
 
 
-def _delegated(parents: dict[str, Path], needed: Sequence[str],
-               v2_controllers: Sequence[str]) -> tuple[dict[str, Path], Sequence[str]]:
+def _delegated(parents: dict[str, Path], needed: tuple[str, ...],
+               v2_controllers: tuple[str, ...]) -> tuple[dict[str, Path], tuple[str, ...]]:
     """Unprivileged: the cgroup v1 hierarchies (hybrid hosts) are root's, and systemd
     delegates (``Delegate=yes``) only a v2 subtree. When a v1 parent is not writable but
     the caller's own v2 cgroup is, the component gets a v2 leaf there instead (its tree
