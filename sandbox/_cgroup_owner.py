@@ -184,9 +184,13 @@ def create_cgroup(limits: CgroupLimits | None, component: str, *, source: Path,
 
     The name is ``<component>@<instance>.<seq>``; ``instance`` defaults to a random id of
     this process (a caller passing its own must keep it unique per running supervisor).
-    On pure v2 this first calls ``prepare_supervisor_cgroup``. Returns None when the host
-    cannot provide the cgroup and ``limits.optional`` allows running without (or there
-    are no limits): logs ``cgroup.skipped``. Raises SandboxError (one line: what is
+    On pure v2 this first calls ``prepare_supervisor_cgroup``. Unprivileged, on a host
+    whose v1 hierarchies it may not write, the leaf goes in the caller's delegated v2
+    cgroup (systemd's ``Delegate=yes``) with the limits that cgroup can carry; the others
+    are logged as ``cgroup.limits_skipped`` when ``limits.optional`` allows, else refused
+    as below. Returns None when the host cannot provide the cgroup and
+    ``limits.optional`` allows running without (or there are no limits): logs
+    ``cgroup.skipped``. Raises SandboxError (one line: what is
     missing, what to do, ``source``) otherwise. Blocks only on cgroupfs writes.
     """
     if not _NAME.fullmatch(component) or (instance and not _NAME.fullmatch(instance)):
@@ -197,10 +201,17 @@ def create_cgroup(limits: CgroupLimits | None, component: str, *, source: Path,
     if missing:
         _unavailable(limits, component, name, missing, source)
         return None
+    needed = limits.controllers() if limits else ()
+    v2_controllers = needed if set(parents) == {""} else ()
+    if os.geteuid() != 0:
+        parents, v2_controllers = _delegated(parents, needed, v2_controllers)
+        if skipped := [c for c in needed if c not in parents and c not in v2_controllers]:
+            _unavailable(limits, component, name, f"no {' and '.join(skipped)} controller in "
+                         f"the delegated cgroup {parents.get('')}", source, created=True)
     created: list[Path] = []
     fds: list[int] = []
     try:
-        dirs = _make(parents, name, limits, created)
+        dirs = _make(parents, name, limits, created, v2_controllers)
         for leaf in dict.fromkeys(dirs.values()):
             fds.append(os.open(leaf / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
     except OSError as exc:
@@ -245,17 +256,38 @@ def _plan(limits: CgroupLimits | None) -> tuple[dict[str, Path], str]:
     return parents, "; ".join(missing)
 
 
+def _delegated(parents: dict[str, Path], needed: tuple[str, ...],
+               v2_controllers: tuple[str, ...]) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """Unprivileged: the cgroup v1 hierarchies (hybrid hosts) are root's, and systemd
+    delegates (``Delegate=yes``) only a v2 subtree. When a v1 parent is not writable but
+    the caller's own v2 cgroup is, the component gets a v2 leaf there instead (its tree
+    held and killed through ``cgroup.kill``), with the limits of the controllers that
+    cgroup offers. Returns the parents and those v2 controllers (unchanged otherwise)."""
+    base = v2_base()
+    usable = {k: p for k, p in parents.items() if k == "" or _writable(p)}
+    if usable == parents or base is None or not _writable(base):
+        return parents, v2_controllers
+    usable[""] = base
+    offered = available(base)
+    return usable, tuple(c for c in needed if c not in usable and c in offered)
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may create ``path`` (or entries in it, when it exists)."""
+    return os.access(path if path.exists() else path.parent, os.W_OK)
+
+
 def _make(parents: Mapping[str, Path], name: str, limits: CgroupLimits | None,
-          created: list[Path]) -> dict[str, Path]:
-    """Create each leaf and write its limits; record every directory made in ``created``."""
+          created: list[Path], v2_controllers: Sequence[str]) -> dict[str, Path]:
+    """Create each leaf and write its limits (``v2_controllers``' in the v2 leaf, each v1
+    controller's in its own); record every directory made in ``created``."""
     needed = limits.controllers() if limits else ()
-    v2_limits = set(parents) == {""}  # v2 carries the limits only when it is all there is
     dirs: dict[str, Path] = {}
     for key, parent in parents.items():
-        if key == "" and needed and v2_limits:
+        if key == "" and v2_controllers:
             # v2 hands controllers to a child only from a cgroup without processes.
-            base = prepare_supervisor_cgroup(needed) or parent
-            for controller in needed:
+            base = prepare_supervisor_cgroup(v2_controllers) or parent
+            for controller in v2_controllers:
                 enable(base, controller)
         elif key != "":
             mkdir(parent, created)  # the shared <own>/bitcoin-supervisor
@@ -265,19 +297,21 @@ def _make(parents: Mapping[str, Path], name: str, limits: CgroupLimits | None,
         dirs[key] = leaf
         if limits is None:
             continue
-        for controller in (needed if key == "" and v2_limits
+        for controller in (v2_controllers if key == ""
                            else [key] if key in needed else []):
             write_limits(leaf, controller, 2 if key == "" else 1, limits)
     return dirs
 
 
 def _unavailable(limits: CgroupLimits | None, component: str, name: str, reason: str,
-                 source: Path) -> None:
-    """Warn when running without the cgroup is allowed, else raise SandboxError."""
+                 source: Path, *, created: bool = False) -> None:
+    """Warn when running without the cgroup (``created``: without some of its limits) is
+    allowed, else raise SandboxError."""
     optional = limits is None or limits.optional == "yes" or (
         limits.optional == "unprivileged" and os.geteuid() != 0)
     if optional:
-        get_logger().warning("cgroup.skipped", component=component, cgroup=name,
+        get_logger().warning("cgroup.limits_skipped" if created else "cgroup.skipped",
+                             component=component, cgroup=name,
                              reason=reason,
                              memory_max=limits.memory_max if limits else None,
                              pids_max=limits.pids_max if limits else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -19,19 +20,24 @@ from ._boot import INNER_STATE, BootedSystemd, booted_systemd
 REPO = Path(__file__).resolve().parents[2]
 UNIT_NAME = "bitcoin-supervisor.service"
 UNIT_FILE = REPO / "systemd" / UNIT_NAME
+# The unprivileged unit: a dynamic user, no capabilities, a delegated cgroup.
+USER_UNIT_NAME = "bitcoin-supervisor-unprivileged.service"
+SHIPPED_UNITS = (UNIT_NAME, USER_UNIT_NAME)
 VENV = REPO / ".venv"
 # The template paths of the shipped unit (systemd/README.md).
 TEMPLATE_VENV = "/opt/bitcoin-supervisor/.venv"
 TEMPLATE_CONFIG = "/etc/bitcoin-supervisor/multiprocess.toml"
 STATE_DIR = "/var/lib/bitcoin-supervisor"
+STATE_DIRS = {UNIT_NAME: STATE_DIR, USER_UNIT_NAME: "/var/lib/bitcoin-supervisor-unprivileged"}
 COMPONENTS = {"node", "wallet", "index"}
 
 
-def unit_text(config: str) -> str:
-    """The shipped unit with the repository's venv and ``config`` substituted."""
-    text = UNIT_FILE.read_text()
+def unit_text(config: str, name: str = UNIT_NAME) -> str:
+    """The shipped unit ``name`` with the repository's venv and ``config`` substituted."""
+    path = REPO / "systemd" / name
+    text = path.read_text()
     for template in (TEMPLATE_VENV, TEMPLATE_CONFIG):
-        assert template in text, f"{UNIT_FILE} no longer names the template path {template}"
+        assert template in text, f"{path} no longer names the template path {template}"
     return text.replace(TEMPLATE_VENV, str(VENV)).replace(TEMPLATE_CONFIG, config)
 
 
@@ -78,17 +84,23 @@ class Service:
 
     systemd: BootedSystemd
     config: Path  # on the host; the unit reads it at systemd.inner(config)
+    unit: str = UNIT_NAME
+
+    @property
+    def state_dir(self) -> str:
+        """The unit's StateDirectory= as its services see it (the daemon's --datadir)."""
+        return STATE_DIRS[self.unit]
 
     def show(self, *props: str) -> dict[str, str]:
         """Unit properties (``systemctl show``), timestamps in µs UTC."""
         out = self.systemd.systemctl("show", "--timestamp=us+utc", "-p", ",".join(props),
-                                     UNIT_NAME)
+                                     self.unit)
         return dict(line.split("=", 1) for line in out.splitlines())
 
     def status(self) -> dict[str, Any]:
-        """The daemon's ``status --json`` over its control socket, run inside."""
+        """The daemon's ``status --json`` over its control socket, run inside as root."""
         out = self.systemd.run(str(VENV / "bin" / "bitcoin-supervisor"), "status",
-                               "--datadir", STATE_DIR, "--json").stdout
+                               "--datadir", self.state_dir, "--json").stdout
         return dict(json.loads(out))
 
     def running_pids(self) -> dict[str, int]:
@@ -98,12 +110,12 @@ class Service:
 
     def cgroup(self) -> Path:
         """Host path of the unit's cgroup (cgroup v2)."""
-        return self.systemd.cgroup / "system.slice" / UNIT_NAME
+        return self.systemd.cgroup / "system.slice" / self.unit
 
     def log_events(self) -> list[dict[str, Any]]:
         """The daemon's JSON log lines from the journal, oldest first."""
         self.systemd.run("journalctl", "--sync")
-        out = self.systemd.run("journalctl", "-u", UNIT_NAME, "-o", "cat", "--no-pager").stdout
+        out = self.systemd.run("journalctl", "-u", self.unit, "-o", "cat", "--no-pager").stdout
         events = []
         for line in out.splitlines():
             if line.startswith("{"):
@@ -114,8 +126,19 @@ class Service:
 
     def journal(self) -> str:
         """Everything the journal holds about the unit (for failure messages)."""
-        return self.systemd.run("journalctl", "-u", UNIT_NAME, "-o", "cat", "--no-pager",
+        return self.systemd.run("journalctl", "-u", self.unit, "-o", "cat", "--no-pager",
                                 check=False).stdout
+
+    def start(self) -> float:
+        """``systemctl start`` the unit; returns how long it took. AssertionError (with
+        the journal) when it fails."""
+        began = time.monotonic()
+        result = self.systemd.run("systemctl", "start", self.unit, check=False, timeout=150)
+        took = time.monotonic() - began
+        assert result.returncode == 0, (f"systemctl start {self.unit} failed:\n"
+                                        f"{result.stderr}\n{self.journal()}")
+        print(f"systemctl start {self.unit} returned after {took:.2f}s")
+        return took
 
 
 def parse_show_time(value: str) -> datetime:
@@ -128,22 +151,27 @@ def parse_log_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    """A freshly booted systemd with the shipped unit installed (not started), pointing
-    at this checkout's venv and a config with a free RPC port and the StateDirectory as
-    its datadir. systemd is powered off afterwards, also when the test fails."""
+def bundled_config(path: Path, datadir: str) -> None:
+    """Write the bundled config to ``path`` with a free RPC port and ``datadir``."""
+    text = (REPO / "multiprocess.toml").read_text()
+    text, n = re.subn(r"(?m)^rpcport\s*=\s*\d+", f"rpcport = {free_port()}", text)
+    assert n == 1, "bundled config has no rpcport line to override"
+    text, n = re.subn(r'(?m)^datadir\s*=\s*"[^"]*"', f'datadir = "{datadir}"', text)
+    assert n == 1, "bundled config has no [supervisor] datadir line to override"
+    path.write_text(text)
+
+
+@contextlib.contextmanager
+def installed(tmp_path: Path, unit: str) -> Iterator[Service]:
+    """A freshly booted systemd with the shipped ``unit`` installed (not started),
+    pointing at this checkout's venv and a config with a free RPC port and the
+    StateDirectory as its datadir. systemd is powered off afterwards, also on errors."""
     state = tmp_path / "systemd"
     with booted_systemd(state) as systemd:
         config = state / "multiprocess.toml"
-        text = (REPO / "multiprocess.toml").read_text()
-        text, n = re.subn(r"(?m)^rpcport\s*=\s*\d+", f"rpcport = {free_port()}", text)
-        assert n == 1, "bundled config has no rpcport line to override"
-        text, n = re.subn(r'(?m)^datadir\s*=\s*"[^"]*"', f'datadir = "{STATE_DIR}"', text)
-        assert n == 1, "bundled config has no [supervisor] datadir line to override"
-        config.write_text(text)
-        dropin = systemd.units / f"{UNIT_NAME}.d"
-        if systemd.v1_controllers:
+        bundled_config(config, STATE_DIRS[unit])
+        dropin = systemd.units / f"{unit}.d"
+        if systemd.v1_controllers and unit == UNIT_NAME:
             # This harness (not a real host) mounts the host's v1 memory/pids hierarchies
             # outside /sys/fs/cgroup, so the unit's ReadWritePaths= cannot name them.
             dropin.mkdir(exist_ok=True)
@@ -152,5 +180,26 @@ def service(tmp_path: Path) -> Iterator[Service]:
         if (shown := checkout_dropin()) is not None:
             dropin.mkdir(exist_ok=True)
             (dropin / "checkout.conf").write_text(shown)
-        systemd.install(UNIT_NAME, unit_text(systemd.inner(config)))
-        yield Service(systemd, config)
+        systemd.install(unit, unit_text(systemd.inner(config), unit))
+        yield Service(systemd, config, unit)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    """The root unit, installed in a freshly booted systemd (see ``installed``)."""
+    with installed(tmp_path, UNIT_NAME) as service:
+        yield service
+
+
+@pytest.fixture
+def unprivileged(tmp_path: Path) -> Iterator[Service]:
+    """The unprivileged unit, installed in a freshly booted systemd (see ``installed``)."""
+    with installed(tmp_path, USER_UNIT_NAME) as service:
+        yield service
+
+
+@pytest.fixture(params=SHIPPED_UNITS)
+def unit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
+    """Each shipped unit in turn (root, then unprivileged), as ``installed`` gives it."""
+    with installed(tmp_path, request.param) as service:
+        yield service

@@ -101,15 +101,15 @@ def test_killed_daemon_is_restarted_without_orphans(service: Service) -> None:
     assert not before & cgroup_pids(service.cgroup())
 
 
-def test_reload_applies_a_change_and_a_bad_config_keeps_the_old_one(
-        service: Service) -> None:
-    _start(service)
+def test_reload_applies_a_change_and_a_bad_config_keeps_the_old_one(unit: Service) -> None:
+    service = unit
+    service.start()
     main = service.show("MainPID")["MainPID"]
     before = service.running_pids()
     good = service.config.read_text()
     service.config.write_text(good.replace("[components.index]\n",
                                            "[components.index]\nstop_timeout_s = 7\n"))
-    service.systemd.systemctl("reload", UNIT_NAME)
+    service.systemd.systemctl("reload", service.unit)
     after = service.running_pids()
     assert set(after) == COMPONENTS, service.status()
     assert after["index"] != before["index"]
@@ -118,7 +118,8 @@ def test_reload_applies_a_change_and_a_bad_config_keeps_the_old_one(
     assert props == {"ActiveState": "active", "SubState": "running", "MainPID": main}
 
     service.config.write_text(good + '\n[components.extra]\nrole = "indx"\n')
-    refused = service.systemd.run("systemctl", "reload", UNIT_NAME, check=False, timeout=60)
+    refused = service.systemd.run("systemctl", "reload", service.unit, check=False,
+                                  timeout=60)
     assert refused.returncode != 0
     props = service.show("ActiveState", "SubState", "MainPID", "StatusText")
     assert (props["ActiveState"], props["SubState"], props["MainPID"]) == (
