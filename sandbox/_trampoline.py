@@ -23,7 +23,6 @@ import argparse
 import ctypes
 import errno
 import os
-import secrets
 import signal
 import sys
 import traceback
@@ -34,7 +33,7 @@ from typing import NoReturn
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import SandboxError, SupervisorError
 
-from ._cgroup_owner import join_cgroup_fds
+from ._cgroup_join import join_cgroup_fds
 from ._lifetime import bind_to_parent
 from ._namespaces import close_fds
 from ._plan import LaunchPlan, allow_entry_execve, read_plan_fd
@@ -68,7 +67,10 @@ def _pin_filename(filename: bytes) -> int:
     """Copy ``filename`` (NUL-terminated) to a read-only page at a random address."""
     size = (len(filename) // _PAGE + 1) * _PAGE
     for _ in range(64):
-        want = (_ADDR_LOW + secrets.randbelow(_ADDR_HIGH - _ADDR_LOW)) & ~(_PAGE - 1)
+        # os.urandom, not secrets: importing secrets pulls in hmac/_hashlib (~20 ms a
+        # spawn); modulo bias over a 2**46 range is irrelevant to guessing one page.
+        offset = int.from_bytes(os.urandom(8), "little") % (_ADDR_HIGH - _ADDR_LOW)
+        want = (_ADDR_LOW + offset) & ~(_PAGE - 1)
         got = _libc.mmap(want, size, _PROT_READ | _PROT_WRITE,
                          _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_FIXED_NOREPLACE, -1, 0)
         if got == want:
@@ -149,7 +151,7 @@ def main(args: Sequence[str] | None = None) -> NoReturn:
     argv = ns.program[1:] if ns.program[:1] == ["--"] else ns.program
     # Its log lines (sandbox.applied with per-step timings) go where a role's go: JSON on
     # stderr, which the supervisor drains and relays under the component's name.
-    log.configure(json=True)
+    log.configure_light()
     try:
         if not argv:
             raise SandboxError("no program given")
