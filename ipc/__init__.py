@@ -11,6 +11,7 @@ from ._launch import (
     SocketpairLauncher,
     expand_argv,
     resolve_executable,
+    spawn_process,
 )
 from ._protocol import PROBES, SCHEMAS, Connection, Probe, Protocol, Schema
 
@@ -32,6 +33,7 @@ __all__ = [
     "expand_argv",
     "make_protocol",
     "resolve_executable",
+    "spawn_process",
 ]
 
 

@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "prepare_supervisor_cgroup": "_cgroup_v2",
     "CGROUP_PARENT": "_cgroups", "cgroup_dirs": "_cgroups", "cgroup_summary": "_cgroups",
     "cgroup_usage": "_cgroups", "remove_cgroups": "_cgroups",
+    "fork_server_argv": "_forkserver", "TEMPLATE_CAPABILITIES": "_forkserver",
 }
 _ALIASES = {"landlock_abi_version": ("_landlock", "abi_version")}
 
@@ -60,6 +61,7 @@ __all__ = [
     "SeccompFilter",
     "SeccompRules",
     "SyscallRule",
+    "TEMPLATE_CAPABILITIES",
     "allow_entry_execve",
     "apply",
     "bind_to_parent",
@@ -71,6 +73,8 @@ __all__ = [
     "dangerous_syscalls",
     "exec_chain",
     "find_violation",
+    "fork_server_argv",
+    "fork_wire",
     "join_cgroup_fds",
     "landlock_abi_version",
     "load_policy",
@@ -90,6 +94,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "fork_wire":  # the fork server's control messages, a module of its own
+        value: Any = importlib.import_module(f"{__name__}._forkwire")
+        globals()[name] = value
+        return value
     if name in _EXPORTS:
         module, attr = _EXPORTS[name], name
     elif name in _ALIASES:
@@ -106,6 +114,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from . import _forkwire as fork_wire
     from ._apply import policy_for, trampoline_argv
     from ._cgroup_owner import ComponentCgroup, create_cgroup, join_cgroup_fds
     from ._cgroup_v2 import prepare_supervisor_cgroup
@@ -116,6 +125,7 @@ if TYPE_CHECKING:
         cgroup_usage,
         remove_cgroups,
     )
+    from ._forkserver import TEMPLATE_CAPABILITIES, fork_server_argv
     from ._landlock import abi_version as landlock_abi_version
     from ._lifetime import bind_to_parent
     from ._loader import POLICY_DIR, dangerous_syscalls, load_policy, unjustified_syscalls

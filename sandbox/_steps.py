@@ -51,6 +51,9 @@ class SandboxContext:
     # The supervisor-owned cgroup's cgroup.procs fds (None: a self-contained caller, such
     # as the probe matrix, that creates and joins its own cgroup from the policy).
     cgroup_fds: tuple[int, ...] | None = None
+    # The role's and the waiter's filters, compiled beforehand (a fork server compiles
+    # them once per policy, before forking); None: compiled here.
+    filters: tuple[SeccompFilter, SeccompFilter | None] | None = None
 
 
 class _Timer:
@@ -84,10 +87,15 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
         raise SandboxError(f"policy {policy.source} has no [user] uid: refusing to run "
                            f"role {policy.role!r} as root")
     # Plan before apply: both filters are compiled before the first irreversible step.
-    with timer.step("seccomp_build"):
-        flt = build_filter(policy.seccomp)
-        waiter_filter = (build_filter(context.waiter or _waiter_rules())
-                         if "pid" in names else None)
+    if context.filters is not None:
+        flt, waiter_filter = context.filters
+        if "pid" in names and waiter_filter is None:
+            raise SandboxError("a pid namespace needs the waiter's filter")
+    else:
+        with timer.step("seccomp_build"):
+            flt = build_filter(policy.seccomp)
+            waiter_filter = (build_filter(context.waiter or _waiter_rules())
+                             if "pid" in names else None)
     with timer.step("pdeathsig"):
         bind_to_parent(context.parent_pid)
     # Joined first, while still root: unshare(CGROUP) later roots the role's cgroup
@@ -117,7 +125,7 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
     keep = set(policy.keep_fds) | set(context.pass_fds)
     if context.ipc_fd is not None:
         keep.add(context.ipc_fd)
-    if waiter_filter is not None:
+    if "pid" in names and waiter_filter is not None:
         confine_waiter = waiter_filter
         with timer.step("fork"):
             fork_into_pid_namespace(keep, lambda: _confine_waiter(confine_waiter))

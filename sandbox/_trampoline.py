@@ -37,9 +37,12 @@ from ._cgroup_join import join_cgroup_fds
 from ._lifetime import bind_to_parent
 from ._namespaces import close_fds
 from ._plan import LaunchPlan, allow_entry_execve, read_plan_fd
+from ._policy import Policy
+from ._seccomp import SeccompFilter
 from ._steps import SandboxContext, apply
 
-__all__ = ["EXIT_CANNOT_EXECUTE", "EXIT_NOT_FOUND", "EXIT_SANDBOX_FAILED", "enter", "main"]
+__all__ = ["EXIT_CANNOT_EXECUTE", "EXIT_NOT_FOUND", "EXIT_SANDBOX_FAILED", "confine", "enter",
+           "main"]
 
 # The conventions of env(1), chroot(1) and podman: the runner itself failed / the program
 # exists but cannot be executed / there is no such program.
@@ -90,6 +93,26 @@ def _c_strings(items: Sequence[bytes]) -> ctypes.Array[ctypes.c_char_p]:
     return array
 
 
+def confine(plan: LaunchPlan, policy: Policy | None, *, ipc_fd: int | None,
+            keep: tuple[int, ...],
+            filters: tuple[SeccompFilter, SeccompFilter | None] | None = None) -> None:
+    """Confine the calling process under ``policy`` (``plan.policy``, possibly opened for
+    an entry execve): with no policy, only join the cgroup, bind the lifetime to
+    ``plan.parent_pid`` and close every fd but stdio and ``keep``. The one confinement
+    path of both the trampoline and the fork server's children. ``filters``: the role's
+    and the waiter's filters already compiled (a fork server's). Raises SandboxError or
+    OSError at the first failing step (the caller must exit: fail closed). Returns in
+    the process that goes on to run the program (PID 1 of its pid namespace, if any)."""
+    if policy is None:
+        join_cgroup_fds(plan.cgroup_fds)
+        bind_to_parent(plan.parent_pid)
+        close_fds({0, 1, 2, *keep})
+        return
+    apply(policy, SandboxContext(ipc_fd=ipc_fd, pass_fds=keep, name=plan.name,
+                                 parent_pid=plan.parent_pid, waiter=plan.waiter,
+                                 cgroup_fds=plan.cgroup_fds, filters=filters))
+
+
 def enter(plan: LaunchPlan, argv: Sequence[str], *, ipc_fd: int | None,
           pass_fds: tuple[int, ...] = (), hello: int | None = None) -> NoReturn:
     """Confine the calling process under ``plan`` and execute ``plan.executable`` with
@@ -107,15 +130,9 @@ def enter(plan: LaunchPlan, argv: Sequence[str], *, ipc_fd: int | None,
             signal.signal(sig, signal.SIG_DFL)
         keep = tuple(fd for fd in (ipc_fd, hello, *pass_fds) if fd is not None)
         address = _pin_filename(os.fsencode(plan.executable))
-        if plan.policy is None:
-            join_cgroup_fds(plan.cgroup_fds)
-            bind_to_parent(plan.parent_pid)
-            close_fds({0, 1, 2, *keep})
-        else:
-            policy = allow_entry_execve(plan.policy, address, plan.exec_chain)
-            apply(policy, SandboxContext(ipc_fd=ipc_fd, pass_fds=keep, name=plan.name,
-                                         parent_pid=plan.parent_pid, waiter=plan.waiter,
-                                         cgroup_fds=plan.cgroup_fds))
+        policy = (None if plan.policy is None
+                  else allow_entry_execve(plan.policy, address, plan.exec_chain))
+        confine(plan, policy, ipc_fd=ipc_fd, keep=keep)
         if hello is not None:
             os.write(hello, b"!")
             os.close(hello)

@@ -316,7 +316,8 @@ class Component:
         return LaunchSpec(name=self.name, argv=self.config.argv, env=self._child_env(),
                           datadir=Path(self.settings.datadir), policy=self.policy,
                           socket=self.config.socket,
-                          link_timeout_s=self._timeouts.bootstrap_s)
+                          link_timeout_s=self._timeouts.bootstrap_s,
+                          fork_server=self.config.fork_server)
 
     async def _run_once(self) -> float | None:
         """One process run from launch to reaped; return a restart delay or None."""

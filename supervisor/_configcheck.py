@@ -75,6 +75,7 @@ class TomlChecker:
             "number": isinstance(value, int | float) and not isinstance(value, bool),
             "array": isinstance(value, list),
             "table": isinstance(value, dict),
+            "boolean": isinstance(value, bool),
         }[kind]
         if not ok:
             article = "an" if kind[0] in "aeiou" else "a"
