@@ -9,6 +9,9 @@ received with SCM_RIGHTS; everything else closed), a fresh ``random`` seed (the 
 ``os.urandom`` is never shared), its own session, cgroup and namespaces (the template is
 single-threaded and holds no event loop or capnp state, so unshare and fork are safe), the
 same ``confine`` the trampoline runs, then the role's entry function in-process.
+A child outlives its template: as root, its uid change clears the PDEATHSIG that bound
+it (unprivileged, it keeps it and dies with the template); like any role it ends when its
+IPC link to the supervisor breaks.
 
 No execve, and how that squares with the pinned-execve rule: the trampoline allows exactly
 one execve (of the planned program) and the fork child allows none at all (its filter gets
@@ -101,6 +104,12 @@ class _Template:
         """Answer spawn requests and report exits until the supervisor closes the link."""
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through wake_w
+        try:
+            self._loop()
+        except (BrokenPipeError, ConnectionResetError):
+            os._exit(0)  # the supervisor let go
+
+    def _loop(self) -> NoReturn:
         while True:
             ready, _, _ = select.select([self.control, self.wake_r], [], [])
             if self.wake_r in ready:
@@ -110,7 +119,7 @@ class _Template:
             if self.control in ready:
                 message = wire.receive(self.control)
                 if message is None:
-                    os._exit(0)  # the supervisor let go: children die with us (PDEATHSIG)
+                    os._exit(0)  # the supervisor let go
                 if message.op == "spawn":
                     self.spawn(message)
                 else:
@@ -200,9 +209,11 @@ class _Template:
 def _load_entry(entry: str) -> Callable[[], object]:
     """Import ``module:function`` and whatever the role imports lazily once it runs (the
     capnp protocol and its schemas, structlog), so that no child pays for it."""
+    # Which entries are ours is the supervisor's call (``role_entry``); only it can start
+    # a template.
     module, _, name = entry.partition(":")
-    if not module.startswith("bitcoin_supervisor.roles.") or not name:
-        raise ValueError(f"not a role entry point: {entry!r}")
+    if not module or not name:
+        raise ValueError(f"not an entry point (module:function): {entry!r}")
     func = getattr(importlib.import_module(module), name)
     importlib.import_module("bitcoin_supervisor.roles._main")
     importlib.import_module("bitcoin_supervisor.ipc.capnp")

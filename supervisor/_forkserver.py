@@ -27,10 +27,13 @@ from bitcoin_supervisor.interfaces import SpawnError
 from bitcoin_supervisor.ipc import ChildHandle, Endpoint, LaunchRequest, spawn_process
 from bitcoin_supervisor.sandbox import fork_server_argv, fork_wire
 
-__all__ = ["ForkServers", "role_entry"]
+__all__ = ["SPAWN_TIMEOUT_S", "ForkServers", "role_entry"]
 
 _READY_TIMEOUT_S = 60.0  # imports on a loaded 2-core machine; generous, awaited not polled
 _RETRY_AFTER_S = 30.0  # a template that could not start is not retried before this
+# A fork takes milliseconds; a template that has not answered a spawn by then is hung
+# (stopped, wedged): it is killed and restarted, and the spawn goes cold.
+SPAWN_TIMEOUT_S = 10.0
 _STREAM_LIMIT = 1 << 16
 
 
@@ -52,9 +55,9 @@ class _ForkedChild(ChildHandle):
 
     def __init__(self, pid: int, pidfd: int, argv: tuple[str, ...],
                  output: Mapping[str, asyncio.StreamReader],
-                 status: asyncio.Future[int | None]) -> None:
+                 status: asyncio.Future[int | None], hung: Callable[[], None]) -> None:
         self._pid, self._pidfd, self._argv, self._output = pid, pidfd, argv, output
-        self._status = status
+        self._status, self._hung = status, hung
         self._returncode: int | None = None
         self._waiter: asyncio.Task[int] | None = None
 
@@ -80,14 +83,27 @@ class _ForkedChild(ChildHandle):
         return await asyncio.shield(self._waiter)
 
     async def _wait(self) -> int:
-        status = await self._status
-        if status is None:
-            # The template died first and took the status with it (its children die
-            # with it: PDEATHSIG). The pidfd still says when this one is gone.
-            await _pidfd_exited(self._pidfd)
-            self._returncode = -signal.SIGKILL
-        else:
-            self._returncode = os.waitstatus_to_exitcode(status)
+        exited = asyncio.ensure_future(_pidfd_exited(self._pidfd))
+        try:
+            await asyncio.wait({self._status, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if not self._status.done():
+                # Gone, but its parent has not reported it: a stopped or wedged template.
+                # Its status decides the restart (exit 78 is never retried): wait for it
+                # generously, then kill the template, which resolves it as unknown.
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._status), SPAWN_TIMEOUT_S)
+                except TimeoutError:
+                    self._hung()
+            status = await self._status
+            if status is None:
+                # The template died first and took the status with it (its children
+                # outlive it). The pidfd still says when this one is gone.
+                await exited
+                self._returncode = -signal.SIGKILL
+            else:
+                self._returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            exited.cancel()
         return self._returncode
 
     def send_signal(self, sig: int) -> bool:
@@ -249,12 +265,16 @@ class _Template:
             fork_wire.send(self.sock, "spawn",
                            (child_end.fileno(), pipes[0][1], pipes[1][1], plan_fd, *cgroup_fds),
                            id=ident, argv=list(request.argv), env=dict(request.env))
-            pid, pidfd = await waiter
+            pid, pidfd = await asyncio.wait_for(waiter, SPAWN_TIMEOUT_S)
         except BaseException as exc:
             self._pending.pop(ident, None)
             parent_end.close()
             for r, _ in pipes:
                 os.close(r)
+            if isinstance(exc, TimeoutError):
+                self.kill()  # hung: its link closes and the owner restarts it
+                raise SpawnError(f"the fork server of {self.entry} did not answer within "
+                                 f"{SPAWN_TIMEOUT_S:g} s") from exc
             if isinstance(exc, OSError):
                 raise SpawnError(f"the fork server of {self.entry}: {exc}") from exc
             raise
@@ -271,10 +291,16 @@ class _Template:
             output[name] = reader
         argv = tuple(a.replace("{fd}", "?") for a in request.argv)
         return Endpoint(sock=parent_end, child=_ForkedChild(
-            pid, pidfd, argv, output, self._exit_future(pid)))
+            pid, pidfd, argv, output, self._exit_future(pid), self.kill))
+
+    def kill(self) -> None:
+        """Kill a hung template; its link closes and ``on_lost`` restarts it."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+        self._lost()
 
     def stop(self) -> None:
-        """Close the link (the template exits, its children with it) and kill it."""
+        """Close the link and kill the template (its running children stay)."""
         self._on_lost = _nothing
         self._lost()
         if self.process is not None:

@@ -99,6 +99,11 @@ class ComponentLauncher(ABC):
         the daemon stops. Never raises."""
         return
 
+    def timings(self, pid: int) -> dict[str, object]:
+        """How the launch of process ``pid`` went (step ms, which path), once; empty if
+        unknown. Never raises."""
+        return {}
+
 
 class ConfinedLauncher(ComponentLauncher):
     """Every process goes through the sandbox trampoline: confined before the program's
