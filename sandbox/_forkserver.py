@@ -111,12 +111,13 @@ class _Template:
 
     def _loop(self) -> NoReturn:
         while True:
-            ready, _, _ = select.select([self.control, self.wake_r], [], [])
+            control = self.control.fileno()
+            ready, _, _ = select.select([control, self.wake_r], [], [])
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 4096)
                 self.reap()
-            if self.control in ready:
+            if control in ready:
                 message = wire.receive(self.control)
                 if message is None:
                     os._exit(0)  # the supervisor let go

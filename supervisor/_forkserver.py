@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import SpawnError
@@ -85,7 +86,8 @@ class _ForkedChild(ChildHandle):
     async def _wait(self) -> int:
         exited = asyncio.ensure_future(_pidfd_exited(self._pidfd))
         try:
-            await asyncio.wait({self._status, exited}, return_when=asyncio.FIRST_COMPLETED)
+            either: set[asyncio.Future[Any]] = {self._status, exited}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if not self._status.done():
                 # Gone, but its parent has not reported it: a stopped or wedged template.
                 # Its status decides the restart (exit 78 is never retried): wait for it
@@ -124,8 +126,12 @@ class _ForkedChild(ChildHandle):
 
 async def _pidfd_exited(pidfd: int) -> None:
     loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+    loop.add_reader(pidfd, readable)
     try:
         await done
     finally:
