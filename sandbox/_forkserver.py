@@ -216,9 +216,12 @@ def _load_entry(entry: str) -> Callable[[], object]:
     if not module or not name:
         raise ValueError(f"not an entry point (module:function): {entry!r}")
     func = getattr(importlib.import_module(module), name)
-    importlib.import_module("bitcoin_supervisor.roles._main")
-    importlib.import_module("bitcoin_supervisor.ipc.capnp")
-    importlib.import_module("structlog")
+    # The roles' shared start-up (schemas, logging), by name like the entry: the sandbox
+    # layer does not import roles or ipc.
+    preload = getattr(importlib.import_module("bitcoin_supervisor.roles._main"), "preload",
+                      None)
+    if callable(preload):
+        preload()
     if not callable(func):
         raise ValueError(f"{entry!r} is not callable")
     return func  # type: ignore[no-any-return]

@@ -149,8 +149,8 @@ def test_dead_template_is_restarted_and_a_hung_one_is_bypassed(system: System) -
     assert not fresh.is_running() or fresh.status() == psutil.STATUS_ZOMBIE
 
 
-def _spawn_probe(control: socket.socket, template: int, tmp_path: Path, ident: int
-                 ) -> tuple[int, int, int, socket.socket]:
+def _spawn_probe(control: socket.socket, template: int, tmp_path: Path, ident: int,
+                 exits: dict[int, int]) -> tuple[int, int, int, socket.socket]:
     plan = make_plan(None, name=f"probe{ident}", executable=Path(sys.executable),
                      cwd=tmp_path, parent_pid=template)
     pfd = plan_fd(plan)
@@ -163,8 +163,13 @@ def _spawn_probe(control: socket.socket, template: int, tmp_path: Path, ident: i
         for fd in (out_w, pfd):
             os.close(fd)
         theirs.close()
-    reply = fork_wire.receive(control)
-    assert reply is not None and reply.op == "spawned", reply
+    while True:  # an earlier child may exit (and be reported) before this one is forked
+        reply = fork_wire.receive(control)
+        assert reply is not None
+        if reply.op != "exited":
+            break
+        exits[reply.fields["pid"]] = os.waitstatus_to_exitcode(reply.fields["status"])
+    assert reply.op == "spawned", reply
     return int(reply.fields["pid"]), reply.fds[0], out_r, ours
 
 
@@ -179,14 +184,14 @@ def test_children_of_one_template_share_no_randomness_nor_fds(tmp_path: Path) ->
     try:
         ready = fork_wire.receive(control)
         assert ready is not None and ready.op == "ready", ready
-        children = [_spawn_probe(control, template.pid, tmp_path, i) for i in (1, 2)]
+        exits: dict[int, int] = {}
+        children = [_spawn_probe(control, template.pid, tmp_path, i, exits) for i in (1, 2)]
         reports: list[dict[str, Any]] = []
         for pid, _pidfd, out_r, link in children:
             with os.fdopen(out_r) as out:
                 reports.append(json.loads(out.readline()))
             link.close()
             assert reports[-1]["pid"] == pid
-        exits = {}
         while len(exits) < 2:
             message = fork_wire.receive(control)
             assert message is not None
