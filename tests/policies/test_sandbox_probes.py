@@ -61,6 +61,7 @@ def test_matrix_pins_an_exact_outcome_for_every_required_operation() -> None:
     assert {p.name: p.expected for p in MATRIX["node"]}["bind_rpcport"] == OK
 
 
+@pytest.mark.timeout(600)  # 116 sandboxed processes: past 120 s on a busy 2-core machine
 def test_probe_matrix_holds_for_an_unprivileged_user() -> None:
     # `policy test` (tests/policies/test_policy_cli.py) runs the same matrix as root.
     results = run_probe_matrix(user=NOBODY)
