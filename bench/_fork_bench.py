@@ -139,7 +139,7 @@ async def _kill_series(opts: Options, fork: bool, rounds: int
 async def fork_server(opts: Options) -> Result:
     """Spawn-to-Echo three ways and kill -9 -> wallet RPC answered, with and without fork
     servers. Raises RuntimeError if a child or the daemon fails."""
-    rounds = opts.pick(3, 15)
+    rounds = opts.pick(1, 15)
     protocol = make_protocol()
     spawns = await _spawn_series(opts, protocol, rounds)
     base = summarize(spawns["cold, unsandboxed (no trampoline)"])
@@ -149,7 +149,7 @@ async def fork_server(opts: Options) -> Result:
         rows.append({"label": "spawn -> first Echo: " + label, **stats.to_row(),
                      "ratio_vs_cold_bare": ratio(stats.median, base.median)})
     for fork in (False, True):
-        answered, restored = await _kill_series(opts, fork, opts.pick(3, 20))
+        answered, restored = await _kill_series(opts, fork, opts.pick(1, 20))
         stats = summarize(answered)
         name = "fork server" if fork else "cold trampoline"
         rows.append({"label": f"kill -9 wallet -> wallet RPC answered ({name})",
