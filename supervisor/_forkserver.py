@@ -51,6 +51,10 @@ def role_entry(executable: Path) -> str | None:
     return None
 
 
+# A child's wait status as its template reports it; None: the template died first.
+_Status = asyncio.Future[int | None]
+
+
 class _ForkedChild(ChildHandle):
     """A child of a fork server: pidfd-signalled, exit status relayed by the template."""
 
@@ -147,8 +151,10 @@ class _Template:
         self.process: ChildHandle | None = None
         self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[tuple[int, int]]] = {}
-        self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._pending: dict[int, asyncio.Future[tuple[int, int, _Status]]] = {}
+        # One per live child, made when it is reported spawned (its exit is always
+        # reported after that) and dropped when its exit is reported.
+        self._exits: dict[int, _Status] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._gone = False
 
@@ -216,25 +222,23 @@ class _Template:
         if message.op == "ready" and not self.ready.done():
             self.ready.set_result(int(fields["pid"]))
         elif message.op == "spawned" and message.fds:
+            pid = int(fields["pid"])
+            status: _Status = asyncio.get_running_loop().create_future()
+            self._exits[pid] = status
             waiter = self._pending.pop(int(fields["id"]), None)
             if waiter is not None and not waiter.done():
-                waiter.set_result((int(fields["pid"]), message.fds[0]))
+                waiter.set_result((pid, message.fds[0], status))
                 return
         elif message.op == "failed":
             waiter = self._pending.pop(int(fields["id"]), None)
             if waiter is not None and not waiter.done():
                 waiter.set_exception(SpawnError(f"fork server: {fields.get('error')}"))
         elif message.op == "exited":
-            future = self._exit_future(int(fields["pid"]))
-            if not future.done():
+            future = self._exits.pop(int(fields["pid"]), None)
+            if future is not None and not future.done():
                 future.set_result(int(fields["status"]))
         for fd in message.fds:
             os.close(fd)
-
-    def _exit_future(self, pid: int) -> asyncio.Future[int | None]:
-        if pid not in self._exits:
-            self._exits[pid] = asyncio.get_running_loop().create_future()
-        return self._exits[pid]
 
     def _lost(self) -> None:
         if self._gone:
@@ -250,6 +254,7 @@ class _Template:
         for future in self._exits.values():
             if not future.done():
                 future.set_result(None)
+        self._exits.clear()
         if not self.ready.done():
             self.ready.cancel()
         elif not self.ready.cancelled():
@@ -265,13 +270,13 @@ class _Template:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(2)]
         ident = next(self._ids)
-        waiter: asyncio.Future[tuple[int, int]] = loop.create_future()
+        waiter: asyncio.Future[tuple[int, int, _Status]] = loop.create_future()
         self._pending[ident] = waiter
         try:
             fork_wire.send(self.sock, "spawn",
                            (child_end.fileno(), pipes[0][1], pipes[1][1], plan_fd, *cgroup_fds),
                            id=ident, argv=list(request.argv), env=dict(request.env))
-            pid, pidfd = await asyncio.wait_for(waiter, SPAWN_TIMEOUT_S)
+            pid, pidfd, status = await asyncio.wait_for(waiter, SPAWN_TIMEOUT_S)
         except BaseException as exc:
             self._pending.pop(ident, None)
             parent_end.close()
@@ -297,7 +302,7 @@ class _Template:
             output[name] = reader
         argv = tuple(a.replace("{fd}", "?") for a in request.argv)
         return Endpoint(sock=parent_end, child=_ForkedChild(
-            pid, pidfd, argv, output, self._exit_future(pid), self.kill))
+            pid, pidfd, argv, output, status, self.kill))
 
     def kill(self) -> None:
         """Kill a hung template; its link closes and ``on_lost`` restarts it."""
