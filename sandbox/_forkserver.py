@@ -151,13 +151,14 @@ class _Template:
             argv = [str(a) for a in message.fields["argv"]]
             env = {str(k): str(v) for k, v in message.fields["env"].items()}
             filters = self.filters_for(plan)
-        except (ValueError, KeyError, TypeError, AttributeError, SupervisorError) as exc:
+            pid = os.fork()
+        except (ValueError, KeyError, TypeError, AttributeError, SupervisorError,
+                OSError) as exc:  # OSError: fork itself (EAGAIN, ENOMEM)
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             wire.send(self.control, "failed", id=ident, error=str(exc))
             return
-        pid = os.fork()
         if pid == 0:
             self.child(plan, argv, env, ipc, out, err, filters)
         for fd in (ipc, out, err, *cgroup):
