@@ -21,9 +21,9 @@ the template before confinement from the same installation.
 
 The template itself, as far as a forking parent can be confined: lifetime bound to the
 supervisor (PDEATHSIG), no_new_privs, every fd but stdio and the control socket closed,
-its own network namespace when the role has no network, and only the capabilities the
-children's confinement needs as root (mounting the view, dropping to the role's uid,
-chowning its datadir; see ``TEMPLATE_CAPABILITIES``). It keeps the host pid namespace (its
+as root its own network namespace when the role has no network and only the capabilities
+the children's confinement needs (mounting the view, dropping to the role's uid, chowning
+its datadir; see ``TEMPLATE_CAPABILITIES``). It keeps the host pid namespace (its
 children's pids must be the supervisor's) and no seccomp filter (each child installs its
 own; a parent's filter would be inherited and stack under it).
 """
@@ -250,7 +250,10 @@ def main(args: list[str] | None = None) -> NoReturn:
         entry = _load_entry(ns.entry)
         if not _single_threaded():
             raise ValueError("the template must stay single-threaded (fork and unshare)")
-        if ns.no_network:
+        if ns.no_network and os.geteuid() == 0:
+            # Unprivileged, a network namespace needs a user namespace first, which would
+            # nest every child's own; such a template keeps the host network (its children
+            # still get their own).
             unshare(_CLONE_NEWNET)
         set_no_new_privs()
         if os.geteuid() == 0:
