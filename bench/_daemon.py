@@ -25,6 +25,7 @@ Event = dict[str, Any]
 _CONFIG = """\
 [supervisor]
 datadir = "{datadir}"
+fork_server = {fork_server}
 
 [components.node]
 role = "node"
@@ -67,6 +68,7 @@ class RunningDaemon:
     def __init__(self, process: asyncio.subprocess.Process, config: Path) -> None:
         self.process = process
         self.config = config
+        self.rpcport = 0  # the node's JSON-RPC port
         self.events: list[Event] = []
         self._raw: list[str] = []
         self._changed = asyncio.Condition()
@@ -133,7 +135,8 @@ class RunningDaemon:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def start_daemon(workdir: Path, variant: SpawnVariant) -> RunningDaemon:
+async def start_daemon(workdir: Path, variant: SpawnVariant, *,
+                       fork_server: bool = True) -> RunningDaemon:
     """Start a daemon under ``workdir`` whose components are sandboxed as ``variant`` says
     and return once it logged ``supervisor.ready``.
 
@@ -145,14 +148,17 @@ async def start_daemon(workdir: Path, variant: SpawnVariant) -> RunningDaemon:
                          "pick one of DAEMON_VARIANTS")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "bench.toml"
+    rpcport = free_port()
     config.write_text(_CONFIG.format(
-        datadir=workdir / "data", rpcport=free_port(),
+        datadir=workdir / "data", rpcport=rpcport,
+        fork_server="true" if fork_server else "false",
         **{f"sandbox_{role}": variant.config_value(role) for role in ROLES}))
     process = await asyncio.create_subprocess_exec(
         CLI, "start", "--config", str(config), "--log-format", "json",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, start_new_session=True)
     daemon = RunningDaemon(process, config)
+    daemon.rpcport = rpcport
     try:
         _, first = await daemon.wait_event(
             lambda e: event_named("supervisor.ready")(e)

@@ -13,6 +13,7 @@ from bitcoin_supervisor.ipc import make_protocol
 from ._cli_bench import cli_status
 from ._daemon_bench import restart_latency, rss
 from ._echo_bench import echo_direct_vs_brokered
+from ._fork_bench import fork_server
 from ._intro_bench import chain_introduced
 from ._options import Options
 from ._report import Result
@@ -27,6 +28,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "restart_latency": restart_latency,
     "rss": rss,
     "cli_status": cli_status,
+    "fork_server": fork_server,
 }
 
 

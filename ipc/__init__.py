@@ -12,6 +12,7 @@ from ._launch import (
     SocketpairLauncher,
     expand_argv,
     resolve_executable,
+    spawn_process,
 )
 from ._listen import MAX_CONNECTIONS, listen_unix, serve_listener
 from ._protocol import PROBES, SCHEMAS, Connection, Probe, Protocol, Schema
@@ -41,6 +42,7 @@ __all__ = [
     "make_protocol",
     "resolve_executable",
     "serve_listener",
+    "spawn_process",
 ]
 
 

@@ -51,6 +51,14 @@ class RoleProcess(TypingProtocol):
         ...
 
 
+def preload() -> None:
+    """Do now what every role does lazily at start: parse the capnp schemas (cached per
+    process) and import structlog. A fork server calls this before forking, so that no
+    child pays for it. Blocks for a few ms; raises nothing a healthy install raises."""
+    make_protocol()
+    log.configure(json=True)
+
+
 def parse_ipcfd(argv: list[str]) -> int:
     """Return N from exactly ``-ipcfd N`` (Bitcoin Core's convention); ValueError otherwise."""
     if len(argv) != 2 or argv[0] != "-ipcfd" or not argv[1].isdigit():

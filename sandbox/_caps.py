@@ -15,7 +15,8 @@ from bitcoin_supervisor.interfaces import SandboxError
 from ._libc import prctl as raw_prctl
 from ._libc import sethostname
 
-__all__ = ["drop_privileges", "set_hostname", "set_no_new_privs", "set_rlimits"]
+__all__ = ["drop_privileges", "limit_capabilities", "set_hostname", "set_no_new_privs",
+           "set_rlimits"]
 
 _PR_CAPBSET_DROP = 24
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
@@ -93,6 +94,22 @@ def drop_privileges(keep: tuple[str, ...], *, mdwe: bool) -> None:
         raise SandboxError(f"dropping privileges failed: {exc}") from exc
     if not keep and _cap_eff() != 0:
         raise SandboxError("capabilities are still effective after the drop")
+
+
+def limit_capabilities(keep: tuple[str, ...]) -> None:
+    """Keep only ``keep`` in every capability set and the bounding set, without locking
+    securebits (a fork server's children still change uid and drop the rest themselves).
+    Raises SandboxError on failure."""
+    wanted = {getattr(prctl, f"CAP_{name.upper()}") for name in keep}
+    try:
+        for cap in range(last_cap() + 1):
+            if cap not in wanted:
+                raw_prctl(_PR_CAPBSET_DROP, cap)
+        raw_prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+        for capset in (prctl.cap_inheritable, prctl.cap_effective, prctl.cap_permitted):
+            capset.limit(*wanted)
+    except OSError as exc:
+        raise SandboxError(f"limiting capabilities failed: {exc}") from exc
 
 
 def _cap_eff() -> int:

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.log import get_logger
 
+from ._cgroup_join import join_cgroup_fds
 from ._cgroup_v2 import prepare_supervisor_cgroup
 from ._cgroupfs import (
     CGROUP_PARENT,
@@ -321,24 +322,6 @@ def _unavailable(limits: CgroupLimits | None, component: str, name: str, reason:
         f"cgroup of {component} cannot be created: {reason}. Run the supervisor as root "
         f"or in a delegated cgroup with the {needs} controller(s), or set [cgroup] "
         f"optional = true in {source}")
-
-
-def join_cgroup_fds(fds: Sequence[int]) -> None:
-    """Trampoline side, first step: move the calling process into each cgroup whose
-    ``cgroup.procs`` fd it inherited (from ``ComponentCgroup.join_fds``), closing every fd
-    whether or not it worked. Raises SandboxError naming the fd that failed; the caller
-    must exit (fail closed). Blocks only on cgroupfs writes."""
-    failure: SandboxError | None = None
-    for fd in fds:
-        try:
-            os.write(fd, b"0")
-        except OSError as exc:
-            failure = failure or SandboxError(f"joining the component's cgroup through "
-                                              f"fd {fd} failed: {exc.strerror}")
-        finally:
-            _close(fd)
-    if failure is not None:
-        raise failure
 
 
 def _freeze(freezer: Path) -> bool:

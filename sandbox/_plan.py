@@ -19,7 +19,6 @@ from typing import Any, BinaryIO
 
 from bitcoin_supervisor.interfaces import SandboxError
 
-from ._loader import waiter_rules
 from ._policy import (
     ArgCompare,
     CgroupLimits,
@@ -83,6 +82,9 @@ def make_plan(policy: Policy | None, *, name: str, executable: Path, cwd: Path,
             policy = replace(policy, filesystem=replace(
                 view, read_only=view.read_only + tuple(dict.fromkeys(missing))))
         if "pid" in policy.namespaces:
+            # Here only: the trampoline decodes plans and must not import the loader.
+            from ._loader import waiter_rules
+
             waiter = waiter_rules()
     return LaunchPlan(name=name, policy=policy, executable=executable, exec_chain=chain,
                       cwd=cwd, parent_pid=os.getpid() if parent_pid is None else parent_pid,

@@ -6,18 +6,36 @@ turns policy actions into libseccomp ones.
 
 from __future__ import annotations
 
+import ctypes.util
 import errno as errno_mod
 import io
 import os
-import tempfile
-
-import pyseccomp as seccomp
+from typing import Any
 
 from bitcoin_supervisor.interfaces import SandboxError
 
 from ._policy import SeccompRules
 
 __all__ = ["SeccompFilter", "build_filter"]
+
+
+def _import_pyseccomp() -> Any:
+    """Import pyseccomp with its two ``ctypes.util.find_library`` calls answered by the
+    sonames themselves: find_library runs ``ldconfig -p`` in a subprocess (~9 ms on every
+    spawn), while ``dlopen`` resolves a soname through the loader's own cache anyway.
+    ``libseccomp.so.2`` is the ABI pyseccomp binds (Debian's libseccomp2, installed by
+    the Makefile); any other name still goes to the real lookup."""
+    sonames = {"seccomp": "libseccomp.so.2", "c": "libc.so.6"}
+    real = ctypes.util.find_library
+    ctypes.util.find_library = lambda name: sonames.get(name) or real(name)
+    try:
+        import pyseccomp
+    finally:
+        ctypes.util.find_library = real
+    return pyseccomp
+
+
+seccomp = _import_pyseccomp()
 
 
 def _action(text: str) -> int:
@@ -36,11 +54,13 @@ def _action(text: str) -> int:
 class SeccompFilter:
     """A built, not yet loaded filter. Loading is irreversible for this process."""
 
-    def __init__(self, flt: seccomp.SyscallFilter) -> None:
+    def __init__(self, flt: Any) -> None:  # a pyseccomp.SyscallFilter
         self._filter = flt
 
     def pfc(self) -> str:
         """Return libseccomp's pseudo-filter-code text (stable; used for golden files)."""
+        import tempfile  # golden files and `policy show` only, not a spawn
+
         with tempfile.TemporaryFile(mode="w+") as out:
             self._filter.export_pfc(out)
             out.seek(0)

@@ -14,13 +14,11 @@ from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.log import get_logger
 
 from ._caps import drop_privileges, last_cap, set_hostname, set_no_new_privs, set_rlimits
-from ._cgroup_owner import join_cgroup_fds
-from ._cgroups import join_cgroups
+from ._cgroup_join import join_cgroup_fds
 from ._landlock import abi_version as landlock_abi
 from ._landlock import plan as landlock_plan
 from ._landlock import restrict_self
 from ._lifetime import bind_to_parent
-from ._loader import waiter_rules
 from ._mounts import pivot_into, stage_view
 from ._namespaces import (
     close_fds,
@@ -53,6 +51,9 @@ class SandboxContext:
     # The supervisor-owned cgroup's cgroup.procs fds (None: a self-contained caller, such
     # as the probe matrix, that creates and joins its own cgroup from the policy).
     cgroup_fds: tuple[int, ...] | None = None
+    # The role's and the waiter's filters, compiled beforehand (a fork server compiles
+    # them once per policy, before forking); None: compiled here.
+    filters: tuple[SeccompFilter, SeccompFilter | None] | None = None
 
 
 class _Timer:
@@ -86,10 +87,15 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
         raise SandboxError(f"policy {policy.source} has no [user] uid: refusing to run "
                            f"role {policy.role!r} as root")
     # Plan before apply: both filters are compiled before the first irreversible step.
-    with timer.step("seccomp_build"):
-        flt = build_filter(policy.seccomp)
-        waiter_filter = (build_filter(context.waiter or waiter_rules())
-                         if "pid" in names else None)
+    if context.filters is not None:
+        flt, waiter_filter = context.filters
+        if "pid" in names and waiter_filter is None:
+            raise SandboxError("a pid namespace needs the waiter's filter")
+    else:
+        with timer.step("seccomp_build"):
+            flt = build_filter(policy.seccomp)
+            waiter_filter = (build_filter(context.waiter or _waiter_rules())
+                             if "pid" in names else None)
     with timer.step("pdeathsig"):
         bind_to_parent(context.parent_pid)
     # Joined first, while still root: unshare(CGROUP) later roots the role's cgroup
@@ -98,6 +104,8 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
         with timer.step("cgroup"):
             join_cgroup_fds(context.cgroup_fds)
     elif policy.cgroup is not None:
+        from ._cgroups import join_cgroups  # the probe matrix only: not a spawn's cost
+
         with timer.step("cgroup"):
             join_cgroups(policy.cgroup, context.name or policy.role, policy.source)
     if root:
@@ -117,7 +125,7 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
     keep = set(policy.keep_fds) | set(context.pass_fds)
     if context.ipc_fd is not None:
         keep.add(context.ipc_fd)
-    if waiter_filter is not None:
+    if "pid" in names and waiter_filter is not None:
         confine_waiter = waiter_filter
         with timer.step("fork"):
             fork_into_pid_namespace(keep, lambda: _confine_waiter(confine_waiter))
@@ -127,6 +135,14 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
     get_logger().info("sandbox.applied", role=policy.role, pid=os.getpid(),
                       steps_ms={k: round(v, 3) for k, v in timer.steps.items()})
     return timer.steps
+
+
+def _waiter_rules() -> SeccompRules:
+    """The waiter's rules from syscalls.toml, for callers that did not plan them (the
+    loader is imported here only: a planned launch never needs it)."""
+    from ._loader import waiter_rules
+
+    return waiter_rules()
 
 
 def _confine(policy: Policy, timer: _Timer, flt: SeccompFilter) -> None:

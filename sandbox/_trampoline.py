@@ -23,7 +23,6 @@ import argparse
 import ctypes
 import errno
 import os
-import secrets
 import signal
 import sys
 import traceback
@@ -34,13 +33,16 @@ from typing import NoReturn
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import SandboxError, SupervisorError
 
-from ._cgroup_owner import join_cgroup_fds
+from ._cgroup_join import join_cgroup_fds
 from ._lifetime import bind_to_parent
 from ._namespaces import close_fds
 from ._plan import LaunchPlan, allow_entry_execve, read_plan_fd
+from ._policy import Policy
+from ._seccomp import SeccompFilter
 from ._steps import SandboxContext, apply
 
-__all__ = ["EXIT_CANNOT_EXECUTE", "EXIT_NOT_FOUND", "EXIT_SANDBOX_FAILED", "enter", "main"]
+__all__ = ["EXIT_CANNOT_EXECUTE", "EXIT_NOT_FOUND", "EXIT_SANDBOX_FAILED", "confine", "enter",
+           "main"]
 
 # The conventions of env(1), chroot(1) and podman: the runner itself failed / the program
 # exists but cannot be executed / there is no such program.
@@ -68,7 +70,10 @@ def _pin_filename(filename: bytes) -> int:
     """Copy ``filename`` (NUL-terminated) to a read-only page at a random address."""
     size = (len(filename) // _PAGE + 1) * _PAGE
     for _ in range(64):
-        want = (_ADDR_LOW + secrets.randbelow(_ADDR_HIGH - _ADDR_LOW)) & ~(_PAGE - 1)
+        # os.urandom, not secrets: importing secrets pulls in hmac/_hashlib (~20 ms a
+        # spawn); modulo bias over a 2**46 range is irrelevant to guessing one page.
+        offset = int.from_bytes(os.urandom(8), "little") % (_ADDR_HIGH - _ADDR_LOW)
+        want = (_ADDR_LOW + offset) & ~(_PAGE - 1)
         got = _libc.mmap(want, size, _PROT_READ | _PROT_WRITE,
                          _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_FIXED_NOREPLACE, -1, 0)
         if got == want:
@@ -88,6 +93,26 @@ def _c_strings(items: Sequence[bytes]) -> ctypes.Array[ctypes.c_char_p]:
     return array
 
 
+def confine(plan: LaunchPlan, policy: Policy | None, *, ipc_fd: int | None,
+            keep: tuple[int, ...],
+            filters: tuple[SeccompFilter, SeccompFilter | None] | None = None) -> None:
+    """Confine the calling process under ``policy`` (``plan.policy``, possibly opened for
+    an entry execve): with no policy, only join the cgroup, bind the lifetime to
+    ``plan.parent_pid`` and close every fd but stdio and ``keep``. The one confinement
+    path of both the trampoline and the fork server's children. ``filters``: the role's
+    and the waiter's filters already compiled (a fork server's). Raises SandboxError or
+    OSError at the first failing step (the caller must exit: fail closed). Returns in
+    the process that goes on to run the program (PID 1 of its pid namespace, if any)."""
+    if policy is None:
+        join_cgroup_fds(plan.cgroup_fds)
+        bind_to_parent(plan.parent_pid)
+        close_fds({0, 1, 2, *keep})
+        return
+    apply(policy, SandboxContext(ipc_fd=ipc_fd, pass_fds=keep, name=plan.name,
+                                 parent_pid=plan.parent_pid, waiter=plan.waiter,
+                                 cgroup_fds=plan.cgroup_fds, filters=filters))
+
+
 def enter(plan: LaunchPlan, argv: Sequence[str], *, ipc_fd: int | None,
           pass_fds: tuple[int, ...] = (), hello: int | None = None) -> NoReturn:
     """Confine the calling process under ``plan`` and execute ``plan.executable`` with
@@ -105,15 +130,9 @@ def enter(plan: LaunchPlan, argv: Sequence[str], *, ipc_fd: int | None,
             signal.signal(sig, signal.SIG_DFL)
         keep = tuple(fd for fd in (ipc_fd, hello, *pass_fds) if fd is not None)
         address = _pin_filename(os.fsencode(plan.executable))
-        if plan.policy is None:
-            join_cgroup_fds(plan.cgroup_fds)
-            bind_to_parent(plan.parent_pid)
-            close_fds({0, 1, 2, *keep})
-        else:
-            policy = allow_entry_execve(plan.policy, address, plan.exec_chain)
-            apply(policy, SandboxContext(ipc_fd=ipc_fd, pass_fds=keep, name=plan.name,
-                                         parent_pid=plan.parent_pid, waiter=plan.waiter,
-                                         cgroup_fds=plan.cgroup_fds))
+        policy = (None if plan.policy is None
+                  else allow_entry_execve(plan.policy, address, plan.exec_chain))
+        confine(plan, policy, ipc_fd=ipc_fd, keep=keep)
         if hello is not None:
             os.write(hello, b"!")
             os.close(hello)
@@ -151,7 +170,7 @@ def main(args: Sequence[str] | None = None) -> NoReturn:
     argv = ns.program[1:] if ns.program[:1] == ["--"] else ns.program
     # Its log lines (sandbox.applied with per-step timings) go where a role's go: JSON on
     # stderr, which the supervisor drains and relays under the component's name.
-    log.configure(json=True)
+    log.configure_light()
     try:
         if not argv:
             raise SandboxError("no program given")

@@ -112,6 +112,8 @@ class Component:
         self._timeouts = RunTimeouts(bootstrap_s=bootstrap_timeout_s or config.start_timeout_s,
                                      stop_s=config.stop_timeout_s)
         self._tracker = RestartTracker(config.restart, clock=clock)
+        # The last run's exit seen / cgroup killed (perf_counter): the restart breakdown.
+        self._previous_exit: tuple[float, float] | None = None
         self._on_change = on_change
         self._goal = True  # run it: the daemon starts every component
         self._pending: Job | None = None
@@ -317,7 +319,8 @@ class Component:
                           datadir=Path(self.settings.datadir), policy=self.policy,
                           socket=self.config.socket,
                           link_timeout_s=self._timeouts.bootstrap_s,
-                          intro=self.config.introduce)
+                          intro=self.config.introduce,
+                          fork_server=self.config.fork_server)
 
     async def _run_once(self) -> float | None:
         """One process run from launch to reaped; return a restart delay or None."""
@@ -329,11 +332,15 @@ class Component:
                          timeouts=self._timeouts, on_state=self._on_run_state, log=self._log,
                          relay=self._relay, schema=self.config.schema,
                          health=self.config.health)
+        run.previous = self._previous_exit
         self._run = run
         try:
             end = await run.execute()
         finally:
             self._run = None
+        marks = run.marks
+        self._previous_exit = ((marks["exit_seen"], marks["cleaned"])
+                               if "exit_seen" in marks and "cleaned" in marks else None)
         self._last_confinement = run.confinement
         return self._after_exit(end)
 

@@ -75,6 +75,9 @@ class ComponentConfig:
     # What its capabilities are minted with (used when it consumes any).
     rpc_methods: tuple[str, ...] = ()
     limits: ChainLimits = ChainLimits()
+    # Start from the role's fork server (a pre-initialised template) instead of a fresh
+    # interpreter; only our own role programs can, others always start cold.
+    fork_server: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,10 @@ ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
     "index": {},
     None: {},  # a program that is none of our roles
 }
-_SUPERVISOR_KEYS = ("datadir", "debug", "control_group")
+_SUPERVISOR_KEYS = ("datadir", "debug", "control_group", "fork_server")
 _COMPONENT_KEYS = ("role", "datadir", "depends_on", "provides", "consumes",
-                   "restart", "stop_timeout_s", "debug", "sandbox") + IPC_KEYS + GRANT_KEYS
+                   "restart", "stop_timeout_s", "debug", "sandbox",
+                   "fork_server") + IPC_KEYS + GRANT_KEYS
 _SYSTEM_DIRS = frozenset(Path(p) for p in (
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
     "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
@@ -223,7 +227,11 @@ class _Validator(TomlChecker):
         if not comps:
             raise self.error(("components",), "no components defined",
                              'add a table such as [components.node] with role = "node"')
-        parsed = [self.component(name, body, datadir, debug) for name, body in comps.items()]
+        # On by default: a restarted role serves again in a few ms instead of ~300 ms.
+        forks = self.typed(sup.get("fork_server", True), ("supervisor", "fork_server"),
+                           "boolean")
+        parsed = [self.component(name, body, datadir, debug, forks)
+                  for name, body in comps.items()]
         self.check_unique(parsed)
         self.check_datadirs(parsed, datadir)
         components = self.graph(parsed)
@@ -245,7 +253,7 @@ class _Validator(TomlChecker):
                              value=True) from None
 
     def component(self, name: str, body: object, datadir: Path,
-                  debug: tuple[str, ...]) -> ComponentConfig:
+                  debug: tuple[str, ...], forks: bool = True) -> ComponentConfig:
         path = ("components", name)
         if not _NAME_RE.fullmatch(name):
             raise self.error(path, f"invalid component name {name!r}",
@@ -282,7 +290,9 @@ class _Validator(TomlChecker):
             sandbox=None if sandbox == "none" else sandbox,
             provides=self._nodes[-1].provides, ipc=link.ipc, socket=link.socket,
             schema=link.schema, health=link.health, start_timeout_s=link.start_timeout_s,
-            introduce=link.introduce, rpc_methods=rpc_methods, limits=limits)
+            introduce=link.introduce, rpc_methods=rpc_methods, limits=limits,
+            fork_server=self.typed(table.get("fork_server", forks), path + ("fork_server",),
+                                   "boolean"))
 
     def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role | None:
         if "role" not in table:

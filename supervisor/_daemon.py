@@ -158,6 +158,7 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await control.close()
+            await self._launcher.close()
             if record is not None:
                 retract_record(record, os.getpid())
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

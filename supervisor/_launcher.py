@@ -4,22 +4,26 @@
 confinement observed in ``/proc``), release (after the exit). ``ConfinedLauncher`` is the
 real one: it plans the sandbox (``sandbox.make_plan``), hands the plan to the trampoline
 through a sealed memfd, and lets an ``ipc.Launcher`` (socketpair spawn, or bind mode for a
-program that listens itself; a fork server later) start ``trampoline -- program``. Unit
-tests put a fake in its place.
+program that listens itself) start ``trampoline -- program``, or has the role's fork
+server fork it (``_forkserver``; the same plan, the same confinement code, no exec), falling
+back to the cold path when no template is available. Unit tests put a fake in its place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import PolicyError, SandboxError, SpawnError
 from bitcoin_supervisor.ipc import (
     FD_PLACEHOLDER,
@@ -44,6 +48,8 @@ from bitcoin_supervisor.sandbox import (
     verify_confinement,
 )
 
+from ._forkserver import ForkServers, role_entry
+
 __all__ = ["ComponentLauncher", "ConfinedLauncher", "LaunchSpec"]
 
 
@@ -65,6 +71,7 @@ class LaunchSpec:
     # Give it an introduction channel (``ipc.IntroInbox``): a socket over which the
     # broker can pass it direct links. Spawn mode only.
     intro: bool = False
+    fork_server: bool = False  # from the role's fork server when it is one of ours
 
 
 class ComponentLauncher(ABC):
@@ -93,6 +100,16 @@ class ComponentLauncher(ABC):
         Blocking cgroupfs reads: call from an executor. Never raises."""
         return None
 
+    async def close(self) -> None:
+        """Stop whatever the launcher keeps running between launches (fork servers) once
+        the daemon stops. Never raises."""
+        return
+
+    def timings(self, pid: int) -> dict[str, object]:
+        """How the launch of process ``pid`` went (step ms, which path), once; empty if
+        unknown. Never raises."""
+        return {}
+
 
 class ConfinedLauncher(ComponentLauncher):
     """Every process goes through the sandbox trampoline: confined before the program's
@@ -104,10 +121,29 @@ class ConfinedLauncher(ComponentLauncher):
         self._transport = transport or SocketpairLauncher()
         self._bind = bind or BindLauncher()
         self._cgroups: dict[int, ComponentCgroup] = {}  # by the launched process's pid
+        self._forks = ForkServers()
+        # Per-launch step timings (ms) by pid, for the restart breakdown; popped by
+        # ``timings``.
+        self._timings: dict[int, dict[str, object]] = {}
+
+    async def close(self) -> None:
+        await self._forks.close()
+
+    def timings(self, pid: int) -> dict[str, object]:
+        """The launch's step timings (ms) of process ``pid``, once. Never raises."""
+        return self._timings.pop(pid, {})
 
     async def launch(self, spec: LaunchSpec) -> Endpoint:
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         executable = Path(resolve_executable(spec.argv[0]))
+        entry = role_entry(executable) if spec.fork_server and spec.socket is None else None
+        network = spec.policy is None or spec.policy.network != "none"
+        template = await self._forks.get(entry, network=network) if entry else None
+        if entry and template is None:
+            log.get_logger().warning("fork_server.fallback", component=spec.name,
+                                     entry=entry, reason="no template ready")
+        parent_pid = template.pid if template is not None else None
         limits = spec.policy.cgroup if spec.policy is not None else None
         source = spec.policy.source if spec.policy is not None else spec.source
 
@@ -117,7 +153,8 @@ class ConfinedLauncher(ComponentLauncher):
             fds = tuple(cgroup.join_fds()) if cgroup is not None else ()
             try:
                 return make_plan(spec.policy, name=spec.name, executable=executable,
-                                 cwd=spec.datadir, cgroup_fds=fds), cgroup
+                                 cwd=spec.datadir, cgroup_fds=fds,
+                                 parent_pid=parent_pid), cgroup
             except BaseException:
                 if cgroup is not None:
                     cgroup.remove()
@@ -130,14 +167,34 @@ class ConfinedLauncher(ComponentLauncher):
             raise SpawnError(f"cannot plan the sandbox of {spec.name}: {exc}") from exc
         except OSError as exc:
             raise SpawnError(f"cannot create the datadir of {spec.name}: {exc}") from exc
+        planned_at = time.perf_counter()
         fd = plan_fd(planned)
         bind = spec.socket is not None
         intro = _intro_pair() if spec.intro and not bind else None
         try:
             keep = (intro[1].fileno(),) if intro is not None else ()
             env = dict(spec.env)
+            if template is not None:
+                try:
+                    endpoint = await template.spawn(
+                        LaunchRequest(argv=(str(executable), *spec.argv[1:]), env=env),
+                        fd, planned.cgroup_fds,
+                        intro=(INTRO_FD_ENV, keep[0]) if keep else None)
+                except SpawnError as exc:
+                    log.get_logger().warning("fork_server.fallback", component=spec.name,
+                                             entry=entry, reason=str(exc))
+                    cold = plan_fd(dataclasses.replace(planned, parent_pid=os.getpid()))
+                    os.close(fd)
+                    fd = cold
+                else:
+                    if intro is not None:
+                        endpoint.intro = intro[0]
+                    self._record(endpoint, started, planned_at, "fork_server")
+                    if cgroup is not None:
+                        self._cgroups[endpoint.child.pid] = cgroup
+                    return endpoint
             if intro is not None:
-                env[INTRO_FD_ENV] = str(intro[1].fileno())
+                env[INTRO_FD_ENV] = str(keep[0])
             request = LaunchRequest(
                 argv=(str(executable), *spec.argv[1:]), env=env, cwd=spec.datadir,
                 wrapper=trampoline_argv(fd, None if bind else FD_PLACEHOLDER, keep),
@@ -155,13 +212,22 @@ class ConfinedLauncher(ComponentLauncher):
             os.close(fd)  # the child has its copies
             if intro is not None:
                 intro[1].close()
-        if intro is not None:
-            endpoint.intro = intro[0]
             if cgroup is not None:
                 cgroup.close_fds()
+        if intro is not None:
+            endpoint.intro = intro[0]
         if cgroup is not None:
             self._cgroups[endpoint.child.pid] = cgroup
+        self._record(endpoint, started, planned_at, "bind" if bind else "cold")
         return endpoint
+
+    def _record(self, endpoint: Endpoint, started: float, planned_at: float,
+                path: str) -> None:
+        now = time.perf_counter()
+        self._timings[endpoint.child.pid] = {
+            "plan_ms": round((planned_at - started) * 1000, 3),
+            "spawn_ms": round((now - planned_at) * 1000, 3),
+            "fork_server": path == "fork_server"}
 
     async def verify(self, spec: LaunchSpec, endpoint: Endpoint) -> Confinement:
         return await asyncio.get_running_loop().run_in_executor(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -87,6 +88,11 @@ class ProcessRun:
         self.started_at: float | None = None  # monotonic, once RUNNING
         self._last_line: str | None = None
         self._launched_at: float | None = None
+        # perf_counter marks of this run's steps (the restart breakdown); ``previous`` is
+        # the run before it: (its exit seen, its cgroup killed), None on a first start.
+        self.marks: dict[str, float] = {}
+        self.previous: tuple[float, float] | None = None
+        self._sandbox_ms: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -115,12 +121,14 @@ class ProcessRun:
         CancelledError."""
         spec = self.spec
         self._launched_at = time.time()  # audit records older than this are not ours
+        self.marks["launch"] = time.perf_counter()
         try:
             endpoint = await self._launcher.launch(spec)
         except SpawnError as exc:
             self._log.error("component.spawn_failed", error=str(exc))
             return RunEnd(None, None, ExitReason.SPAWN_FAILED, False, False, str(exc))
         self._endpoint = endpoint
+        self.marks["launched"] = time.perf_counter()
         child = endpoint.child
         drains = [asyncio.create_task(self._drain(child, name, stream))
                   for name, stream in child.output.items()]
@@ -131,6 +139,7 @@ class ProcessRun:
         detail = None
         if connection is not None:
             confinement = await self._launcher.verify(spec, endpoint)
+            self.marks["verified"] = time.perf_counter()
             self.confinement = confinement
             if confinement.state == "violated":
                 failure = ExitReason.UNCONFINED
@@ -143,7 +152,9 @@ class ProcessRun:
                 self.started_at = time.monotonic()
                 inner = _descendants(child.pid)
                 self._on_state(ComponentState.RUNNING)
+                await self._first_call(connection, child.pid)
                 failure, detail = await self._watch(child, connection)
+        self.marks["exit_seen"] = time.perf_counter()
         requested = self._stop.is_set()
         # A hung process gets the check's deadline to honour SIGTERM, not the full stop
         # timeout: it already failed to answer once.
@@ -154,6 +165,7 @@ class ProcessRun:
         if failure is ExitReason.LINK_LOST and not self._signalled:
             failure = detail = None  # it was exiting anyway: its exit status says why
         await self._launcher.release(spec, endpoint)
+        self.marks["cleaned"] = time.perf_counter()
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)
         await asyncio.gather(*drains, return_exceptions=True)
@@ -178,9 +190,11 @@ class ProcessRun:
             connection = await self._protocol.connect(sock, peer=self.spec.name,
                                                       debug=self._debug_ipc,
                                                       schema=self._schema)
+            self.marks["bootstrapped"] = time.perf_counter()
             try:
                 await self._broker.attach(self.spec.name, connection.init,
                                           intro=endpoint.intro)
+                self.marks["brokered"] = time.perf_counter()
             except BaseException:
                 connection.close()
                 raise
@@ -213,6 +227,37 @@ class ProcessRun:
         except Exception:  # noqa: BLE001 - loop boundary: any failure here is a failed start
             self._log.exception("component.bootstrap_failed", pid=child.pid)
         return None
+
+    async def _first_call(self, connection: Connection, pid: int) -> None:
+        """Time the first call the new process serves (its health probe) and, after a
+        restart, log the whole path from the old process's exit as ``component.restored``.
+        A failing probe is left to the watch. Never raises but CancelledError."""
+        if self._health.check != "none":
+            try:
+                await asyncio.wait_for(connection.probe(self._health.check),
+                                       self._health.timeout_s)
+                self.marks["first_call"] = time.perf_counter()
+            except (TimeoutError, IpcError, SupervisorError):
+                pass
+        if self.previous is None:
+            return
+        marks, (exit_seen, cleaned) = self.marks, self.previous
+        served = marks.get("first_call", marks.get("verified"))
+
+        def ms(start: float | None, end: float | None) -> float | None:
+            return None if start is None or end is None else round((end - start) * 1000, 3)
+        launch = self._launcher.timings(pid)
+        self._log.info(
+            "component.restored", pid=pid, total_ms=ms(exit_seen, served),
+            fork_server=launch.get("fork_server"),
+            steps_ms={"exit_to_cgroup_killed": ms(exit_seen, cleaned),
+                      "cgroup_killed_to_launch": ms(cleaned, marks["launch"]),
+                      "plan": launch.get("plan_ms"), "spawn": launch.get("spawn_ms"),
+                      "sandbox_in_child": self._sandbox_ms,
+                      "launched_to_init": ms(marks["launched"], marks.get("bootstrapped")),
+                      "rebroker": ms(marks.get("bootstrapped"), marks.get("brokered")),
+                      "verify": ms(marks.get("brokered"), marks.get("verified")),
+                      "first_call": ms(marks.get("verified"), marks.get("first_call"))})
 
     async def _watch(self, child: ChildHandle, connection: Connection
                      ) -> tuple[ExitReason | None, str | None]:
@@ -303,10 +348,21 @@ class ProcessRun:
                 continue
             if not line:
                 return
-            said = self._relay.relay(child.pid, which,
-                                     line.decode(errors="replace").rstrip("\n"))
+            text = line.decode(errors="replace").rstrip("\n")
+            if self._sandbox_ms is None and '"sandbox.applied"' in text:
+                self._sandbox_ms = _sandbox_total(text)
+            said = self._relay.relay(child.pid, which, text)
             if said is not None:
                 self._last_line = said
+
+
+def _sandbox_total(text: str) -> float | None:
+    """The child's own ``sandbox.applied`` step total (ms), None if not that event."""
+    try:
+        event = json.loads(text)
+        return round(sum(float(v) for v in event["steps_ms"].values()), 3)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _descendants(pid: int) -> list[int]:

@@ -244,7 +244,7 @@ def test_unknown_key_without_close_match_lists_known_keys(tmp_path: Path) -> Non
         colour = "blue"
         [components.node]
         """) == ("2:1: unknown key 'colour' in [supervisor] "
-                 "(hint: known keys: 'datadir', 'debug', 'control_group')")
+                 "(hint: known keys: 'datadir', 'debug', 'control_group', 'fork_server')")
     assert error_of(tmp_path, """
         [daemon]
         """) == ("1:1: unknown key 'daemon' in the top level "
@@ -646,3 +646,29 @@ def test_datadir_holding_the_supervisor_or_system_is_refused(tmp_path: Path) -> 
         datadir = "/etc"
         """) == ("2:1: datadir /etc of [components.node] is a system directory "
                  "(hint: use a directory of its own)")
+
+
+# -- fork servers --------------------------------------------------------------------------
+
+def test_fork_server_is_on_by_default_global_and_per_component(tmp_path: Path) -> None:
+    default = load_config(write(tmp_path, """
+        [components.node]
+        [components.wallet]
+        """))
+    assert all(c.fork_server for c in default.components)
+    mixed = load_config(write(tmp_path, """
+        [supervisor]
+        fork_server = false
+        [components.node]
+        [components.wallet]
+        fork_server = true
+        """))
+    assert {c.name: c.fork_server for c in mixed.components} == {"node": False,
+                                                                 "wallet": True}
+
+
+def test_fork_server_must_be_a_boolean(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        fork_server = "yes"
+        """) == "2:15: 'fork_server' in [components.node] must be a boolean, not string"
