@@ -172,7 +172,7 @@ class ConfinedLauncher(ComponentLauncher):
         bind = spec.socket is not None
         intro = _intro_pair() if spec.intro and not bind else None
         try:
-            keep = (intro[1].fileno(),) if intro is not None else ()
+            keep: tuple[int, ...] = (intro[1].fileno(),) if intro is not None else ()
             env = dict(spec.env)
             if template is not None:
                 try:
