@@ -171,3 +171,12 @@ class ChainGrant:
     consumer: str
     rpc_methods: tuple[str, ...] = ()
     limits: ChainLimits = field(default_factory=ChainLimits)
+
+
+@dataclass(frozen=True)
+class DiskBudget:
+    """The most a component may store in its datadir: ``bytes`` of data and ``inodes``
+    files (the kernel enforces it: ENOSPC inside, nothing spills outside)."""
+
+    bytes: int
+    inodes: int

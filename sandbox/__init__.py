@@ -100,3 +100,14 @@ __all__ += [
     "remove_cgroups",
     "unjustified_syscalls",
 ]
+
+# Per-component disk budgets: a loop-mounted ext4 image on each datadir.
+from ._disk import (  # noqa: E402
+    DiskBudget,
+    DiskImage,
+    DiskUsage,
+    format_size,
+    loop_support_problem,
+)
+
+__all__ += ["DiskBudget", "DiskImage", "DiskUsage", "format_size", "loop_support_problem"]

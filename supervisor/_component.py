@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bitcoin_supervisor.interfaces import ComponentSettings
+from bitcoin_supervisor.interfaces import ComponentSettings, SupervisorError
 from bitcoin_supervisor.ipc import Protocol
 from bitcoin_supervisor.log import get_logger
-from bitcoin_supervisor.sandbox import Confinement, Policy, policy_for
+from bitcoin_supervisor.sandbox import Confinement, DiskImage, DiskUsage, Policy, policy_for
 
 from ._broker import Broker
 from ._config import ComponentConfig
@@ -90,7 +90,8 @@ class Component:
                  datadirs: Mapping[str, str], on_change: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 bootstrap_timeout_s: float | None = None) -> None:
+                 bootstrap_timeout_s: float | None = None,
+                 images: Path | None = None) -> None:
         self.config = config
         self.name = config.name
         self.machine = StateMachine(config.name, clock=time.time)
@@ -123,6 +124,10 @@ class Component:
         self._last_confinement: Confinement | None = None
         self._log = get_logger(component=config.name)
         self._relay = ChildLogRelay(self._log)
+        # Its disk image (``images``: the daemon's images directory; None: no images).
+        self.image = images / f"{config.name}.img" if images is not None else None
+        self.disk = (DiskImage(self.image, config.datadir, config.disk)
+                     if self.image is not None and config.disk is not None else None)
 
     # -- read side -------------------------------------------------------------------
     @property
@@ -160,6 +165,22 @@ class Component:
         or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
         run = self._run
         return run.usage() if run is not None else None
+
+    def disk_usage(self) -> DiskUsage | None:
+        """What its mounted disk image holds and can hold; None without a mounted image.
+        Blocking statvfs and /proc reads: call from an executor. Never raises."""
+        return self.disk.usage() if self.disk is not None else None
+
+    def check_disk(self) -> None:
+        """Refuse (SupervisorError, one line) a disk budget its image cannot take: a
+        smaller one, or none while the image holds its data. Blocking stat: call from an
+        executor."""
+        if self.disk is not None:
+            self.disk.check_change()
+        elif self.image is not None and self.image.exists():
+            raise SupervisorError(
+                f"{self.name}'s data is in its disk image {self.image}: its disk_budget "
+                'cannot become "none"; keep a budget (or move the data out first)')
 
     def dependency_down(self) -> tuple[str, bool] | None:
         """While RUNNING, the first dependency that is not: (its state and reason as one
@@ -213,6 +234,8 @@ class Component:
         """Stop it (SIGTERM, then the whole tree after its timeout); returns when down.
         ``reason`` is what status shows afterwards (the user, or the daemon's shutdown)."""
         await self._submit(Job(JobKind.STOP, reason=reason))
+        if not self._goal and self._run is None:  # down, and no start came meanwhile
+            await self._launcher.unmount(self._spec())
 
     async def request_restart(self) -> None:
         """Stop then start again as one job; returns once it is running or failed."""
@@ -316,7 +339,8 @@ class Component:
         return LaunchSpec(name=self.name, argv=self.config.argv, env=self._child_env(),
                           datadir=Path(self.settings.datadir), policy=self.policy,
                           socket=self.config.socket,
-                          link_timeout_s=self._timeouts.bootstrap_s)
+                          link_timeout_s=self._timeouts.bootstrap_s, disk=self.disk,
+                          image=self.image)
 
     async def _run_once(self) -> float | None:
         """One process run from launch to reaped; return a restart delay or None."""

@@ -16,10 +16,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from bitcoin_supervisor.interfaces import ChainGrant, ChainLimits, ConfigError, SupervisorError
+from bitcoin_supervisor.interfaces import (
+    ChainGrant,
+    ChainLimits,
+    ConfigError,
+    DiskBudget,
+    SupervisorError,
+)
 
 from ._capabilities import CAPABILITIES, ROLE_CONSUMES, ROLE_PROVIDES, Binding, CapabilityGraph
 from ._configcheck import TomlChecker, choices, table_name
+from ._configdisk import DISK_KEYS, check_disk
 from ._configgrant import GRANT_KEYS, check_grant, check_rpc_owners
 from ._configgraph import Node, Want, close_match, order, resolve
 from ._configipc import IPC_KEYS, HealthConfig, IpcMode, LinkConfig, Schema, check_link
@@ -27,6 +34,7 @@ from ._configrestart import POLICIES, RestartConfig, check_restart
 
 __all__ = [
     "FD_PLACEHOLDER",
+    "IMAGES_DIR",
     "POLICIES",
     "ROLES",
     "ROLE_OPTIONS",
@@ -40,6 +48,7 @@ __all__ = [
 Role = Literal["node", "wallet", "index"]
 ROLES: tuple[Role, ...] = ("node", "wallet", "index")
 FD_PLACEHOLDER = "{fd}"
+IMAGES_DIR = "images"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
@@ -74,6 +83,8 @@ class ComponentConfig:
     # What its capabilities are minted with (used when it consumes any).
     rpc_methods: tuple[str, ...] = ()
     limits: ChainLimits = ChainLimits()
+    # The kernel-enforced bound on its datadir (a loop-mounted image); None: none.
+    disk: DiskBudget | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,11 @@ class Config:
     def socket_path(self) -> Path:
         """The daemon's control socket: ``<datadir>/supervisor.sock``."""
         return self.datadir / "supervisor.sock"
+
+    @property
+    def images_dir(self) -> Path:
+        """Where the components' disk images live: ``<datadir>/images``."""
+        return self.datadir / IMAGES_DIR
 
     def component(self, name: str) -> ComponentConfig:
         """Return the component called ``name``; raises KeyError if there is none."""
@@ -123,7 +139,8 @@ ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
 }
 _SUPERVISOR_KEYS = ("datadir", "debug", "control_group")
 _COMPONENT_KEYS = ("role", "datadir", "depends_on", "provides", "consumes",
-                   "restart", "stop_timeout_s", "debug", "sandbox") + IPC_KEYS + GRANT_KEYS
+                   "restart", "stop_timeout_s", "debug", "sandbox") + IPC_KEYS + GRANT_KEYS \
+    + DISK_KEYS
 _SYSTEM_DIRS = frozenset(Path(p) for p in (
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
     "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
@@ -274,7 +291,7 @@ class _Validator(TomlChecker):
             sandbox=None if sandbox == "none" else sandbox,
             provides=self._nodes[-1].provides, ipc=link.ipc, socket=link.socket,
             schema=link.schema, health=link.health, start_timeout_s=link.start_timeout_s,
-            rpc_methods=rpc_methods, limits=limits)
+            rpc_methods=rpc_methods, limits=limits, disk=check_disk(self, table, path, role))
 
     def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role | None:
         if "role" not in table:
@@ -424,3 +441,8 @@ class _Validator(TomlChecker):
             if resolved.parent == resolved or resolved in _SYSTEM_DIRS:
                 raise self.error(path, f"datadir {resolved} of {table_name(path[:2])} is a "
                                  "system directory", "use a directory of its own")
+            images = datadir / IMAGES_DIR
+            if resolved.is_relative_to(images) or images.is_relative_to(resolved):
+                raise self.error(path, f"datadir {resolved} of {table_name(path[:2])} "
+                                 f"overlaps {images}, where the disk images live",
+                                 "use another directory")

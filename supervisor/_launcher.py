@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 from abc import ABC, abstractmethod
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +31,15 @@ from bitcoin_supervisor.ipc import (
     SocketpairLauncher,
     resolve_executable,
 )
+from bitcoin_supervisor.log import get_logger
 from bitcoin_supervisor.sandbox import (
     ComponentCgroup,
     Confinement,
+    DiskImage,
     LaunchPlan,
     Policy,
     create_cgroup,
+    loop_support_problem,
     make_plan,
     plan_fd,
     trampoline_argv,
@@ -42,6 +47,8 @@ from bitcoin_supervisor.sandbox import (
 )
 
 __all__ = ["ComponentLauncher", "ConfinedLauncher", "LaunchSpec"]
+
+log = get_logger()
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,10 @@ class LaunchSpec:
     source: Path = Path("config")  # named in errors about this component's cgroup
     socket: Path | None = None
     link_timeout_s: float = 30.0
+    # Its disk budget: the image mounted on ``datadir`` before it starts (None: none);
+    # ``image`` is where that image is or would be, budget or not.
+    disk: DiskImage | None = None
+    image: Path | None = None
 
 
 class ComponentLauncher(ABC):
@@ -87,6 +98,11 @@ class ComponentLauncher(ABC):
         Blocking cgroupfs reads: call from an executor. Never raises."""
         return None
 
+    async def unmount(self, spec: LaunchSpec) -> None:
+        """Unmount the component's disk image (it has stopped); a no-op without one.
+        Never raises (a failure is logged: the next start reuses the mount)."""
+        return None
+
 
 class ConfinedLauncher(ComponentLauncher):
     """Every process goes through the sandbox trampoline: confined before the program's
@@ -98,6 +114,9 @@ class ConfinedLauncher(ComponentLauncher):
         self._transport = transport or SocketpairLauncher()
         self._bind = bind or BindLauncher()
         self._cgroups: dict[int, ComponentCgroup] = {}  # by the launched process's pid
+        # Mounting (at a start) and unmounting (at a stop) of one image never overlap.
+        self._disk_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._unbudgeted: set[str] = set()  # warned once: no budget without root
 
     async def launch(self, spec: LaunchSpec) -> Endpoint:
         loop = asyncio.get_running_loop()
@@ -106,6 +125,7 @@ class ConfinedLauncher(ComponentLauncher):
         source = spec.policy.source if spec.policy is not None else spec.source
 
         def prepare() -> tuple[LaunchPlan, ComponentCgroup | None]:
+            self._mount(spec)
             spec.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
             cgroup = create_cgroup(limits, spec.name, source=source)
             fds = tuple(cgroup.join_fds()) if cgroup is not None else ()
@@ -117,9 +137,11 @@ class ConfinedLauncher(ComponentLauncher):
                     cgroup.remove()
                 raise
         try:
-            # File reads (program headers, syscall groups), mkdir and cgroupfs writes:
-            # off the event loop.
+            # File reads (program headers, syscall groups), mkdir, mounts and cgroupfs
+            # writes: off the event loop.
             planned, cgroup = await loop.run_in_executor(None, prepare)
+        except _DiskError as exc:
+            raise SpawnError(str(exc)) from exc
         except (SandboxError, PolicyError) as exc:
             raise SpawnError(f"cannot plan the sandbox of {spec.name}: {exc}") from exc
         except OSError as exc:
@@ -172,3 +194,54 @@ class ConfinedLauncher(ComponentLauncher):
     def usage(self, endpoint: Endpoint) -> dict[str, int] | None:
         cgroup = self._cgroups.get(endpoint.child.pid)
         return cgroup.usage() if cgroup is not None else None
+
+    def _mount(self, spec: LaunchSpec) -> None:
+        """Mount the disk image on the datadir (blocking); raises _DiskError (one line)."""
+        disk = spec.disk
+        if disk is None:
+            if spec.image is not None and spec.image.exists():
+                # Starting on the empty directory under it would hide the data.
+                raise _DiskError(
+                    f"{spec.name}'s data is in its disk image {spec.image}, but its "
+                    'disk_budget is "none"; set a disk_budget again (or move the data out '
+                    "of the image and delete it)")
+            return
+        problem = loop_support_problem()
+        if problem is not None and os.geteuid() != 0:
+            if spec.name not in self._unbudgeted:
+                self._unbudgeted.add(spec.name)
+                log.warning("disk.unbudgeted", component=spec.name, why=problem)
+            return
+        if problem is not None:
+            raise _DiskError(f"cannot enforce the disk budget of {spec.name}: {problem}; "
+                             'set disk_budget = "none" to run it without one')
+        owner = spec.policy.uid if spec.policy is not None else None
+        uid = owner if owner is not None else os.geteuid()
+        gid = spec.policy.gid if spec.policy is not None and spec.policy.gid is not None \
+            else uid
+        with self._disk_locks[spec.name]:
+            try:
+                disk.mount(uid, gid)
+            except SandboxError as exc:
+                raise _DiskError(f"cannot mount the disk image of {spec.name}: {exc}") \
+                    from exc
+            except OSError as exc:
+                raise _DiskError(f"cannot mount the disk image of {spec.name}: "
+                                 f"{exc.strerror} ({exc.filename})") from exc
+
+    async def unmount(self, spec: LaunchSpec) -> None:
+        disk = spec.disk
+        if disk is None or os.geteuid() != 0:
+            return
+
+        def unmount() -> None:
+            with self._disk_locks[spec.name]:
+                disk.unmount()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, unmount)
+        except (SandboxError, OSError) as exc:
+            log.error("disk.unmount_failed", component=spec.name, error=str(exc))
+
+
+class _DiskError(Exception):
+    """A disk image could not be mounted: the whole message is for the user."""
