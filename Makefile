@@ -5,9 +5,10 @@ SHELL := /bin/bash
 # as their own uid must be able to reach the interpreter the venv points at.
 PYTHON ?= /usr/bin/python3
 VENV := .venv
-# procps: `kill` for the systemd tests; util-linux: setpriv, unshare, nsenter.
+# procps: `kill` for the systemd tests; util-linux: setpriv, unshare, nsenter, losetup;
+# e2fsprogs (mkfs.ext4, e2fsck, resize2fs) and mount: the disk budgets' loop-mounted images.
 APT_PACKAGES := libcap-dev libseccomp2 python3-venv python3-dev gcc systemd iproute2 \
-	util-linux procps
+	util-linux procps e2fsprogs mount
 CONFIG ?= multiprocess.toml
 PYTEST_ARGS ?=
 # Each set-up step prints one line; its output goes to $(LOG), shown only if it fails.

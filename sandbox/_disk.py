@@ -40,6 +40,7 @@ _TOOL_TIMEOUT_S = 120.0
 # it again when it needs it.
 _LOST_FOUND = "lost+found"
 MIGRATED_SUFFIX = ".before-disk-budget"
+_DETACH_WAIT_S = 10.0  # how long a grow waits for the last user of the image to go
 
 log = get_logger()
 
@@ -52,12 +53,12 @@ class DiskUsage:
     budget_bytes: int
     used_inodes: int
     budget_inodes: int
+    free_bytes: int  # what a write may still take (ext4 keeps a few blocks back)
 
     @property
     def full(self) -> bool:
         """True when a write of any size is likely to fail with ENOSPC."""
-        return (self.budget_bytes - self.used_bytes < FULL_BELOW_BYTES
-                or self.used_inodes >= self.budget_inodes)
+        return self.free_bytes < FULL_BELOW_BYTES or self.used_inodes >= self.budget_inodes
 
 
 def loop_support_problem() -> str | None:
@@ -174,7 +175,8 @@ class DiskImage:
             return None
         return DiskUsage(used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize,
                          budget_bytes=st.f_blocks * st.f_frsize,
-                         used_inodes=st.f_files - st.f_ffree, budget_inodes=st.f_files)
+                         used_inodes=st.f_files - st.f_ffree, budget_inodes=st.f_files,
+                         free_bytes=st.f_bavail * st.f_frsize)
 
     # -- the steps ----------------------------------------------------------------------
 
@@ -229,11 +231,23 @@ class DiskImage:
                     original_kept=str(kept))
 
     def _grow(self) -> None:
-        """Grow the unmounted image (and its filesystem) to the budget. Offline:
-        online growth (EXT4_IOC_RESIZE_FS) was refused with EPERM on this kernel."""
+        """Grow the unmounted image (and its filesystem) to the budget. Offline: online
+        growth (EXT4_IOC_RESIZE_FS) needs CAP_SYS_RESOURCE, which a supervisor in a
+        container may lack; and never while a loop device still serves the image (a
+        mount namespace elsewhere may hold the filesystem for a moment after the unmount:
+        resizing under a live filesystem would corrupt it)."""
         size = self.image.stat().st_size
         if size >= self.budget.bytes:
             return
+        deadline = time.monotonic() + _DETACH_WAIT_S
+        while (held := _loops_of(self.image)):
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"cannot grow {self.image}: its filesystem is still in use through "
+                    f"{', '.join(held)} (mounted in another mount namespace); retry once "
+                    "that is gone")
+            _detach_stale(self.image)
+            time.sleep(0.05)  # the kernel frees it asynchronously: no event to await
         with open(self.image, "r+b") as f:
             f.truncate(self.budget.bytes)
         # resize2fs insists on a fresh check; exit 1 means e2fsck fixed something (it
@@ -285,21 +299,26 @@ def _backing_file(device: str) -> Path | None:
     return Path(text.strip().removesuffix(" (deleted)"))
 
 
-def _detach_stale(image: Path) -> None:
-    """Detach loop devices still attached to ``image`` but mounted nowhere (a supervisor
-    killed between attach and mount); a busy one only gets its autoclear flag."""
+def _loops_of(image: Path) -> list[str]:
+    """The loop devices (/dev/loopN) attached to ``image``."""
     target = image.resolve()
     try:
         names = [n for n in os.listdir("/sys/block") if n.startswith("loop")]
     except OSError:
-        return
+        return []
+    return [f"/dev/{n}" for n in names if _backing_file(f"/dev/{n}") == target]
+
+
+def _detach_stale(image: Path) -> None:
+    """Detach loop devices still attached to ``image`` but mounted nowhere here (a
+    supervisor killed between attach and mount); one still in use only gets its
+    autoclear flag (it goes when its last user does)."""
     mounted = _mounted_devices()
-    for name in names:
-        if _backing_file(f"/dev/{name}") == target and f"/dev/{name}" not in mounted:
-            with contextlib.suppress(OSError):
-                subprocess.run([_need("losetup"), "-d", f"/dev/{name}"], capture_output=True,
+    for device in _loops_of(image):
+        if device not in mounted:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run([_need("losetup"), "-d", device], capture_output=True,
                                timeout=_TOOL_TIMEOUT_S, check=False)
-                log.warning("disk.loop_detached", image=str(image), device=f"/dev/{name}")
 
 
 def _mounted_devices() -> set[str]:
