@@ -23,7 +23,14 @@ from ._launcher import ComponentLauncher, LaunchSpec
 from ._relay import ChildLogRelay
 from ._restart import RestartTracker
 from ._run import ProcessRun, RunEnd, RunTimeouts
-from ._state import EX_CONFIG, ComponentState, ExitReason, StateMachine, classify_exit
+from ._state import (
+    EX_CONFIG,
+    EX_TEMPFAIL,
+    ComponentState,
+    ExitReason,
+    StateMachine,
+    classify_exit,
+)
 
 # Keep the child's environment small and explicit: nothing of the operator's shell leaks.
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
@@ -358,13 +365,17 @@ class Component:
         finally:
             self._run = None
         self._last_confinement = run.confinement
-        return self._after_exit(end)
+        full = False
+        if end.returncode == EX_TEMPFAIL and self.disk is not None:  # statvfs: off the loop
+            usage = await asyncio.get_running_loop().run_in_executor(None, self.disk_usage)
+            full = usage is not None and usage.full
+        return self._after_exit(end, disk_full=full)
 
     def _on_run_state(self, state: ComponentState) -> None:
         self._set(state, ExitReason.NONE if state is ComponentState.RUNNING
                   else self.machine.reason)
 
-    def _after_exit(self, end: RunEnd) -> float | None:
+    def _after_exit(self, end: RunEnd, *, disk_full: bool = False) -> float | None:
         if end.returncode is None or end.failure is ExitReason.UNCONFINED:
             # Could not be started, or ran unconfined: never retried by itself.
             reason = end.failure or ExitReason.SPAWN_FAILED
@@ -381,7 +392,12 @@ class Component:
         failure = end.failure
         if code == EX_CONFIG or sig == signal.SIGSYS:
             failure = None  # boot refused / killed by the sandbox say more than "bootstrap"
-        decision = self._tracker.decide(code, sig, requested, failure=failure)
+        if disk_full and not requested and self.config.restart.policy != "no":
+            decision = self._tracker.waiting_for_space()
+            self._log.warning("component.disk_full", why="it could not start: its datadir "
+                              "is full", retry_s=decision.delay_s)
+        else:
+            decision = self._tracker.decide(code, sig, requested, failure=failure)
         if requested:
             # A stop that needed SIGKILL says so; else whoever asked for it (user, shutdown).
             reason = ExitReason.TIMEOUT if end.killed else self._stop_reason

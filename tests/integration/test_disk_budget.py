@@ -334,3 +334,74 @@ def test_disk_tools_are_installed_by_the_project() -> None:
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     assert "e2fsprogs" in makefile and "mount" in makefile
     assert subprocess.run(["mkfs.ext4", "-V"], capture_output=True, check=False).returncode == 0
+
+
+# Fills its datadir on its first run (from inside the sandbox), then cannot write its state
+# and exits 75 (EX_TEMPFAIL) as the roles do on a full disk, until there is room again.
+_STARTER = f"""#!{sys.executable}
+import asyncio, os, signal, socket, sys
+from bitcoin_supervisor.interfaces import Echo, Init
+from bitcoin_supervisor.ipc import make_protocol
+
+if not os.path.exists("filled-once"):
+    open("filled-once", "w").close()
+    fd = os.open("ballast", os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * (1 << 20))
+    except OSError:
+        os.close(fd)
+try:
+    with open("state", "wb") as f:
+        f.write(b"s" * (4 << 20))
+except OSError:
+    sys.exit(75)
+
+class StarterInit(Init):
+    async def make_echo(self):
+        return None
+
+protocol = make_protocol()
+
+async def main():
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    serve = asyncio.ensure_future(protocol.serve(socket.socket(fileno=int(sys.argv[1])),
+                                                 StarterInit(), name="starter"))
+    await asyncio.wait({{serve, asyncio.ensure_future(stop.wait())}},
+                       return_when=asyncio.FIRST_COMPLETED)
+    return 0
+
+sys.exit(protocol.run(main))
+"""
+
+
+def test_a_start_that_fails_on_a_full_disk_is_retried_until_space_returns(
+        tmp_path: Path) -> None:
+    program = write_program(tmp_path, "starter", _STARTER)
+    config = own_config(tmp_path, f"""
+[components.starter]
+argv = ["{program}", "{{fd}}"]
+sandbox = "wallet"
+disk_budget = "32M"
+[components.starter.restart]
+backoff_initial_s = 0.1
+backoff_max_s = 0.5
+start_limit_burst = 3
+start_limit_interval_s = 60
+""")
+    system = launch(config)
+    try:
+        # More failed starts than the start limit allows: still retried, never "failed".
+        for _ in range(5):
+            system.log.wait_for(lambda e: e.get("event") == "component.disk_full")
+            system.log.mark()
+        starter = system.component("starter")
+        assert starter["state"] == "activating" and starter["disk_full"] is True, starter
+        assert starter["last_exit"]["exit_code"] == 75
+        (tmp_path / "data" / "starter" / "ballast").unlink()
+        system.wait_running("starter")
+        assert system.component("starter")["disk_full"] is False
+    finally:
+        stop_system(system)
+    _assert_nothing_left(tmp_path)
