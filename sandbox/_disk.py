@@ -187,11 +187,13 @@ class DiskImage:
             with open(partial, "wb") as f:
                 f.truncate(self.budget.bytes)  # sparse: takes space only as it is used
             # -m 0: no blocks reserved for root (the budget is the role's, all of it);
-            # a small journal (the default is 64 MiB); 256-byte inodes.
+            # a small journal (the default is 64 MiB); 256-byte inodes. A fresh sparse
+            # file reads as zeros: assume_storage_prezeroed spares writing the inode
+            # tables and journal (4 MiB on the host for a 16 GiB image instead of 130).
             self._run("mkfs.ext4", "-F", "-q", "-m", "0", "-J", "size=4", "-I", "256",
                       "-N", str(self.budget.inodes), "-L", self.image.stem[:16],
-                      "-E", f"root_owner={uid}:{gid},lazy_itable_init=1,nodiscard",
-                      str(partial))
+                      "-E", f"root_owner={uid}:{gid},lazy_itable_init=1,nodiscard,"
+                      "assume_storage_prezeroed=1", str(partial))
             os.rename(partial, self.image)
         except BaseException:
             with contextlib.suppress(OSError):
