@@ -67,7 +67,8 @@ def loop_support_problem() -> str | None:
     if os.geteuid() != 0:
         return "loop mounts need root (this supervisor runs unprivileged)"
     if not os.path.exists("/dev/loop-control"):
-        return "this kernel has no loop devices (/dev/loop-control is missing)"
+        return ("no loop devices here (/dev/loop-control is missing: no loop driver, or a "
+                "private /dev such as systemd's PrivateDevices=yes)")
     for tool in ("mkfs.ext4", "e2fsck", "resize2fs", "mount", "umount", "losetup", "cp"):
         if _tool(tool) is None:
             return f"{tool} is not installed (e2fsprogs, mount)"

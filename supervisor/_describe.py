@@ -98,7 +98,7 @@ def disk_status(c: Component) -> DiskStatus:
         return DiskStatus(enforced=False, note='disk_budget = "none"')
     usage: DiskUsage | None = c.disk_usage()
     if usage is None:
-        problem = loop_support_problem() if os.geteuid() != 0 else None
+        problem = loop_support_problem()
         return DiskStatus(enforced=False, budget_bytes=budget.bytes,
                           budget_inodes=budget.inodes,
                           note=f"no budget: {problem}" if problem else "not mounted")

@@ -207,14 +207,14 @@ class ConfinedLauncher(ComponentLauncher):
                     "of the image and delete it)")
             return
         problem = loop_support_problem()
-        if problem is not None and os.geteuid() != 0:
+        if problem is not None:
+            # Unprivileged, or a root daemon without loop devices (systemd's
+            # PrivateDevices=yes): it runs without a budget and says so (warned here
+            # once, shown in status), as with disk_budget = "none".
             if spec.name not in self._unbudgeted:
                 self._unbudgeted.add(spec.name)
                 log.warning("disk.unbudgeted", component=spec.name, why=problem)
             return
-        if problem is not None:
-            raise _DiskError(f"cannot enforce the disk budget of {spec.name}: {problem}; "
-                             'set disk_budget = "none" to run it without one')
         owner = spec.policy.uid if spec.policy is not None else None
         uid = owner if owner is not None else os.geteuid()
         gid = spec.policy.gid if spec.policy is not None and spec.policy.gid is not None \
@@ -231,7 +231,7 @@ class ConfinedLauncher(ComponentLauncher):
 
     async def unmount(self, spec: LaunchSpec) -> None:
         disk = spec.disk
-        if disk is None or os.geteuid() != 0:
+        if disk is None or loop_support_problem() is not None:
             return
 
         def unmount() -> None:
