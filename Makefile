@@ -5,9 +5,10 @@ SHELL := /bin/bash
 # as their own uid must be able to reach the interpreter the venv points at.
 PYTHON ?= /usr/bin/python3
 VENV := .venv
-# procps: `kill` for the systemd tests; util-linux: setpriv, unshare, nsenter.
+# procps: `kill` for the systemd tests; util-linux: setpriv, unshare, nsenter, losetup;
+# e2fsprogs (mkfs.ext4, e2fsck, resize2fs) and mount: the disk budgets' loop-mounted images.
 APT_PACKAGES := libcap-dev libseccomp2 python3-venv python3-dev gcc systemd iproute2 \
-	util-linux procps
+	util-linux procps e2fsprogs mount
 CONFIG ?= multiprocess.toml
 PYTEST_ARGS ?=
 # Each set-up step prints one line; its output goes to $(LOG), shown only if it fails.
@@ -58,13 +59,15 @@ CHAOS_KILLS ?= 1000
 chaos: setup
 	$(VENV)/bin/python -m tests.chaos --kills $(CHAOS_KILLS)
 
-# Coverage-guided fuzzing (issue 10) of the config loader, the policy loader and the
-# control decoder, FUZZ_SECONDS each; the corpus grows in build/fuzz-corpus/ across runs.
+# Coverage-guided fuzzing (issue 10) of the config loader, the policy loader, the control
+# decoder and the IPC link (random bytes at one end of a socketpair, to the supervisor's
+# capnp client and to a serving Init), FUZZ_SECONDS each; the corpus grows in
+# build/fuzz-corpus/ across runs.
 # make test runs the same targets briefly through hypothesis (tests/fuzz).
 FUZZ_SECONDS ?= 300
 fuzz: setup
 	@$(call step,installing atheris,$(VENV)/bin/python -m pip install -q -e '.[fuzz]')
-	@for target in config policy control; do \
+	@for target in config policy control link; do \
 	  echo "==> fuzzing $$target for $(FUZZ_SECONDS) s (corpus build/fuzz-corpus/$$target)"; \
 	  $(VENV)/bin/python -m tests.fuzz $$target -max_total_time=$(FUZZ_SECONDS) \
 	    -rss_limit_mb=1024 -timeout=10 2>build/fuzz-$$target.log \

@@ -187,3 +187,12 @@ class ChainGrant:
     # (name, owner): the RPC names the provider's other consumers are granted, so that
     # "owned by X" does not depend on whether X's Chain was minted yet.
     owned_elsewhere: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class DiskBudget:
+    """The most a component may store in its datadir: ``bytes`` of data and ``inodes``
+    files (the kernel enforces it: ENOSPC inside, nothing spills outside)."""
+
+    bytes: int
+    inodes: int

@@ -28,7 +28,14 @@ from bitcoin_supervisor.interfaces import (
     RpcHandler,
 )
 
+from ._diskfull import is_disk_full
+
 bitcoin.SelectParams("regtest")
+
+# After a write failed on a full datadir, the pass is tried again after this long,
+# doubling up to the cap: space comes back by someone's action, which sends no event.
+DISK_RETRY_FIRST_S = 0.25
+DISK_RETRY_MAX_S = 5.0
 
 
 class BlockStore(Protocol):
@@ -84,6 +91,8 @@ class ChainFollower:
         self._generation = 0
         self._synced = False
         self._catch_up_task: asyncio.Task[None] | None = None
+        self._retry_task: asyncio.Task[None] | None = None
+        self.disk_full = False  # the last pass could not write: the datadir is full
         self._log = log.get_logger(component=component, subject=subject)
 
     @property
@@ -150,8 +159,9 @@ class ChainFollower:
     def forget(self) -> None:
         """Stop following without any remote call (for shutdown, when the link may be
         gone); a pass in progress stops before its next block."""
-        if self._catch_up_task is not None:
-            self._catch_up_task.cancel()
+        for task in (self._catch_up_task, self._retry_task):
+            if task is not None:
+                task.cancel()
         self._generation += 1
         self._handler = None
         self._chain = None
@@ -180,6 +190,39 @@ class ChainFollower:
             except InvalidBlockError as exc:
                 self._synced = False
                 self._log.error("block.rejected", error=str(exc))
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                self._full(exc)
+            else:
+                if self.disk_full:
+                    self.disk_full = False
+                    self._log.info("block.write_recovered", last=self._last_height())
+
+    def _full(self, exc: BaseException) -> None:
+        """A block could not be written: behind the tip, and saying so; the pass is
+        retried in the background until space returns."""
+        self._synced = False
+        if not self.disk_full:
+            self.disk_full = True
+            self._log.error("block.write_failed", why="disk full", error=str(exc),
+                            last=self._last_height())
+        if self._retry_task is None or self._retry_task.done():
+            self._retry_task = asyncio.create_task(self._retry(self._generation),
+                                                   name="disk-full-retry")
+
+    async def _retry(self, generation: int) -> None:
+        delay = DISK_RETRY_FIRST_S
+        while self.disk_full and generation == self._generation:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, DISK_RETRY_MAX_S)
+            # A pass that fails again comes back to _full, which sees this task
+            # still running and starts no other.
+            await self.sync(generation=generation)
+
+    def _last_height(self) -> int | None:
+        last = self._store.last_block()
+        return None if last is None else last.height
 
     def _apply_hint(self, hint: Block) -> bool:
         """Apply or skip ``hint`` locally; False when a full catch-up is needed."""

@@ -15,6 +15,8 @@ from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import RpcHandler, RpcRequest, RpcResponse
 from bitcoin_supervisor.jsonfmt import dumps
 
+from ._diskfull import RPC_DATABASE_ERROR, disk_full_message, is_disk_full
+
 # bitcoind's error codes (src/rpc/protocol.h) used by the reference roles.
 RPC_MISC_ERROR = -1
 RPC_TYPE_ERROR = -3
@@ -101,11 +103,13 @@ Method = Callable[[RpcRequest], Awaitable[Any]]
 class MethodTable(RpcHandler):
     """An RpcHandler dispatching by method name to coroutines returning JSON values.
 
-    ``RpcError`` becomes an error response; any other exception is logged
-    (``rpc.failed``) and answered with -1 so no internal detail reaches the peer.
+    ``RpcError`` becomes an error response; a full datadir is answered with -20 "Disk
+    full: ..."; any other exception is logged (``rpc.failed``) and answered with -1 so no
+    internal detail reaches the peer.
     """
 
     def __init__(self, methods: dict[str, Method], *, component: str) -> None:
+        self._component = component
         self._methods = methods
         self._log = log.get_logger(component=component)
 
@@ -124,5 +128,9 @@ class MethodTable(RpcHandler):
         except RpcError as exc:
             return RpcResponse.fail(exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001 - RPC boundary: log, answer, keep serving
+            if is_disk_full(exc):
+                self._log.error("rpc.disk_full", method=request.method, error=str(exc))
+                return RpcResponse.fail(RPC_DATABASE_ERROR, disk_full_message(
+                    self._component, f"write what {request.method} needed"))
             self._log.error("rpc.failed", method=request.method, error=repr(exc))
             return RpcResponse.fail(RPC_MISC_ERROR, f"{request.method} failed internally")

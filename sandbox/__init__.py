@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 # matrix, pyseccomp). Names are resolved from their module on first use (PEP 562); the
 # TYPE_CHECKING block gives mypy and readers the same names statically.
 _EXPORTS: dict[str, str] = {
+    # Per-component disk budgets: a loop-mounted ext4 image on each datadir.
+    "DiskBudget": "_disk", "DiskImage": "_disk", "DiskUsage": "_disk",
+    "format_size": "_disk", "loop_support_problem": "_disk",
     "policy_for": "_apply", "trampoline_argv": "_apply",
     "bind_to_parent": "_lifetime",
     "POLICY_DIR": "_loader", "load_policy": "_loader", "dangerous_syscalls": "_loader",
@@ -38,6 +41,11 @@ _EXPORTS: dict[str, str] = {
 _ALIASES = {"landlock_abi_version": ("_landlock", "abi_version")}
 
 __all__ = [
+    "DiskBudget",
+    "DiskImage",
+    "DiskUsage",
+    "format_size",
+    "loop_support_problem",
     "ArgCompare",
     "CGROUP_PARENT",
     "CgroupLimits",
@@ -125,6 +133,7 @@ if TYPE_CHECKING:
         cgroup_usage,
         remove_cgroups,
     )
+    from ._disk import DiskBudget, DiskImage, DiskUsage, format_size, loop_support_problem
     from ._forkserver import TEMPLATE_CAPABILITIES, fork_server_argv
     from ._landlock import abi_version as landlock_abi_version
     from ._lifetime import bind_to_parent

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bitcoin_supervisor.interfaces import ComponentSettings
+from bitcoin_supervisor.interfaces import ComponentSettings, SupervisorError
 from bitcoin_supervisor.ipc import Protocol
 from bitcoin_supervisor.log import get_logger
-from bitcoin_supervisor.sandbox import Confinement, Policy, policy_for
+from bitcoin_supervisor.sandbox import Confinement, DiskImage, DiskUsage, Policy, policy_for
 
 from ._broker import Broker
 from ._config import ComponentConfig
@@ -23,7 +23,14 @@ from ._launcher import ComponentLauncher, LaunchSpec
 from ._relay import ChildLogRelay
 from ._restart import RestartTracker
 from ._run import ProcessRun, RunEnd, RunTimeouts
-from ._state import EX_CONFIG, ComponentState, ExitReason, StateMachine, classify_exit
+from ._state import (
+    EX_CONFIG,
+    EX_TEMPFAIL,
+    ComponentState,
+    ExitReason,
+    StateMachine,
+    classify_exit,
+)
 
 # Keep the child's environment small and explicit: nothing of the operator's shell leaks.
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
@@ -90,7 +97,8 @@ class Component:
                  datadirs: Mapping[str, str], on_change: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 bootstrap_timeout_s: float | None = None) -> None:
+                 bootstrap_timeout_s: float | None = None,
+                 images: Path | None = None) -> None:
         self.config = config
         self.name = config.name
         self.machine = StateMachine(config.name, clock=time.time)
@@ -125,6 +133,10 @@ class Component:
         self._last_confinement: Confinement | None = None
         self._log = get_logger(component=config.name)
         self._relay = ChildLogRelay(self._log)
+        # Its disk image (``images``: the daemon's images directory; None: no images).
+        self.image = images / f"{config.name}.img" if images is not None else None
+        self.disk = (DiskImage(self.image, config.datadir, config.disk)
+                     if self.image is not None and config.disk is not None else None)
 
     # -- read side -------------------------------------------------------------------
     @property
@@ -162,6 +174,22 @@ class Component:
         or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
         run = self._run
         return run.usage() if run is not None else None
+
+    def disk_usage(self) -> DiskUsage | None:
+        """What its mounted disk image holds and can hold; None without a mounted image.
+        Blocking statvfs and /proc reads: call from an executor. Never raises."""
+        return self.disk.usage() if self.disk is not None else None
+
+    def check_disk(self) -> None:
+        """Refuse (SupervisorError, one line) a disk budget its image cannot take: a
+        smaller one, or none while the image holds its data. Blocking stat: call from an
+        executor."""
+        if self.disk is not None:
+            self.disk.check_change()
+        elif self.image is not None and self.image.exists():
+            raise SupervisorError(
+                f"{self.name}'s data is in its disk image {self.image}: its disk_budget "
+                'cannot become "none"; keep a budget (or move the data out first)')
 
     def dependency_down(self) -> tuple[str, bool] | None:
         """While RUNNING, the first dependency that is not: (its state and reason as one
@@ -215,6 +243,8 @@ class Component:
         """Stop it (SIGTERM, then the whole tree after its timeout); returns when down.
         ``reason`` is what status shows afterwards (the user, or the daemon's shutdown)."""
         await self._submit(Job(JobKind.STOP, reason=reason))
+        if not self._goal and self._run is None:  # down, and no start came meanwhile
+            await self._launcher.unmount(self._spec())
 
     async def request_restart(self) -> None:
         """Stop then start again as one job; returns once it is running or failed."""
@@ -320,7 +350,8 @@ class Component:
                           socket=self.config.socket,
                           link_timeout_s=self._timeouts.bootstrap_s,
                           intro=self.config.introduce,
-                          fork_server=self.config.fork_server)
+                          fork_server=self.config.fork_server, disk=self.disk,
+                          image=self.image)
 
     async def _run_once(self) -> float | None:
         """One process run from launch to reaped; return a restart delay or None."""
@@ -342,13 +373,17 @@ class Component:
         self._previous_exit = ((marks["exit_seen"], marks["cleaned"])
                                if "exit_seen" in marks and "cleaned" in marks else None)
         self._last_confinement = run.confinement
-        return self._after_exit(end)
+        full = False
+        if end.returncode == EX_TEMPFAIL and self.disk is not None:  # statvfs: off the loop
+            usage = await asyncio.get_running_loop().run_in_executor(None, self.disk_usage)
+            full = usage is not None and usage.full
+        return self._after_exit(end, disk_full=full)
 
     def _on_run_state(self, state: ComponentState) -> None:
         self._set(state, ExitReason.NONE if state is ComponentState.RUNNING
                   else self.machine.reason)
 
-    def _after_exit(self, end: RunEnd) -> float | None:
+    def _after_exit(self, end: RunEnd, *, disk_full: bool = False) -> float | None:
         if end.returncode is None or end.failure is ExitReason.UNCONFINED:
             # Could not be started, or ran unconfined: never retried by itself.
             reason = end.failure or ExitReason.SPAWN_FAILED
@@ -365,7 +400,12 @@ class Component:
         failure = end.failure
         if code == EX_CONFIG or sig == signal.SIGSYS:
             failure = None  # boot refused / killed by the sandbox say more than "bootstrap"
-        decision = self._tracker.decide(code, sig, requested, failure=failure)
+        if disk_full and not requested and self.config.restart.policy != "no":
+            decision = self._tracker.waiting_for_space()
+            self._log.warning("component.disk_full", why="it could not start: its datadir "
+                              "is full", retry_s=decision.delay_s)
+        else:
+            decision = self._tracker.decide(code, sig, requested, failure=failure)
         if requested:
             # A stop that needed SIGKILL says so; else whoever asked for it (user, shutdown).
             reason = ExitReason.TIMEOUT if end.killed else self._stop_reason

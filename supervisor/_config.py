@@ -16,10 +16,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from bitcoin_supervisor.interfaces import ChainGrant, ChainLimits, ConfigError, SupervisorError
+from bitcoin_supervisor.interfaces import (
+    ChainGrant,
+    ChainLimits,
+    ConfigError,
+    DiskBudget,
+    SupervisorError,
+)
 
 from ._capabilities import CAPABILITIES, ROLE_CONSUMES, ROLE_PROVIDES, Binding, CapabilityGraph
 from ._configcheck import TomlChecker, choices, table_name
+from ._configdisk import DISK_KEYS, check_disk
 from ._configgrant import GRANT_KEYS, check_grant, check_rpc_owners
 from ._configgraph import Node, Want, check_forwarding, close_match, order, resolve
 from ._configipc import CXX_SCHEMAS, IPC_KEYS, HealthConfig, IpcMode, LinkConfig, Schema, check_link
@@ -27,6 +34,7 @@ from ._configrestart import POLICIES, RestartConfig, check_restart
 
 __all__ = [
     "FD_PLACEHOLDER",
+    "IMAGES_DIR",
     "POLICIES",
     "ROLES",
     "ROLE_OPTIONS",
@@ -40,6 +48,7 @@ __all__ = [
 Role = Literal["node", "wallet", "index"]
 ROLES: tuple[Role, ...] = ("node", "wallet", "index")
 FD_PLACEHOLDER = "{fd}"
+IMAGES_DIR = "images"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
@@ -78,6 +87,8 @@ class ComponentConfig:
     # Start from the role's fork server (a pre-initialised template) instead of a fresh
     # interpreter; only our own role programs can, others always start cold.
     fork_server: bool = False
+    # The kernel-enforced bound on its datadir (a loop-mounted image); None: none.
+    disk: DiskBudget | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,11 @@ class Config:
     def socket_path(self) -> Path:
         """The daemon's control socket: ``<datadir>/supervisor.sock``."""
         return self.datadir / "supervisor.sock"
+
+    @property
+    def images_dir(self) -> Path:
+        """Where the components' disk images live: ``<datadir>/images``."""
+        return self.datadir / IMAGES_DIR
 
     def component(self, name: str) -> ComponentConfig:
         """Return the component called ``name``; raises KeyError if there is none."""
@@ -131,7 +147,7 @@ ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
 _SUPERVISOR_KEYS = ("datadir", "debug", "control_group", "fork_server")
 _COMPONENT_KEYS = ("role", "datadir", "depends_on", "provides", "consumes",
                    "restart", "stop_timeout_s", "debug", "sandbox",
-                   "fork_server") + IPC_KEYS + GRANT_KEYS
+                   "fork_server") + IPC_KEYS + GRANT_KEYS + DISK_KEYS
 _SYSTEM_DIRS = frozenset(Path(p) for p in (
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
     "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
@@ -292,7 +308,8 @@ class _Validator(TomlChecker):
             schema=link.schema, health=link.health, start_timeout_s=link.start_timeout_s,
             introduce=link.introduce, rpc_methods=rpc_methods, limits=limits,
             fork_server=self.typed(table.get("fork_server", forks), path + ("fork_server",),
-                                   "boolean"))
+                                   "boolean"),
+            disk=check_disk(self, table, path, role))
 
     def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role | None:
         if "role" not in table:
@@ -451,3 +468,8 @@ class _Validator(TomlChecker):
             if resolved.parent == resolved or resolved in _SYSTEM_DIRS:
                 raise self.error(path, f"datadir {resolved} of {table_name(path[:2])} is a "
                                  "system directory", "use a directory of its own")
+            images = datadir / IMAGES_DIR
+            if resolved.is_relative_to(images) or images.is_relative_to(resolved):
+                raise self.error(path, f"datadir {resolved} of {table_name(path[:2])} "
+                                 f"overlaps {images}, where the disk images live",
+                                 "use another directory")

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from typing import assert_never
 
 from bitcoin_supervisor.interfaces import ConsumerHealth, IpcError, SupervisorError
-from bitcoin_supervisor.ipc import Protocol
+from bitcoin_supervisor.ipc import Protocol, resolve_executable
 from bitcoin_supervisor.log import get_logger
 
 from ._broker import Broker
 from ._component import Component
 from ._config import Config, load_config
 from ._control import ControlServer
-from ._describe import cgroup_probe, describe, landlock_abi, status_word
+from ._describe import describe, landlock_abi, probe, status_word
 from ._laggards import consumer_health, watch_laggards
 from ._launcher import ComponentLauncher, ConfinedLauncher
 from ._locate import publish_record, retract_record
@@ -79,8 +79,10 @@ class Daemon:
         self._protocol = protocol
         self._launcher = launcher or ConfinedLauncher()
         # What a reload reads: by default the same file, onto the same datadir.
+        # Programs are looked up again: a reload naming a missing one is refused.
         self._reload_config = reload_config or (lambda: load_config(
-            self.config.path, datadir_override=str(self.config.datadir)))
+            self.config.path, datadir_override=str(self.config.datadir),
+            resolve_program=resolve_executable))
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[Reply]] = set()
         self._broker = Broker(config.graph, on_stale=self._restart_stale)
@@ -105,7 +107,8 @@ class Daemon:
             built[cfg.name] = keep.get(cfg.name) or Component(
                 cfg, launcher=self._launcher, protocol=self._protocol, broker=self._broker,
                 dependencies=[built[d] for d in cfg.depends_on],
-                debug=config.debug, datadirs=datadirs, on_change=self._on_change)
+                debug=config.debug, datadirs=datadirs, on_change=self._on_change,
+                images=config.images_dir)
         return built
 
     @property
@@ -199,6 +202,8 @@ class Daemon:
                 fresh = self._build(new, {n: self.components[n] for n in plan.unchanged})
                 added = [fresh[n] for n in (*plan.added, *plan.changed)]
                 assign_outer_uids(new.datadir, added)
+                for comp in added:  # a budget that would lose data is refused here
+                    await loop.run_in_executor(None, comp.check_disk)
             except SupervisorError as exc:
                 log.error("config.reload_failed", error=str(exc))
                 self._last_status = f"reload failed, previous config kept: {exc}"
@@ -296,9 +301,8 @@ class Daemon:
             await component.request_restart()
         else:
             await component.request_start()
-        probe = await asyncio.get_running_loop().run_in_executor(
-            None, cgroup_probe, component)
-        status = describe(component, probe, self._landlock_abi)
+        probed = await asyncio.get_running_loop().run_in_executor(None, probe, component)
+        status = describe(component, probed, self._landlock_abi)
         if isinstance(request, StopRequest) or component.state is ComponentState.RUNNING:
             return ComponentReply(status)
         # "failed (start-limit-hit)", not "failed (failed)": the reason says why.
@@ -315,9 +319,9 @@ class Daemon:
         if name is not None and name not in self.components:
             return self._unknown(name)
         chosen = [c for n, c in self.components.items() if name is None or n == name]
-        # cgroupfs reads block: one executor job for all, never on the loop itself.
+        # cgroupfs and statvfs reads block: one executor job for all, never on the loop.
         probes_job = asyncio.get_running_loop().run_in_executor(
-            None, lambda: [cgroup_probe(c) for c in chosen])
+            None, lambda: [probe(c) for c in chosen])
         syncs = await asyncio.gather(*(self._progress(c) for c in chosen))
         healths = await asyncio.gather(*(consumer_health(self._broker, c) for c in chosen))
         probes = await probes_job

@@ -6,7 +6,12 @@ import os
 from typing import Any
 
 from bitcoin_supervisor.interfaces import SandboxError
-from bitcoin_supervisor.sandbox import cgroup_summary, landlock_abi_version
+from bitcoin_supervisor.sandbox import (
+    DiskUsage,
+    cgroup_summary,
+    landlock_abi_version,
+    loop_support_problem,
+)
 
 from ._component import Component, ComponentSnapshot
 from ._state import ComponentState, public_state
@@ -14,12 +19,17 @@ from .control_protocol import (
     CapabilityLink,
     ComponentStatus,
     Confinement,
+    DiskStatus,
     LastExit,
     SandboxSummary,
     SyncProgress,
 )
 
-__all__ = ["cgroup_probe", "describe", "landlock_abi", "status_word"]
+__all__ = ["Probe", "cgroup_probe", "describe", "disk_status", "landlock_abi", "probe",
+           "status_word"]
+
+# What the blocking part of status read about one component: its cgroup, its disk.
+Probe = tuple[dict[str, Any] | None, DiskStatus]
 
 
 def landlock_abi() -> int | None:
@@ -31,11 +41,12 @@ def landlock_abi() -> int | None:
         return None
 
 
-def describe(c: Component, cgroup: dict[str, Any] | None, landlock_abi: int | None,
+def describe(c: Component, probed: Probe, landlock_abi: int | None,
              sync: SyncProgress | None = None,
              links: tuple[CapabilityLink, ...] = ()) -> ComponentStatus:
-    """What status shows of ``c``: one frozen snapshot, the cgroup probe's result and
-    the consumer's sync progress. Never blocks."""
+    """What status shows of ``c``: one frozen snapshot, the probe's result (cgroup and
+    disk), the consumer's sync progress and how its capabilities reach it. Never blocks."""
+    cgroup, disk = probed
     snap = c.snapshot()  # one frozen read: status never sees a half-made transition
     substate, reason = snap.state.value, snap.reason.value
     if snap.degraded is not None:  # running, but what it needs is not
@@ -49,7 +60,7 @@ def describe(c: Component, cgroup: dict[str, Any] | None, landlock_abi: int | No
         since=snap.since,
         last_exit=LastExit.from_json(snap.last_exit.to_json()) if snap.last_exit else None,
         datadir=str(snap.datadir), sandbox=_sandbox_summary(snap, cgroup, landlock_abi),
-        **_confinement(snap))
+        disk=disk, disk_full=disk.full, **_confinement(snap))
 
 
 def _sandbox_summary(snap: ComponentSnapshot, cgroup: dict[str, Any] | None,
@@ -73,6 +84,30 @@ def status_word(c: Component) -> str:
         return f"{c.name} {'waiting' if down[1] else 'degraded'} ({down[0]})"
     return (f"{c.name} {public_state(c.state).value}"
             + (f" ({c.machine.reason.value})" if c.state is ComponentState.FAILED else ""))
+
+
+def probe(c: Component) -> Probe:
+    """The blocking part of c's status: cgroup and disk (an executor job). Never
+    raises."""
+    return cgroup_probe(c), disk_status(c)
+
+
+def disk_status(c: Component) -> DiskStatus:
+    """c's disk budget and usage, or why it has none. Blocking statvfs and /proc reads
+    (an executor job). Never raises."""
+    budget = c.config.disk
+    if budget is None:
+        return DiskStatus(enforced=False, note='disk_budget = "none"')
+    usage: DiskUsage | None = c.disk_usage()
+    if usage is None:
+        problem = loop_support_problem()
+        return DiskStatus(enforced=False, budget_bytes=budget.bytes,
+                          budget_inodes=budget.inodes,
+                          note=f"no budget: {problem}" if problem else "not mounted")
+    return DiskStatus(enforced=True, budget_bytes=budget.bytes,
+                      size_bytes=usage.budget_bytes, used_bytes=usage.used_bytes,
+                      budget_inodes=usage.budget_inodes, used_inodes=usage.used_inodes,
+                      full=usage.full)
 
 
 def cgroup_probe(c: Component) -> dict[str, Any] | None:

@@ -17,13 +17,14 @@ import dataclasses
 import os
 import signal
 import socket
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import PolicyError, SandboxError, SpawnError
 from bitcoin_supervisor.ipc import (
     FD_PLACEHOLDER,
@@ -36,12 +37,15 @@ from bitcoin_supervisor.ipc import (
     make_intro_pair,
     resolve_executable,
 )
+from bitcoin_supervisor.log import get_logger
 from bitcoin_supervisor.sandbox import (
     ComponentCgroup,
     Confinement,
+    DiskImage,
     LaunchPlan,
     Policy,
     create_cgroup,
+    loop_support_problem,
     make_plan,
     plan_fd,
     trampoline_argv,
@@ -51,6 +55,7 @@ from bitcoin_supervisor.sandbox import (
 from ._forkserver import ForkServers, role_entry
 
 __all__ = ["ComponentLauncher", "ConfinedLauncher", "LaunchSpec"]
+
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,10 @@ class LaunchSpec:
     # broker can pass it direct links. Spawn mode only.
     intro: bool = False
     fork_server: bool = False  # from the role's fork server when it is one of ours
+    # Its disk budget: the image mounted on ``datadir`` before it starts (None: none);
+    # ``image`` is where that image is or would be, budget or not.
+    disk: DiskImage | None = None
+    image: Path | None = None
 
 
 class ComponentLauncher(ABC):
@@ -109,6 +118,10 @@ class ComponentLauncher(ABC):
         """How the launch of process ``pid`` went (step ms, which path), once; empty if
         unknown. Never raises."""
         return {}
+    async def unmount(self, spec: LaunchSpec) -> None:
+        """Unmount the component's disk image (it has stopped); a no-op without one.
+        Never raises (a failure is logged: the next start reuses the mount)."""
+        return None
 
 
 class ConfinedLauncher(ComponentLauncher):
@@ -125,6 +138,9 @@ class ConfinedLauncher(ComponentLauncher):
         # Per-launch step timings (ms) by pid, for the restart breakdown; popped by
         # ``timings``.
         self._timings: dict[int, dict[str, object]] = {}
+        # Mounting (at a start) and unmounting (at a stop) of one image never overlap.
+        self._disk_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._unbudgeted: set[str] = set()  # warned once: no budget without root
 
     async def close(self) -> None:
         await self._forks.close()
@@ -141,13 +157,14 @@ class ConfinedLauncher(ComponentLauncher):
         network = spec.policy is None or spec.policy.network != "none"
         template = await self._forks.get(entry, network=network) if entry else None
         if entry and template is None:
-            log.get_logger().warning("fork_server.fallback", component=spec.name,
+            get_logger().warning("fork_server.fallback", component=spec.name,
                                      entry=entry, reason="no template ready")
         parent_pid = template.pid if template is not None else None
         limits = spec.policy.cgroup if spec.policy is not None else None
         source = spec.policy.source if spec.policy is not None else spec.source
 
         def prepare() -> tuple[LaunchPlan, ComponentCgroup | None]:
+            self._mount(spec)
             spec.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
             cgroup = create_cgroup(limits, spec.name, source=source)
             fds = tuple(cgroup.join_fds()) if cgroup is not None else ()
@@ -160,9 +177,11 @@ class ConfinedLauncher(ComponentLauncher):
                     cgroup.remove()
                 raise
         try:
-            # File reads (program headers, syscall groups), mkdir and cgroupfs writes:
-            # off the event loop.
+            # File reads (program headers, syscall groups), mkdir, mounts and cgroupfs
+            # writes: off the event loop.
             planned, cgroup = await loop.run_in_executor(None, prepare)
+        except _DiskError as exc:
+            raise SpawnError(str(exc)) from exc
         except (SandboxError, PolicyError) as exc:
             raise SpawnError(f"cannot plan the sandbox of {spec.name}: {exc}") from exc
         except OSError as exc:
@@ -181,7 +200,7 @@ class ConfinedLauncher(ComponentLauncher):
                         fd, planned.cgroup_fds,
                         intro=(INTRO_FD_ENV, keep[0]) if keep else None)
                 except SpawnError as exc:
-                    log.get_logger().warning("fork_server.fallback", component=spec.name,
+                    get_logger().warning("fork_server.fallback", component=spec.name,
                                              entry=entry, reason=str(exc))
                     cold = plan_fd(dataclasses.replace(planned, parent_pid=os.getpid()))
                     os.close(fd)
@@ -257,6 +276,57 @@ class ConfinedLauncher(ComponentLauncher):
     def usage(self, endpoint: Endpoint) -> dict[str, int] | None:
         cgroup = self._cgroups.get(endpoint.child.pid)
         return cgroup.usage() if cgroup is not None else None
+
+    def _mount(self, spec: LaunchSpec) -> None:
+        """Mount the disk image on the datadir (blocking); raises _DiskError (one line)."""
+        disk = spec.disk
+        if disk is None:
+            if spec.image is not None and spec.image.exists():
+                # Starting on the empty directory under it would hide the data.
+                raise _DiskError(
+                    f"{spec.name}'s data is in its disk image {spec.image}, but its "
+                    'disk_budget is "none"; set a disk_budget again (or move the data out '
+                    "of the image and delete it)")
+            return
+        problem = loop_support_problem()
+        if problem is not None:
+            # Unprivileged, or a root daemon without loop devices (systemd's
+            # PrivateDevices=yes): it runs without a budget and says so (warned here
+            # once, shown in status), as with disk_budget = "none".
+            if spec.name not in self._unbudgeted:
+                self._unbudgeted.add(spec.name)
+                get_logger().warning("disk.unbudgeted", component=spec.name, why=problem)
+            return
+        owner = spec.policy.uid if spec.policy is not None else None
+        uid = owner if owner is not None else os.geteuid()
+        gid = spec.policy.gid if spec.policy is not None and spec.policy.gid is not None \
+            else uid
+        with self._disk_locks[spec.name]:
+            try:
+                disk.mount(uid, gid)
+            except SandboxError as exc:
+                raise _DiskError(f"cannot mount the disk image of {spec.name}: {exc}") \
+                    from exc
+            except OSError as exc:
+                raise _DiskError(f"cannot mount the disk image of {spec.name}: "
+                                 f"{exc.strerror} ({exc.filename})") from exc
+
+    async def unmount(self, spec: LaunchSpec) -> None:
+        disk = spec.disk
+        if disk is None or loop_support_problem() is not None:
+            return
+
+        def unmount() -> None:
+            with self._disk_locks[spec.name]:
+                disk.unmount()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, unmount)
+        except (SandboxError, OSError) as exc:
+            get_logger().error("disk.unmount_failed", component=spec.name, error=str(exc))
+
+
+class _DiskError(Exception):
+    """A disk image could not be mounted: the whole message is for the user."""
 
 
 def _intro_pair() -> tuple[socket.socket, socket.socket]:

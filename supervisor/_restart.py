@@ -115,6 +115,16 @@ class RestartTracker:
         self._failures += 1
         return Decision(True, delay, reason, False, ComponentState.AUTO_RESTART)
 
+    def waiting_for_space(self) -> Decision:
+        """What follows a start that failed (EX_TEMPFAIL) because the component's datadir
+        is full: another try after the capped backoff (at least 1 s), not counted
+        towards the start limit. Space comes back by someone's action (files deleted, a
+        budget grown), not by giving up: the component then starts by itself."""
+        if self._starts:
+            self._starts.pop()
+        return Decision(True, max(self.config.backoff_max_s, 1.0), ExitReason.DISK_FULL,
+                        False, ComponentState.AUTO_RESTART)
+
     def _policy_restarts(self, reason: ExitReason) -> bool:
         if reason is ExitReason.BOOT_REFUSED:
             return False

@@ -18,6 +18,7 @@ from bitcoin_supervisor.log import get_logger
 
 __all__ = [
     "EX_CONFIG",
+    "EX_TEMPFAIL",
     "TRANSITIONS",
     "ComponentState",
     "ExitReason",
@@ -31,6 +32,8 @@ __all__ = [
 # Reserved exit code (sysexits.h EX_CONFIG): "I cannot boot with these settings". Like
 # gunicorn's WORKER_BOOT_ERROR it stops a restart loop that could never succeed.
 EX_CONFIG = 78
+# EX_TEMPFAIL: "I could not start this time" (a busy port, a full disk): an ordinary failure.
+EX_TEMPFAIL = 75
 
 
 class ComponentState(enum.Enum):
@@ -64,6 +67,7 @@ class ExitReason(enum.Enum):
     UNCONFINED = "unconfined"              # /proc showed it not confined as planned
     LINK_LOST = "link-lost"                # its IPC link broke while the process lived on
     WATCHDOG = "watchdog"                  # a health check got no answer in time (a hang)
+    DISK_FULL = "disk-full"                # could not start (75) with its datadir full
 
 
 class PublicState(enum.Enum):

@@ -27,6 +27,7 @@ from .control_protocol import (
     ComponentRequest,
     ComponentStatus,
     Confinement,
+    DiskStatus,
     ErrorCode,
     ErrorReply,
     LastExit,
@@ -367,7 +368,30 @@ def _active(comp: ComponentStatus) -> str:
     sync = comp.sync
     if sync is not None and not sync.synced:
         details[f"catching up {sync.height}/{sync.tip}"] = None
+    disk = comp.disk
+    if comp.disk_full and disk is not None:
+        details[f"disk full: {_size(disk.used_bytes)} of {_size(disk.size_bytes)}"] = None
     return comp.state + (f" ({', '.join(details)})" if details else "")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} B"
+
+
+def _disk_line(disk: DiskStatus | None) -> str:
+    if disk is None:
+        return "unknown"
+    if not disk.enforced:
+        budget = f"{_size(disk.budget_bytes)} configured, " if disk.budget_bytes else ""
+        return f"no budget ({budget}{disk.note})"
+    return (f"{_size(disk.used_bytes)} of {_size(disk.size_bytes)} used, "
+            f"{disk.used_inodes} of {disk.budget_inodes} inodes"
+            + (" — FULL" if disk.full else ""))
 
 
 def _last_exit(last: LastExit) -> str:
@@ -440,6 +464,7 @@ def format_status(reply: StatusReply, *, color: bool = False) -> str:
         # The configured policy, labelled as such: what is in force is the line above.
         lines.append(f"     Policy: {_sandbox_line(comp.sandbox)}")
         lines.append(f"    Datadir: {comp.datadir}")
+        lines.append(f"       Disk: {_disk_line(comp.disk)}")
         lines.append("")
     return "\n".join(lines)
 

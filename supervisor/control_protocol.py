@@ -27,6 +27,7 @@ __all__ = [
     "CapabilityLink",
     "ComponentStatus",
     "Confinement",
+    "DiskStatus",
     "ControlError",
     "ErrorCode",
     "ErrorReply",
@@ -245,6 +246,36 @@ class CapabilityLink(Record):
 
 
 @dataclass(frozen=True)
+class DiskStatus(Record):
+    """A component's disk budget (its datadir's loop-mounted image) and what it holds.
+    ``enforced`` False: no budget, and ``note`` says why ("disk_budget = none", "loop
+    mounts need root ..."); the numbers are then null. ``size_bytes`` is what the image's
+    filesystem can hold (the budget less ext4's own metadata); ``full``: a write is
+    likely to fail with ENOSPC (under 1 MiB or no inode left)."""
+
+    enforced: bool
+    budget_bytes: int | None = None
+    size_bytes: int | None = None
+    used_bytes: int | None = None
+    budget_inodes: int | None = None
+    used_inodes: int | None = None
+    full: bool = False
+    note: str | None = None
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "disk") -> DiskStatus:
+        """Read and validate; raises ProtocolError naming the bad field."""
+        o = Obj(value, where)
+        return cls(enforced=o.get("enforced", bool),
+                   budget_bytes=o.maybe("budget_bytes", int),
+                   size_bytes=o.maybe("size_bytes", int),
+                   used_bytes=o.maybe("used_bytes", int),
+                   budget_inodes=o.maybe("budget_inodes", int),
+                   used_inodes=o.maybe("used_inodes", int), full=o.get("full", bool),
+                   note=o.maybe("note", str))
+
+
+@dataclass(frozen=True)
 class ComponentStatus(Record):
     """One component as ``status`` shows it: the public ``state`` (systemd's active
     states), the detailed ``substate``, the ``reason`` of the last change, its process,
@@ -270,6 +301,8 @@ class ComponentStatus(Record):
     degraded: str | None = None
     sync: SyncProgress | None = None  # consumers of a chain only, while running
     links: tuple[CapabilityLink, ...] = ()  # consumers only, while running
+    disk: DiskStatus | None = None
+    disk_full: bool = False  # its filesystem is full (disk.full), shown in the state line
 
     @classmethod
     def from_json(cls, value: object, where: str = "component") -> ComponentStatus:
@@ -288,7 +321,9 @@ class ComponentStatus(Record):
                    degraded=o.maybe("degraded", str, optional=True),
                    sync=o.record("sync", SyncProgress.from_json, nullable=True,
                                  optional=True),
-                   links=CapabilityLink.many(o, "links"))
+                   links=CapabilityLink.many(o, "links"),
+                   disk=o.record("disk", DiskStatus.from_json, nullable=True, optional=True),
+                   disk_full=bool(o.maybe("disk_full", bool, optional=True)))
 
 
 # -- requests ------------------------------------------------------------------------------

@@ -40,6 +40,11 @@ class IndexImpl(Index):
         """Return once the catch-up started by the last attach has ended. Never raises."""
         await self._follower.caught_up()
 
+    @property
+    def disk_full(self) -> bool:
+        """True while blocks cannot be indexed because the datadir is full."""
+        return self._follower.disk_full
+
     async def get_info(self) -> IndexInfo:
         """Return the name, best indexed height (-1 before genesis) and whether the
         last sync reached the chain's tip."""

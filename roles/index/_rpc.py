@@ -9,6 +9,7 @@ from bitcoin.core import CTransaction
 
 from bitcoin_supervisor.interfaces import RpcRequest
 
+from .._diskfull import RPC_DATABASE_ERROR, disk_full_message
 from .._jsonrpc import MethodTable, RpcError, bind, expect
 from ._decode import decode_transaction
 from ._index import INDEX_NAME, IndexImpl
@@ -46,6 +47,9 @@ class IndexRpc:
             if wanted_block is not None:
                 raise RpcError(RPC_INVALID_ADDRESS_OR_KEY,
                                "No such transaction found in the provided block.")
+            if self._index.disk_full:  # the transaction may be in a block it could not write
+                raise RpcError(RPC_DATABASE_ERROR, disk_full_message(
+                    "the index", "record the latest blocks, so it cannot say"))
             synced = (await self._index.get_info()).synced
             raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, _NOT_FOUND if synced else _STILL_SYNCING)
         if level == 0:

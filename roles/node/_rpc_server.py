@@ -20,6 +20,7 @@ from aiohttp import web
 from bitcoin_supervisor import log
 from bitcoin_supervisor.jsonfmt import dumps
 
+from .._diskfull import RPC_DATABASE_ERROR, disk_full_message, is_disk_full
 from .._jsonrpc import (
     RPC_INVALID_REQUEST,
     RPC_METHOD_NOT_FOUND,
@@ -146,6 +147,7 @@ class RpcServer:
                 self._log.error("rpc.failed", error=str(exc), error_type=type(exc).__name__)
                 status, payload = 500, _Envelope().reply(
                     None, RpcError(RPC_INTERNAL_ERROR, "Internal error"))
+
         if payload is None:
             response = web.Response(status=204)
         else:
@@ -230,6 +232,10 @@ class RpcServer:
         except RpcError:
             raise
         except Exception as exc:
+            if is_disk_full(exc):
+                self._log.error("rpc.disk_full", method=method, error=str(exc))
+                raise RpcError(RPC_DATABASE_ERROR, disk_full_message(
+                    "the node", f"write what {method} needed")) from exc
             self._log.error("rpc.failed", method=method, error=str(exc),
                             error_type=type(exc).__name__)
             raise RpcError(RPC_MISC_ERROR, str(exc) or type(exc).__name__) from exc

@@ -6,6 +6,7 @@ from typing import Any
 
 from bitcoin_supervisor.interfaces import RpcRequest
 
+from .._diskfull import RPC_DATABASE_ERROR, disk_full_message
 from .._jsonrpc import (
     RPC_DEPRECATED,
     RPC_INVALID_ADDRESS_OR_KEY,
@@ -221,6 +222,12 @@ class WalletRpc:
         BlockUntilSyncedToCurrentChain): balances are never read mid-catch-up."""
         wallet = await self._route(request)
         await wallet.follower.caught_up()
+        if wallet.follower.disk_full:
+            # Not a stale balance: the blocks it could not write are missing from it.
+            last = await wallet.get_last_block()
+            raise RpcError(RPC_DATABASE_ERROR, disk_full_message(
+                "the wallet", "record the latest blocks; it knows blocks up to "
+                f"{'none' if last is None else last.height} only"))
         return wallet
 
     async def _route(self, request: RpcRequest) -> WalletImpl:

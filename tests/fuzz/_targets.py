@@ -9,13 +9,16 @@ result that does not survive a round trip. Hangs and memory are bounded by the c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import socket
 import tempfile
 import tomllib
 from pathlib import Path
 
-from bitcoin_supervisor.interfaces import ConfigError, PolicyError
+from bitcoin_supervisor.interfaces import ConfigError, Echo, Init, IpcError, PolicyError
+from bitcoin_supervisor.ipc import make_protocol
 from bitcoin_supervisor.sandbox import POLICY_DIR, load_policy
 from bitcoin_supervisor.supervisor._client import decode_reply
 from bitcoin_supervisor.supervisor._config import load_config
@@ -29,8 +32,8 @@ from bitcoin_supervisor.supervisor.control_protocol import (
     request_to_json,
 )
 
-__all__ = ["Workspace", "config_target", "control_target", "parses", "policy_target",
-           "toml_document"]
+__all__ = ["Workspace", "config_target", "control_target", "link_target", "parses",
+           "policy_target", "toml_document"]
 
 ROLES = ("node", "wallet", "index")
 
@@ -106,6 +109,55 @@ def control_target(data: bytes) -> None:
             assert "\n" not in str(exc)
         except RecursionError:
             pass  # json.loads of a deeply nested reply: the CLI's own stack, not the daemon's
+
+
+class _Echo(Echo):
+    async def echo(self, message: str) -> str:
+        return message
+
+
+class _EchoInit(Init):
+    async def make_echo(self) -> Echo:
+        return _Echo()
+
+
+_PROTOCOL = make_protocol()
+# Both ends get the peer's bytes and then its EOF: a side that still waits after this
+# long hangs (a link that is gone must end every wait).
+_LINK_DEADLINE_S = 10.0
+
+
+def link_target(data: bytes) -> None:
+    """``data`` on the IPC link, then EOF: the first byte's low bit picks the side that
+    reads it. Odd: the supervisor's capnp client (connect, bootstrap Init, make_echo)
+    must end in IpcError or succeed; even: a serving Init (what a role runs on its
+    ``-ipcfd``) must return once the link is gone. Both within a deadline; a C++ abort
+    ends the process (libFuzzer keeps the input)."""
+    if not data:
+        return
+    to_client, payload = bool(data[0] & 1), data[1:]
+
+    async def main() -> None:
+        ours, peer = socket.socketpair()
+        try:
+            peer.sendall(payload)
+        finally:
+            peer.close()
+        if to_client:
+            try:
+                conn = await asyncio.wait_for(_PROTOCOL.connect(ours, peer="fuzz"),
+                                              _LINK_DEADLINE_S)
+                try:
+                    await asyncio.wait_for(conn.init.make_echo(), _LINK_DEADLINE_S)
+                finally:
+                    conn.close()
+            except IpcError:
+                pass  # the link broke or the "peer" answered nonsense: a clean error
+        else:
+            await asyncio.wait_for(_PROTOCOL.serve(ours, _EchoInit(), name="fuzz"),
+                                   _LINK_DEADLINE_S)
+
+    _PROTOCOL.run(main)
 
 
 def toml_document(value: object) -> str:

@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from bitcoin_supervisor.sandbox import POLICY_DIR
 
-from ._targets import Workspace, config_target, control_target, parses, policy_target, toml_document
+from ._targets import (
+    Workspace,
+    config_target,
+    control_target,
+    link_target,
+    parses,
+    policy_target,
+    toml_document,
+)
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -27,7 +35,8 @@ _CONFIG_KEYS = ["supervisor", "components", "datadir", "debug", "control_group",
                 "policy", "backoff_initial_s", "backoff_max_s", "backoff_multiplier",
                 "start_limit_burst", "start_limit_interval_s", "stop_timeout_s", "sandbox",
                 "argv", "ipc", "socket", "schema", "health", "check", "interval_s",
-                "timeout_s", "start_timeout_s", "rpcport", "rpcbind"]
+                "timeout_s", "start_timeout_s", "rpcport", "rpcbind", "disk_budget",
+                "inode_budget"]
 _POLICY_KEYS = ["version", "role", "namespaces", "unshare", "hostname", "filesystem",
                 "read_only", "read_write", "tmpfs", "devices", "proc", "network", "mode",
                 "capabilities", "keep", "rlimits", "nofile", "fsize", "landlock", "enabled",
@@ -145,3 +154,11 @@ def test_control_decoder_on_deep_nesting_and_big_lines() -> None:
                  json.dumps({"verb": "stop", "name": "w" * (1 << 20)}).encode()):
         control_target(data)
     assert _rss_mib() - before < 200
+
+
+@settings(FAST, max_examples=40)
+@given(data=st.binary(max_size=2048))
+def test_ipc_link_target_on_random_bytes(data: bytes) -> None:
+    # The atheris target of `make fuzz link`, kept working here; tests/ipc/test_fuzz_link.py
+    # covers the same link against real role processes.
+    link_target(data)

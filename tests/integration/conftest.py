@@ -224,6 +224,26 @@ def stop_system(system: System) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(system.process.pid, signal.SIGKILL)
             system.process.wait()
+    _unmount_left(system)
+
+
+def _unmount_left(system: System) -> None:
+    """A daemon that was SIGKILLed leaves its datadirs' disk images mounted (the next
+    start would reuse them): unmount what it left, so no test leaks loop devices. One
+    that shut down cleanly (exit 0) must have unmounted everything itself; one that
+    refused to start (another daemon owns the datadir) leaves the owner's alone."""
+    code = system.process.returncode
+    if code is None or code > 0:
+        return
+    left = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = line.split()[4]
+            if point.startswith(f"{system.datadir}/"):
+                left.append(point)
+    for point in reversed(left):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    assert code != 0 or not left, f"left mounted after a clean shutdown: {left}"
 
 
 @pytest.fixture

@@ -73,3 +73,21 @@ def test_a_bad_config_on_reload_keeps_the_old_one_and_says_why(system: System) -
     assert done["added"] == ["index3"] and done["changed"] == []
     system.wait_running("index3")
     assert {k: v for k, v in system.pids().items() if k != "index3"} == before
+
+
+def test_a_reload_naming_a_missing_or_unrunnable_program_keeps_the_old_config(
+        system: System, tmp_path: Path) -> None:
+    before = system.pids()
+    good = system.config.read_text()
+    not_executable = tmp_path / "not-executable"
+    not_executable.write_text("#!/bin/sh\n")
+    not_executable.chmod(0o644)
+    for program in (tmp_path / "no-such-program", not_executable):
+        system.config.write_text(good + f'\n[components.extra]\nargv = ["{program}", "{{fd}}"]'
+                                 '\nsandbox = "wallet"\n')
+        refused = system.cli("reload", check=False)
+        assert refused.returncode == 2, refused.stderr
+        assert f"cannot execute {program}" in refused.stderr, refused.stderr
+        assert "previous config keeps running" in refused.stderr
+        assert system.pids() == before
+        assert [c["name"] for c in system.status()["components"]] == ["node", "wallet", "index"]

@@ -130,6 +130,11 @@ def test_unprivileged_daemon_sandboxes_with_user_namespaces() -> None:
                 assert comp["sandbox"]["uid"] is None
                 net = os.readlink(f"/proc/{inner.pid}/ns/net")
                 assert (net == os.readlink("/proc/self/ns/net")) == (comp["name"] == "node")
+                # Loop mounts need root: no disk budget, and status says so plainly.
+                assert comp["disk"]["enforced"] is False, comp["disk"]
+                assert "loop mounts need root" in comp["disk"]["note"]
+            assert "no budget (" in system.cli("status", "wallet").stdout
+            assert not (base / "data" / "images").exists()
         finally:
             stop_system(system)
         assert system.process.returncode == 0
