@@ -19,7 +19,7 @@ from bitcoin_supervisor.supervisor._client import request_sync
 from bitcoin_supervisor.supervisor.control_protocol import StatusReply, StatusRequest
 
 from ..integration.conftest import System, free_port, launch, stop_system
-from ._load import WALLET, Load, NodeRpc, RpcFault, Unreachable
+from ._load import WALLET, Acknowledged, Load, NodeRpc, RpcFault, Unreachable
 
 COMPONENTS = ("node", "wallet", "index")
 
@@ -102,10 +102,11 @@ def setup_system(tmp_path: Path) -> tuple[System, int]:
     return system, port
 
 
-def chaos_run(system: System, port: int, kills: dict[str, int], *, seed: int = 1
-              ) -> Report:
+def chaos_run(system: System, port: int, kills: dict[str, int], *, seed: int = 1,
+              progress: Callable[[str], None] | None = None) -> Report:
     """Kill each component ``kills[name]`` times in random order under load; return what
-    was measured. The checks are ``check()``'s."""
+    was measured. The checks are ``check()``'s. ``progress`` receives a line every 50
+    kills (a long run that fails half-way still shows how far it got)."""
     rng = random.Random(seed)
     rpc = NodeRpc(port, system.datadir / "node" / ".cookie")
     rpc.call("createwallet", WALLET)
@@ -136,6 +137,11 @@ def chaos_run(system: System, port: int, kills: dict[str, int], *, seed: int = 1
             exits = [e for e in system.log.events if e.get("event") == "component.exited"
                      and e.get("component") != name]
             report.unasked_exits += exits
+            done = sum(report.kills.values())
+            if progress is not None and done % 50 == 0:
+                progress(f"{done}/{len(plan)} kills, {time.monotonic() - started:.0f} s, "
+                         f"{len(load.acked.addresses)} addresses, "
+                         f"{len(load.acked.blocks)} blocks acknowledged")
     finally:
         load.stop()
     report.seconds = time.monotonic() - started
@@ -177,7 +183,15 @@ def check(system: System, port: int, report: Report) -> None:
     # Lookups are of acknowledged blocks: while catching up the index says so, it never
     # claims they do not exist.
     assert not [k for k in acked.errors if k.startswith("_index: -5 No such mempool or")]
-    rpc = NodeRpc(port, system.datadir / "node" / ".cookie")
+    check_kept(NodeRpc(port, system.datadir / "node" / ".cookie"), acked)
+    assert report.fds[1] <= report.fds[0] + 4, report.fds
+    assert report.rss_mib[1] <= report.rss_mib[0] + 16, report.rss_mib
+
+
+def check_kept(rpc: NodeRpc, acked: Acknowledged) -> None:
+    """Assert that everything ``acked`` holds survived: every acknowledged block on the
+    chain, every acknowledged address in the wallet (and its own), and the index in
+    agreement with the chain once it has caught up."""
     tip = _call_retrying(rpc, "getblockcount")
     chain = set(rpc.batch("getblockhash", [[h] for h in range(tip + 1)]))
     assert set(acked.blocks) <= chain, "an acknowledged block is not on the chain"
@@ -198,8 +212,6 @@ def check(system: System, port: int, report: Report) -> None:
     txids = [b["tx"][0] for b in rpc.batch("getblock", [[h, 1] for h in recent])]
     found = rpc.batch("getrawtransaction", [[t, True] for t in txids])
     assert [f["blockhash"] for f in found] == recent, "the index disagrees with the chain"
-    assert report.fds[1] <= report.fds[0] + 4, report.fds
-    assert report.rss_mib[1] <= report.rss_mib[0] + 16, report.rss_mib
 
 
 def teardown(system: System) -> None:
