@@ -55,6 +55,7 @@ class Report:
     kills: Counter[str] = field(default_factory=Counter)
     restarts: dict[str, int] = field(default_factory=dict)
     unasked_exits: list[dict[str, Any]] = field(default_factory=list)
+    exits: Counter[str] = field(default_factory=Counter)  # every component.exited seen
     recovery_s: dict[str, list[float]] = field(default_factory=dict)
     fds: tuple[int, int] = (0, 0)
     rss_mib: tuple[float, float] = (0.0, 0.0)
@@ -95,6 +96,14 @@ def _supervisor_usage(pid: int) -> tuple[int, float]:
     return proc.num_fds(), proc.memory_info().rss / 2**20
 
 
+def _count_exits(system: System, report: Report) -> None:
+    """Count every exit logged since the last mark, before the next mark forgets them (an
+    exit between two kills would otherwise go unseen)."""
+    system.log.wait_drain()
+    report.exits.update(e["component"] for e in system.log.events
+                        if e.get("event") == "component.exited")
+
+
 def setup_system(tmp_path: Path) -> tuple[System, int]:
     config, port = write_config(tmp_path)
     system = launch(config, rpcport=port)
@@ -127,6 +136,7 @@ def chaos_run(system: System, port: int, kills: dict[str, int], *, seed: int = 1
         for name in plan:
             before = status(system)[name]
             assert before.state == "active" and before.pid is not None, before
+            _count_exits(system, report)
             system.log.mark()
             time.sleep(rng.uniform(0.0, 0.25))  # land kills in every phase of the load
             killed_at = time.monotonic()
@@ -144,6 +154,7 @@ def chaos_run(system: System, port: int, kills: dict[str, int], *, seed: int = 1
                          f"{len(load.acked.blocks)} blocks acknowledged")
     finally:
         load.stop()
+    _count_exits(system, report)
     report.seconds = time.monotonic() - started
     report.restarts = {n: c.restarts for n, c in status(system).items()}
     fds1, rss1 = _supervisor_usage(sup)
@@ -176,6 +187,8 @@ def check(system: System, port: int, report: Report) -> None:
     assert {n: c.state for n, c in comps.items()} == dict.fromkeys(COMPONENTS, "active")
     assert report.restarts == {n: report.kills[n] for n in COMPONENTS}, report.restarts
     assert report.unasked_exits == [], report.unasked_exits
+    # Every exit was a kill of ours: in particular the node never died unasked.
+    assert report.exits == report.kills, (report.exits, report.kills)
     assert report.zombies == []
     acked = report.load
     assert acked.violations == []
@@ -208,10 +221,11 @@ def check_kept(rpc: NodeRpc, acked: Acknowledged) -> None:
             break
         assert time.monotonic() < deadline, info
         time.sleep(0.05)
-    recent = acked.blocks[-200:]
-    txids = [b["tx"][0] for b in rpc.batch("getblock", [[h, 1] for h in recent])]
-    found = rpc.batch("getrawtransaction", [[t, True] for t in txids])
-    assert [f["blockhash"] for f in found] == recent, "the index disagrees with the chain"
+    for at in range(0, len(acked.blocks), 500):  # every acknowledged block, in batches
+        chunk = acked.blocks[at:at + 500]
+        txids = [b["tx"][0] for b in rpc.batch("getblock", [[h, 1] for h in chunk])]
+        found = rpc.batch("getrawtransaction", [[t, True] for t in txids])
+        assert [f["blockhash"] for f in found] == chunk, "the index disagrees with the chain"
 
 
 def teardown(system: System) -> None:
