@@ -7,6 +7,7 @@ imports only capnp and the project's ipc layer: nothing of the benchmark package
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -27,6 +28,9 @@ from bitcoin_supervisor.ipc import make_protocol
 
 CALLS_ENV = "BENCH_PROBE_CALLS"
 WARMUP_CALLS = 20
+# Calls in flight at once in the pipelined series (a client that does not wait for one
+# answer before asking again, as Bitcoin Core's wallet does while rescanning).
+PIPELINE_DEPTH = 32
 
 
 class _Echo(Echo):
@@ -48,7 +52,9 @@ class _CallerIndex(Index):
 
 
 class ProbeInit(Init):
-    """Serves Echo; on ``make_index(chain)`` times ``calls`` sequential ``get_tip`` calls.
+    """Serves Echo; on ``make_index(chain)`` times ``calls`` sequential ``get_tip`` calls,
+    then ``calls`` more issued ``PIPELINE_DEPTH`` at a time (µs per call = batch time /
+    depth).
 
     The samples go to stdout as one JSON line before ``make_index`` returns, so the
     caller reads them as soon as its call completes.
@@ -70,7 +76,13 @@ class ProbeInit(Init):
             started = time.perf_counter_ns()
             await chain.get_tip()
             samples.append((time.perf_counter_ns() - started) / 1000)
-        print(json.dumps({"event": "bench.samples", "samples_us": samples}), flush=True)
+        pipelined: list[float] = []
+        for _ in range(max(1, self._calls // PIPELINE_DEPTH)):
+            started = time.perf_counter_ns()
+            await asyncio.gather(*(chain.get_tip() for _ in range(PIPELINE_DEPTH)))
+            pipelined.append((time.perf_counter_ns() - started) / 1000 / PIPELINE_DEPTH)
+        print(json.dumps({"event": "bench.samples", "samples_us": samples,
+                          "pipelined_us": pipelined}), flush=True)
         return _CallerIndex()
 
 
