@@ -15,6 +15,7 @@ from ._daemon_bench import restart_latency, rss
 from ._echo_bench import echo_direct_vs_brokered
 from ._options import Options
 from ._report import Result
+from ._scale_bench import idle, scale
 from ._spawn_bench import spawn_to_init
 
 Benchmark = Callable[[Options], Awaitable[Result]]
@@ -25,6 +26,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "restart_latency": restart_latency,
     "rss": rss,
     "cli_status": cli_status,
+    "idle": idle,
+    "scale": scale,
 }
 
 

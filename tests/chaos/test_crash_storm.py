@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ..integration.conftest import CLI, free_port, launch, stop_system
 from ._load import WALLET, NodeRpc
 
@@ -47,6 +49,7 @@ def _events(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [e for e in events if e.get("event") == name and e.get("component") == "index"]
 
 
+@pytest.mark.timeout(400)
 def test_crash_at_start_storm_backs_off_to_failed_and_spares_the_others(
         tmp_path: Path) -> None:
     port = free_port()

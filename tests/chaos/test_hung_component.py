@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from ..integration.conftest import free_port, launch, stop_system
 from ._load import WALLET, NodeRpc
@@ -17,6 +18,7 @@ from ._load import WALLET, NodeRpc
 INTERVAL_S, TIMEOUT_S = 0.5, 2.0
 
 
+@pytest.mark.timeout(400)
 def test_a_stopped_wallet_is_found_by_its_health_check_and_restarted(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "hang.toml"

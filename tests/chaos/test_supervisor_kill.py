@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from ..integration.conftest import free_port, launch, stop_system, write_config
 from ._chaos import check_kept
@@ -48,6 +49,7 @@ def _wait_all_exited(pids: list[int], timeout: float) -> tuple[float, list[int]]
             os.close(fd)
 
 
+@pytest.mark.timeout(400)
 def test_supervisor_sigkill_takes_every_component_and_a_restart_loses_nothing(
         tmp_path: Path) -> None:
     port = free_port()

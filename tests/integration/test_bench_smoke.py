@@ -10,15 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import BENCHMARKS, DAEMON_VARIANTS, VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(700)
 def test_quick_bench_writes_every_benchmark_with_positive_numbers(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)],
-                            cwd=REPO, capture_output=True, text=True, timeout=110)
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
     assert document["failures"] == {}
@@ -30,7 +33,8 @@ def test_quick_bench_writes_every_benchmark_with_positive_numbers(tmp_path: Path
             numbers = {k: v for k, v in row.items()
                        if isinstance(v, int | float) and not isinstance(v, bool)}
             assert {"n", "median", "p90"} <= set(numbers), (name, row)
-            assert all(v > 0 for v in numbers.values()), (name, row)
+            # Zero is a measurement (an idle daemon's wakeups); negative never is.
+            assert row["n"] > 0 and all(v >= 0 for v in numbers.values()), (name, row)
         # Each table is printed for the user, under the benchmark's name.
         assert f"== {name}:" in result.stdout
     spawn_rows = document["benchmarks"]["spawn_to_init"]["rows"]
