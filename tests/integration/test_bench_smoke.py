@@ -27,6 +27,8 @@ def test_quick_bench_writes_every_benchmark_with_positive_numbers(tmp_path: Path
     assert document["failures"] == {}
     assert document["machine"]["nproc"] >= 1
     assert set(document["benchmarks"]) == set(BENCHMARKS)
+    markdown = out.with_suffix(".md").read_text()  # the README's tables
+    assert all(f"**{name}**" in markdown for name in BENCHMARKS)
     for name, bench in document["benchmarks"].items():
         assert bench["rows"], name
         for row in bench["rows"]:
