@@ -61,6 +61,8 @@ def test_matrix_pins_an_exact_outcome_for_every_required_operation() -> None:
     assert {p.name: p.expected for p in MATRIX["node"]}["bind_rpcport"] == OK
 
 
+# The whole matrix, dozens of sandboxed probe processes: over 120 s under a load of 20.
+@pytest.mark.timeout(700)
 def test_probe_matrix_holds_for_an_unprivileged_user() -> None:
     # `policy test` (tests/policies/test_policy_cli.py) runs the same matrix as root.
     results = run_probe_matrix(user=NOBODY)
