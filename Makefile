@@ -51,7 +51,9 @@ test: setup
 	@# home) is shown to them in a private mount namespace (tests/open_checkout.py).
 	$(VENV)/bin/python tests/open_checkout.py $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+# JSON, Markdown tables and a PNG plot under bench/results/ (matplotlib: the bench extra).
 bench: setup
+	@$(call step,installing matplotlib (the bench extra),$(VENV)/bin/python -m pip install -q -e '.[bench]')
 	$(VENV)/bin/python -m bench
 
 # The long chaos run (issue 9): 1,000 kill -9s under RPC load, then every check.

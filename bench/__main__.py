@@ -1,9 +1,11 @@
-"""``python -m bench``: run the benchmarks, print one table each, write the JSON file."""
+"""``python -m bench``: run the benchmarks, print one table each, write the JSON file, the
+same tables in Markdown and a plot (PNG, when matplotlib is installed)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import sys
 import time
@@ -12,7 +14,8 @@ from pathlib import Path
 
 from bitcoin_supervisor import log
 
-from ._report import Result, default_json_path, format_table, write_json
+from ._plot import matplotlib_missing, write_plot
+from ._report import Result, default_json_path, format_markdown, format_table, write_json
 from ._runner import BENCHMARKS, run_benchmarks
 
 
@@ -24,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", action="append", choices=list(BENCHMARKS), metavar="NAME",
                         help=f"run only NAME (repeatable); one of {', '.join(BENCHMARKS)}")
     parser.add_argument("--json", type=Path, metavar="PATH",
-                        help="where to write results (default bench/results/<timestamp>.json)")
+                        help="where to write results (default bench/results/<timestamp>.json;"
+                             " the Markdown tables and the PNG plot go beside it)")
+    parser.add_argument("--no-plot", action="store_true", help="write no PNG")
     return parser
 
 
@@ -50,6 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json(path, outcome.results, quick=args.quick, started_at=started_at,
                duration_s=time.monotonic() - started, failures=outcome.failures)
     print(f"results written to {path}")
+    markdown = path.with_suffix(".md")
+    markdown.write_text(format_markdown(outcome.results))
+    print(f"tables written to {markdown}")
+    if not args.no_plot and outcome.results:
+        missing = matplotlib_missing()
+        if missing:
+            print(missing)
+        else:
+            plot = write_plot(json.loads(path.read_text()), path.with_suffix(".png"))
+            print(f"plot written to {plot}")
     return 1 if outcome.failures else 0
 
 

@@ -69,6 +69,10 @@ class SpawnVariant:
         return self.sandbox(role) or "none"
 
 
+# Hook for the fork server (issue 9, branch fork): one more variant here ("fork-server",
+# a launch that forks from the role's pre-initialised template) and spawn_to_init and
+# restart_latency measure it beside these in the same run; the README's spawn table
+# keeps a row for it.
 VARIANTS: tuple[SpawnVariant, ...] = (
     SpawnVariant("direct", trampoline=False, sandboxed=False),
     SpawnVariant("unsandboxed", trampoline=True, sandboxed=False),

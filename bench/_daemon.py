@@ -4,6 +4,8 @@ events the benchmarks await (never sleep on)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.client
 import json
 import signal
 import sys
@@ -18,10 +20,10 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 Event = dict[str, Any]
 
-# The bundled components, with a wallet that restarts at once: the benchmark measures the
-# restart path itself, not the configured backoff. Its start limit (100,000 starts in
-# 10,000 s) never stops a benchmark, yet keeps a crash loop at 10 starts a second on
-# average, the most the config loader accepts.
+# The bundled components, each restarting at once: the benchmark measures the restart
+# path itself, not the configured backoff. The start limit (100,000 starts in 10,000 s)
+# never stops a benchmark, yet keeps a crash loop at 10 starts a second on average, the
+# most the config loader accepts.
 _CONFIG = """\
 [supervisor]
 datadir = "{datadir}"
@@ -37,16 +39,17 @@ rpcbind = "127.0.0.1"
 role = "wallet"
 sandbox = "{sandbox_wallet}"
 
-[components.wallet.restart]
+[components.index]
+role = "index"
+sandbox = "{sandbox_index}"
+{extra}"""
+_RESTART = """
+[components.{name}.restart]
 policy = "on-failure"
 backoff_initial_s = 0.0
 backoff_max_s = 0.0
 start_limit_burst = 100000
 start_limit_interval_s = 10000.0
-
-[components.index]
-role = "index"
-sandbox = "{sandbox_index}"
 """
 
 
@@ -65,10 +68,11 @@ def event_named(name: str, component: str | None = None) -> Callable[[Event], bo
 class RunningDaemon:
     """The daemon process plus every JSON event it has logged so far, in order."""
 
-    def __init__(self, process: asyncio.subprocess.Process, config: Path) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, config: Path,
+                 rpcport: int = 0) -> None:
         self.process = process
         self.config = config
-        self.rpcport = 0  # the node's JSON-RPC port
+        self.rpcport = rpcport  # the node's JSON-RPC port
         self.events: list[Event] = []
         self._raw: list[str] = []
         self._changed = asyncio.Condition()
@@ -135,13 +139,17 @@ class RunningDaemon:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def start_daemon(workdir: Path, variant: SpawnVariant, *,
+async def start_daemon(workdir: Path, variant: SpawnVariant, *, extra: str = "",
+                       timeout: float = START_TIMEOUT_S,
                        fork_server: bool = True) -> RunningDaemon:
     """Start a daemon under ``workdir`` whose components are sandboxed as ``variant`` says
-    and return once it logged ``supervisor.ready``.
+    and return once it logged ``supervisor.ready``. ``extra`` is appended to the config
+    (more component tables, with ``{sandbox_wallet}`` etc. filled in); ``timeout`` bounds
+    the start.
 
     Raises RuntimeError (with the log tail) if a component fails or the daemon exits,
-    ValueError for a variant the daemon cannot run (it always uses the trampoline).
+    TimeoutError after ``timeout``, ValueError for a variant the daemon cannot run (it
+    always uses the trampoline).
     """
     if not variant.trampoline:
         raise ValueError(f"the daemon cannot launch variant {variant.name}: "
@@ -149,20 +157,22 @@ async def start_daemon(workdir: Path, variant: SpawnVariant, *,
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "bench.toml"
     rpcport = free_port()
+    sandboxes = {f"sandbox_{role}": variant.config_value(role) for role in ROLES}
     config.write_text(_CONFIG.format(
-        datadir=workdir / "data", rpcport=rpcport,
+        datadir=workdir / "data", rpcport=rpcport, **sandboxes,
         fork_server="true" if fork_server else "false",
-        **{f"sandbox_{role}": variant.config_value(role) for role in ROLES}))
+        extra="".join(_RESTART.format(name=role) for role in ROLES)
+        + extra.format(**sandboxes)))
     process = await asyncio.create_subprocess_exec(
         CLI, "start", "--config", str(config), "--log-format", "json",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, start_new_session=True)
-    daemon = RunningDaemon(process, config)
-    daemon.rpcport = rpcport
+    daemon = RunningDaemon(process, config, rpcport)
     try:
         _, first = await daemon.wait_event(
             lambda e: event_named("supervisor.ready")(e)
-            or (e.get("event") == "component.state_changed" and e.get("new") == "failed"))
+            or (e.get("event") == "component.state_changed" and e.get("new") == "failed"),
+            timeout=timeout)
         if first["event"] != "supervisor.ready":
             raise RuntimeError(f"component failed to start: {first}")
     except BaseException:
@@ -182,3 +192,27 @@ async def run_cli(daemon: RunningDaemon, *args: str) -> None:
     if process.returncode != 0:
         raise RuntimeError(f"bitcoin-supervisor {' '.join(args)} exited "
                            f"{process.returncode}: {err.decode(errors='replace').strip()}")
+
+
+def _rpc_blocking(port: int, cookie: Path, method: str, wallet: str | None) -> Any:
+    body = json.dumps({"jsonrpc": "1.0", "id": 1, "method": method, "params": []})
+    auth = "Basic " + base64.b64encode(cookie.read_bytes().strip()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/" if wallet is None else f"/wallet/{wallet}", body,
+                     {"Authorization": auth, "Content-Type": "application/json"})
+        reply = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    if reply.get("error"):
+        raise RuntimeError(f"{method}: {reply['error']}")
+    return reply["result"]
+
+
+async def rpc(daemon: RunningDaemon, method: str, *, wallet: str | None = None) -> Any:
+    """Call ``method`` (no params) on the node's JSON-RPC port with its cookie, off the
+    loop; return the result. Raises RuntimeError for an RPC error, OSError or
+    http.client.HTTPException when the node does not answer."""
+    cookie = daemon.config.parent / "data" / "node" / ".cookie"
+    return await asyncio.get_running_loop().run_in_executor(
+        None, _rpc_blocking, daemon.rpcport, cookie, method, wallet)

@@ -31,6 +31,9 @@ CALLS_ENV = "BENCH_PROBE_CALLS"
 BATCHES_ENV = "BENCH_PROBE_BATCHES"
 IN_FLIGHT_ENV = "BENCH_PROBE_IN_FLIGHT"
 WARMUP_CALLS = 20
+# Calls in flight at once in the pipelined series (a client that does not wait for one
+# answer before asking again, as Bitcoin Core's wallet does while rescanning).
+PIPELINE_DEPTH = 32
 
 
 class _Echo(Echo):
@@ -52,7 +55,9 @@ class _CallerIndex(Index):
 
 
 class ProbeInit(Init):
-    """Serves Echo; on ``make_index(chain)`` times ``calls`` sequential ``get_tip`` calls.
+    """Serves Echo; on ``make_index(chain)`` times ``calls`` sequential ``get_tip`` calls,
+    then ``calls`` more issued ``PIPELINE_DEPTH`` at a time (µs per call = batch time /
+    depth).
 
     The samples go to stdout as one JSON line before ``make_index`` returns, so the
     caller reads them as soon as its call completes.
@@ -80,14 +85,19 @@ class ProbeInit(Init):
             started = time.perf_counter_ns()
             await chain.get_tip()
             samples.append((time.perf_counter_ns() - started) / 1000)
+        pipelined: list[float] = []
+        for _ in range(max(1, self._calls // PIPELINE_DEPTH)):
+            started = time.perf_counter_ns()
+            await asyncio.gather(*(chain.get_tip() for _ in range(PIPELINE_DEPTH)))
+            pipelined.append((time.perf_counter_ns() - started) / 1000 / PIPELINE_DEPTH)
         rates: list[float] = []
         for _ in range(self._batches):
             started = time.perf_counter_ns()
             await asyncio.gather(*(chain.get_tip() for _ in range(self._in_flight)))
             rates.append(self._in_flight / ((time.perf_counter_ns() - started) / 1e9))
         print(json.dumps({"event": "bench.samples", "samples_us": samples,
-                          "first_answered": first_answered, "calls_per_s": rates}),
-              flush=True)
+                          "pipelined_us": pipelined, "first_answered": first_answered,
+                          "calls_per_s": rates}), flush=True)
         return _CallerIndex()
 
 

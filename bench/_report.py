@@ -77,6 +77,27 @@ def format_table(result: Result) -> str:
     return "\n".join(out)
 
 
+def _md(value: Cell, column: str) -> str:
+    return _cell(value, column).replace("|", "\\|")
+
+
+def format_markdown(results: Sequence[Result]) -> str:
+    """Return every result as a Markdown section (title, table, baseline, notes), for the
+    README's Benchmarks section."""
+    out: list[str] = []
+    for result in results:
+        headers = [_header(c, result.unit) for c in result.columns]
+        out += [f"**{result.name}**: {result.title}", "",
+                "| " + " | ".join(headers) + " |",
+                "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+        out += ["| " + " | ".join(_md(row.get(c), c) for c in result.columns) + " |"
+                for row in result.rows]
+        out += ["", f"baseline (same run): {result.baseline}"]
+        out += [f"- {note}" for note in result.notes]
+        out.append("")
+    return "\n".join(out)
+
+
 def machine_info() -> dict[str, Any]:
     """Return what the numbers depend on: CPUs, interpreter, kernel, load at start."""
     load = os.getloadavg()

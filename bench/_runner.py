@@ -17,6 +17,7 @@ from ._fork_bench import fork_server
 from ._intro_bench import chain_introduced
 from ._options import Options
 from ._report import Result
+from ._scale_bench import idle, scale
 from ._spawn_bench import spawn_to_init
 
 Benchmark = Callable[[Options], Awaitable[Result]]
@@ -29,6 +30,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "rss": rss,
     "cli_status": cli_status,
     "fork_server": fork_server,
+    "idle": idle,
+    "scale": scale,
 }
 
 

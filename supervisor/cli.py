@@ -189,7 +189,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                                                              timeout=300.0))
 
 
+# Optional imports the daemon never uses but would otherwise carry for its whole life
+# (issue 9: RSS goal 30 MiB): structlog imports rich (and with it pygments) whenever it is
+# installed — import-linter brings it into the dev venv — for tracebacks the daemon
+# renders as JSON or plain lines (~5 MiB); asyncio imports ssl for TLS transports the
+# daemon never opens (~1.4 MiB). Both libraries treat these imports as optional; a None
+# entry in sys.modules makes them fail at once, as if not installed.
+_DAEMON_SKIPS = ("rich", "better_exceptions", "ssl")
+
+
 def _run_daemon(args: argparse.Namespace) -> int:
+    for name in _DAEMON_SKIPS:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     import dataclasses
 
     from bitcoin_supervisor import log

@@ -19,8 +19,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
         system, port = setup_system(Path(tmp))
         try:
-            report = chaos_run(system, port, kills, seed=args.seed)
-            print(report.summary())
+            report = chaos_run(system, port, kills, seed=args.seed,
+                               progress=lambda line: print(line, flush=True))
+            print(report.summary(), flush=True)
             check(system, port, report)
             print("chaos: every check passed")
         finally:

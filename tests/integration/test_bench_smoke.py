@@ -17,25 +17,28 @@ from bench import BENCHMARKS, DAEMON_VARIANTS, VARIANTS
 REPO = Path(__file__).resolve().parents[2]
 
 
-# Seven benchmarks, several starting daemons or sandboxed children: past 110 s on a busy
+# Nine benchmarks, several starting daemons or sandboxed children: past 110 s on a busy
 # 2-core machine.
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(800)
 def test_quick_bench_writes_every_benchmark_with_positive_numbers(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)],
-                            cwd=REPO, capture_output=True, text=True, timeout=560)
+                            cwd=REPO, capture_output=True, text=True, timeout=760)
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
     assert document["failures"] == {}
     assert document["machine"]["nproc"] >= 1
     assert set(document["benchmarks"]) == set(BENCHMARKS)
+    markdown = out.with_suffix(".md").read_text()  # the README's tables
+    assert all(f"**{name}**" in markdown for name in BENCHMARKS)
     for name, bench in document["benchmarks"].items():
         assert bench["rows"], name
         for row in bench["rows"]:
             numbers = {k: v for k, v in row.items()
                        if isinstance(v, int | float) and not isinstance(v, bool)}
             assert {"n", "median", "p90"} <= set(numbers), (name, row)
-            assert all(v > 0 for v in numbers.values()), (name, row)
+            # Zero is a measurement (an idle daemon's wakeups); negative never is.
+            assert row["n"] > 0 and all(v >= 0 for v in numbers.values()), (name, row)
         # Each table is printed for the user, under the benchmark's name.
         assert f"== {name}:" in result.stdout
     spawn_rows = document["benchmarks"]["spawn_to_init"]["rows"]

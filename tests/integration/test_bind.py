@@ -12,7 +12,8 @@ from ._peers import BIND_PEER, write_program
 from .conftest import launch, stop_system
 
 
-def _config(tmp_path: Path, mode: str, *, extra: str = "") -> Path:
+def _config(tmp_path: Path, mode: str, *, extra: str = "", start_timeout_s: float = 2
+            ) -> Path:
     program = write_program(tmp_path, "bind-peer", BIND_PEER)
     config = tmp_path / "bind.toml"
     config.write_text(f"""
@@ -23,7 +24,7 @@ argv = ["{program}", "{{datadir}}/regtest/node.sock", "{mode}"]
 ipc = "bind"
 socket = "{{datadir}}/regtest/node.sock"
 sandbox = "node"
-start_timeout_s = 2
+start_timeout_s = {start_timeout_s}
 {extra}
 [components.peer.restart]
 policy = "on-failure"
@@ -38,7 +39,9 @@ start_limit_interval_s = 60
 
 
 def test_a_socket_that_appears_late_is_a_running_confined_component(tmp_path: Path) -> None:
-    system = launch(_config(tmp_path, "late:0.5"))
+    # Late by 0.5 s after its imports; the deadline is generous because on a loaded
+    # machine the imports alone took more than the 2 s the other cases use.
+    system = launch(_config(tmp_path, "late:0.5", start_timeout_s=30))
     try:
         system.wait_running("peer")
         peer = system.component("peer")
