@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from bitcoin_supervisor.interfaces import SandboxError
 from bitcoin_supervisor.sandbox import cgroup_summary, landlock_abi_version
 
 from ._component import Component, ComponentSnapshot
-from ._state import ComponentState, public_state
+from ._state import ComponentState, ExitReason, public_state
 from .control_protocol import (
     ComponentStatus,
     Confinement,
@@ -18,7 +19,7 @@ from .control_protocol import (
     SyncProgress,
 )
 
-__all__ = ["cgroup_probe", "describe", "landlock_abi", "status_word"]
+__all__ = ["cgroup_probe", "describe", "landlock_abi", "refusal", "status_word"]
 
 
 def landlock_abi() -> int | None:
@@ -71,6 +72,32 @@ def status_word(c: Component) -> str:
         return f"{c.name} {'waiting' if down[1] else 'degraded'} ({down[0]})"
     return (f"{c.name} {public_state(c.state).value}"
             + (f" ({c.machine.reason.value})" if c.state is ComponentState.FAILED else ""))
+
+
+# Failures that end a start for good, with no restart to wait for: the settings, the
+# program or its confinement cannot work (or what it depends on is one of those).
+_REFUSED = frozenset({ExitReason.BOOT_REFUSED, ExitReason.SPAWN_FAILED,
+                      ExitReason.UNCONFINED})
+
+
+def refusal(components: Iterable[Component]) -> str | None:
+    """One line saying why nothing can run, when every component has failed for good
+    (refused, or waiting on one that was); None while any may still run. Never blocks."""
+    comps = list(components)
+    if not comps or any(c.state is not ComponentState.FAILED for c in comps):
+        return None
+    reasons = {c.machine.reason for c in comps}
+    if not reasons & _REFUSED or reasons - _REFUSED - {ExitReason.DEPENDENCY}:
+        return None
+    parts = []
+    for c in comps:
+        if c.machine.reason is ExitReason.DEPENDENCY:
+            parts.append(f"{c.name} needs {', '.join(c.config.depends_on)}")
+            continue
+        last = c.last_exit
+        detail = last.detail if last is not None and last.detail else None
+        parts.append(f"{c.name} {c.machine.reason.value}" + (f": {detail}" if detail else ""))
+    return "; ".join(parts)
 
 
 def cgroup_probe(c: Component) -> dict[str, Any] | None:

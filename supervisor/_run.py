@@ -50,7 +50,8 @@ class RunEnd:
     (SPAWN_FAILED, BOOTSTRAP_FAILED, UNCONFINED), or a run that was up and had to be
     ended (LINK_LOST, WATCHDOG); None when the process ended by itself or on request.
     ``requested``: it ended because ``stop()`` was called; ``killed``: that stop needed
-    SIGKILL. ``detail`` is the human reason (sandbox kill, last stderr line, ...)."""
+    SIGKILL. ``detail`` is the human reason (sandbox kill, last stderr line, ...);
+    ``said`` the program's own last output line, if any."""
 
     pid: int | None
     returncode: int | None
@@ -58,6 +59,7 @@ class RunEnd:
     requested: bool
     killed: bool
     detail: str | None
+    said: str | None = None
 
 
 class ProcessRun:
@@ -166,7 +168,8 @@ class ProcessRun:
             # A start that failed: our reason and its last words, whichever there are.
             said = [self._start_error, self._last_line and f"last output: {self._last_line}"]
             detail = "; ".join(s for s in said if s) or None
-        return RunEnd(child.pid, returncode, failure, requested, killed, detail)
+        return RunEnd(child.pid, returncode, failure, requested, killed, detail,
+                      self._last_line)
 
     async def _bootstrap(self, endpoint: Endpoint) -> Connection | None:
         """Connect to the child's Init and broker it; None if that failed or a stop came."""
