@@ -153,6 +153,7 @@ step readme-stop-start-index 'bitcoin-supervisor stop index; bitcoin-supervisor 
 # README, Sandboxing: the policy commands and `sandbox run`, whose probe must be killed
 # for `socket` (exit non-zero, and the message names the syscall).
 step readme-policy-show 'bitcoin-supervisor policy show wallet'
+step readme-policy-check 'bitcoin-supervisor policy check /opt/bitcoin-supervisor/policies/wallet.toml'
 step readme-policy-test 'bitcoin-supervisor policy test'
 step readme-sandbox-run 'out=$(bitcoin-supervisor sandbox run --role wallet -- python3 -c "import socket; socket.socket()" 2>&1); rc=$?; echo "$out"; [ $rc != 0 ] && echo "$out" | grep -q "syscall socket"'
 step readme-version 'bitcoin-supervisor --version'
