@@ -132,10 +132,10 @@ done
 step quickstart-clone 'git clone /fresh-source.bundle /opt/bitcoin-supervisor' || exit 1
 shell 'cd /opt/bitcoin-supervisor && exec make run' >/fresh-logs/make-run.log 2>&1 &
 run=$!
-# The daemon is up when `status` finds it (the first `make run` installs everything).
-# A maintainer's script may poll: there is no event to wait on from a new shell.
+# The system is up when every component is active (the first `make run` installs
+# everything first). A maintainer's script may poll: a new shell has no event to wait on.
 step wait-for-daemon 'for i in $(seq 1 1200); do
-    /opt/bitcoin-supervisor/.venv/bin/bitcoin-supervisor status >/dev/null 2>&1 && exit 0
+    PATH=/opt/bitcoin-supervisor/.venv/bin:$PATH /fresh-all-active && exit 0
     kill -0 '"$run"' 2>/dev/null || exit 1; sleep 1; done; exit 1' || true
 # README, "In a new terminal, from any directory": every example, each in a new shell.
 step readme-link 'ln -sf /opt/bitcoin-supervisor/.venv/bin/bitcoin-supervisor /usr/local/bin/'
@@ -173,7 +173,13 @@ cat >"$ROOT/fresh-pids" <<'PIDS'
 bitcoin-supervisor status --json | python3 -c 'import json, sys
 print(" ".join("%s=%s" % (c["name"], c["pid"]) for c in json.load(sys.stdin)["components"]))'
 PIDS
-chmod 0755 "$ROOT/fresh-steps.sh" "$ROOT/fresh-pids"
+cat >"$ROOT/fresh-all-active" <<'ACTIVE'
+#!/bin/sh
+# Exit 0 when the daemon answers and every component is active.
+bitcoin-supervisor status --json 2>/dev/null | python3 -c 'import json, sys
+sys.exit(0 if all(c["state"] == "active" for c in json.load(sys.stdin)["components"]) else 1)'
+ACTIVE
+chmod 0755 "$ROOT/fresh-steps.sh" "$ROOT/fresh-pids" "$ROOT/fresh-all-active"
 printf '%s\n' "$PIP_ENV" >"$ROOT/fresh-pip-env"
 git -C "$SRC" bundle create "$ROOT/fresh-source.bundle" HEAD "$(git -C "$SRC" symbolic-ref -q HEAD || echo HEAD)" \
     2>"$LOGS/bundle.log"
