@@ -14,6 +14,9 @@
 # configuration (files and PIP_* variables) and its extra CA certificates are copied in, so
 # apt and pip inside work as they do outside. Nothing else of the host is.
 set -euo pipefail
+# All in one block, read before it runs: editing this file (say, a new commit) while a
+# check runs must not change what the running check does.
+{
 
 usage() {
     cat <<EOF
@@ -219,3 +222,4 @@ cp -a "$ROOT/fresh-logs/." "$LOGS/" 2>/dev/null || true
 if [ $rc = 0 ]; then say "fresh check: every step passed (logs: $LOGS)"; else
     say "fresh check: FAILED (logs: $LOGS)"; fi
 exit $rc
+}
