@@ -15,7 +15,7 @@ from ._policy import (
 from ._seccomp import SeccompFilter, build_filter
 from ._steps import SandboxContext, apply
 from ._verify import Confinement, verify_confinement
-from ._violations import find_violation, pids_are_host_pids
+from ._violations import find_violation, pids_are_host_pids, unnamed_reason
 
 __all__ = [
     "POLICY_DIR",
@@ -37,6 +37,7 @@ __all__ = [
     "pids_are_host_pids",
     "policy_for",
     "trampoline_argv",
+    "unnamed_reason",
     "verify_confinement",
 ]
 

@@ -21,7 +21,7 @@ import psutil
 
 from bitcoin_supervisor.interfaces import IpcError, SpawnError, SupervisorError
 from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, Protocol, Schema
-from bitcoin_supervisor.sandbox import Confinement, find_violation
+from bitcoin_supervisor.sandbox import Confinement, find_violation, unnamed_reason
 
 from ._broker import Broker
 from ._configipc import HealthConfig
@@ -288,7 +288,7 @@ class ProcessRun:
             find_violation, [pid, *inner], started_at=self._launched_at))
         detail = "killed by sandbox: " + (
             f"syscall {syscall}" if syscall
-            else "SIGSYS (the kernel log names no syscall: unreadable or rate-limited)")
+            else f"SIGSYS ({unnamed_reason()})")
         self._log.error("sandbox.violation", pid=pid, syscall=syscall, detail=detail)
         return detail
 
