@@ -21,7 +21,7 @@ step = mkdir -p build; echo "==> $(1)"; { $(2); } >>$(LOG) 2>&1 || { rc=$$?; \
 	tail -n 60 $(LOG); echo "make: $(1) failed (exit $$rc); full log: $(LOG)"; exit $$rc; }
 endif
 
-.PHONY: run test setup bench chaos fuzz clean
+.PHONY: run test setup bench chaos fuzz fresh-check clean
 
 setup: $(VENV)/.installed
 
@@ -76,6 +76,13 @@ fuzz: setup
 	    || { tail -n 40 build/fuzz-$$target.log; exit 1; }; \
 	  tail -n 1 build/fuzz-$$target.log; \
 	done
+
+# Issue 12's "first hour" on a freshly debootstrapped Debian 12 (as root, network to the
+# package registries; ~1 h on a busy machine): the README word for word, `make test`
+# FRESH_RUNS times in a row, every README example from a new shell. Tests HEAD.
+FRESH_RUNS ?= 3
+fresh-check:
+	tests/fresh_check.sh --runs $(FRESH_RUNS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "SandboxContext": "_steps", "apply": "_steps",
     "Confinement": "_verify", "verify_confinement": "_verify",
     "find_violation": "_violations", "pids_are_host_pids": "_violations",
+    "unnamed_reason": "_violations",
     "LaunchPlan": "_plan", "allow_entry_execve": "_plan", "exec_chain": "_plan",
     "make_plan": "_plan", "plan_fd": "_plan",
     "MATRIX": "_probes", "OK": "_probes", "SIGSYS": "_probes", "Probe": "_probes",
@@ -97,6 +98,7 @@ __all__ = [
     "run_sandboxed",
     "trampoline_argv",
     "unjustified_syscalls",
+    "unnamed_reason",
     "verify_confinement",
 ]
 
@@ -154,4 +156,4 @@ if TYPE_CHECKING:
     from ._steps import SandboxContext, apply
     from ._trampoline import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SANDBOX_FAILED
     from ._verify import Confinement, verify_confinement
-    from ._violations import find_violation, pids_are_host_pids
+    from ._violations import find_violation, pids_are_host_pids, unnamed_reason

@@ -33,6 +33,16 @@ def pids_are_host_pids() -> bool:
         return False
 
 
+def unnamed_reason() -> str:
+    """Why ``find_violation`` may name no syscall here, for a user: certain in a pid
+    namespace (a container), where the records name pids this process cannot see;
+    otherwise the kernel log was unreadable or dropped the record. Never raises."""
+    if not pids_are_host_pids():
+        return ("running in a pid namespace, the kernel's audit records name pids this "
+                "process cannot see")
+    return "the kernel log names no syscall: unreadable or rate-limited"
+
+
 def find_violation(pids: Iterable[int], kmsg: str = KMSG, wait_s: float = 0.5, *,
                    started_at: float | None = None) -> str | None:
     """Return the name of the last syscall a seccomp filter killed one of ``pids`` for.

@@ -397,9 +397,11 @@ class Component:
             return None
         code, sig = _split(end.returncode)
         requested = end.requested or not self._goal or self._interrupted()
-        failure = end.failure
+        failure, detail = end.failure, end.detail
         if code == EX_CONFIG or sig == signal.SIGSYS:
             failure = None  # boot refused / killed by the sandbox say more than "bootstrap"
+        if code == EX_CONFIG and end.said:
+            detail = end.said  # why it refused, in its own words, not our "link lost"
         if disk_full and not requested and self.config.restart.policy != "no":
             decision = self._tracker.waiting_for_space()
             self._log.warning("component.disk_full", why="it could not start: its datadir "
@@ -411,7 +413,7 @@ class Component:
             reason = ExitReason.TIMEOUT if end.killed else self._stop_reason
         else:
             reason = failure or classify_exit(code, sig)
-        self.last_exit = ExitInfo(code, sig, reason, time.time(), end.detail)
+        self.last_exit = ExitInfo(code, sig, reason, time.time(), detail)
         self._log.info("component.exited", pid=end.pid, exit_code=code,
                        signal=signal.Signals(sig).name if sig else None, reason=reason.value)
         if not decision.restart and not requested:

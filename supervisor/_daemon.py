@@ -17,7 +17,7 @@ from ._broker import Broker
 from ._component import Component
 from ._config import Config, load_config
 from ._control import ControlServer
-from ._describe import describe, landlock_abi, probe, status_word
+from ._describe import describe, landlock_abi, probe, refusal, status_word
 from ._laggards import consumer_health, watch_laggards
 from ._launcher import ComponentLauncher, ConfinedLauncher
 from ._locate import publish_record, retract_record
@@ -91,6 +91,7 @@ class Daemon:
         self._shutdown = asyncio.Event()
         self._ready_sent = False
         self._last_status = ""
+        self.refused: str | None = None  # why nothing could start (then run() returns 1)
         self._started = time.monotonic()
         self._landlock_abi = landlock_abi()
         self.components: dict[str, Component] = self._build(config, {})
@@ -117,7 +118,9 @@ class Daemon:
         return self.config.datadir / CONTROL_SOCKET
 
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT or ``shutdown``; stop everything; return the exit code.
+        """Run until SIGTERM/SIGINT or ``shutdown``; stop everything; return the exit code:
+        0, or 1 when every component was refused at start (``refused`` says why in one
+        line); some refused and others running keeps it running.
 
         Raises SupervisorError (nothing spawned) if the control socket cannot be taken,
         e.g. because another daemon runs on this datadir.
@@ -167,7 +170,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         log.info("supervisor.stopped")
-        return 0
+        return 0 if self.refused is None else 1
 
     # -- reload --------------------------------------------------------------------------
     def _reload_on_signal(self) -> None:
@@ -268,6 +271,14 @@ class Daemon:
         if status != self._last_status:
             self._last_status = status
             _notify_systemd(f"STATUS={status}")
+        if not self._ready_sent and self.refused is None:
+            # Nothing will ever run without a user's fix: a daemon sitting there would
+            # hide the reason in status (and under systemd, in "activating" for ever).
+            self.refused = refusal(self.components.values())
+            if self.refused is not None:
+                log.error("supervisor.start_refused", reason=self.refused)
+                _notify_systemd(f"STATUS=cannot start: {self.refused}")
+                self._shutdown.set()
         if not self._ready_sent and all(c.state is ComponentState.RUNNING
                                         for c in self.components.values()):
             self._ready_sent = True

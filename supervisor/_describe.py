@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from bitcoin_supervisor.interfaces import SandboxError
@@ -14,7 +15,7 @@ from bitcoin_supervisor.sandbox import (
 )
 
 from ._component import Component, ComponentSnapshot
-from ._state import ComponentState, public_state
+from ._state import ComponentState, ExitReason, public_state
 from .control_protocol import (
     CapabilityLink,
     ComponentStatus,
@@ -26,7 +27,7 @@ from .control_protocol import (
 )
 
 __all__ = ["Probe", "cgroup_probe", "describe", "disk_status", "landlock_abi", "probe",
-           "status_word"]
+           "refusal", "status_word"]
 
 # What the blocking part of status read about one component: its cgroup, its disk.
 Probe = tuple[dict[str, Any] | None, DiskStatus]
@@ -108,6 +109,32 @@ def disk_status(c: Component) -> DiskStatus:
                       size_bytes=usage.budget_bytes, used_bytes=usage.used_bytes,
                       budget_inodes=usage.budget_inodes, used_inodes=usage.used_inodes,
                       full=usage.full)
+
+
+# Failures that end a start for good, with no restart to wait for: the settings, the
+# program or its confinement cannot work (or what it depends on is one of those).
+_REFUSED = frozenset({ExitReason.BOOT_REFUSED, ExitReason.SPAWN_FAILED,
+                      ExitReason.UNCONFINED})
+
+
+def refusal(components: Iterable[Component]) -> str | None:
+    """One line saying why nothing can run, when every component has failed for good
+    (refused, or waiting on one that was); None while any may still run. Never blocks."""
+    comps = list(components)
+    if not comps or any(c.state is not ComponentState.FAILED for c in comps):
+        return None
+    reasons = {c.machine.reason for c in comps}
+    if not reasons & _REFUSED or reasons - _REFUSED - {ExitReason.DEPENDENCY}:
+        return None
+    parts = []
+    for c in comps:
+        if c.machine.reason is ExitReason.DEPENDENCY:
+            parts.append(f"{c.name} needs {', '.join(c.config.depends_on)}")
+            continue
+        last = c.last_exit
+        detail = last.detail if last is not None and last.detail else None
+        parts.append(f"{c.name} {c.machine.reason.value}" + (f": {detail}" if detail else ""))
+    return "; ".join(parts)
 
 
 def cgroup_probe(c: Component) -> dict[str, Any] | None:

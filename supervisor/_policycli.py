@@ -35,6 +35,7 @@ from bitcoin_supervisor.sandbox import (
     resolve_command,
     run_probe_matrix,
     run_sandboxed,
+    unnamed_reason,
 )
 
 from ._capabilities import default_providers
@@ -114,7 +115,8 @@ def _sandbox_run(args: argparse.Namespace) -> int:
             return EXIT_SANDBOX_FAILED
         outcome = run_sandboxed(plan, command, keep_fds=tuple(args.keep_fd))
     if outcome.signal == signal.SIGSYS:
-        culprit = f": syscall {outcome.syscall}" if outcome.syscall else ""
+        culprit = (f": syscall {outcome.syscall}" if outcome.syscall
+                   else f" (syscall unknown: {unnamed_reason()})")
         print(f"bitcoin-supervisor: {command[0]}: killed by sandbox (SIGSYS){culprit}",
               file=sys.stderr)
     elif outcome.signal is not None and outcome.signal != signal.SIGINT:

@@ -22,7 +22,7 @@ import psutil
 
 from bitcoin_supervisor.interfaces import IpcError, SpawnError, SupervisorError
 from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, Protocol, Schema
-from bitcoin_supervisor.sandbox import Confinement, find_violation
+from bitcoin_supervisor.sandbox import Confinement, find_violation, unnamed_reason
 
 from ._broker import Broker
 from ._configipc import HealthConfig
@@ -51,7 +51,8 @@ class RunEnd:
     (SPAWN_FAILED, BOOTSTRAP_FAILED, UNCONFINED), or a run that was up and had to be
     ended (LINK_LOST, WATCHDOG); None when the process ended by itself or on request.
     ``requested``: it ended because ``stop()`` was called; ``killed``: that stop needed
-    SIGKILL. ``detail`` is the human reason (sandbox kill, last stderr line, ...)."""
+    SIGKILL. ``detail`` is the human reason (sandbox kill, last stderr line, ...);
+    ``said`` the program's own last output line, if any."""
 
     pid: int | None
     returncode: int | None
@@ -59,6 +60,7 @@ class RunEnd:
     requested: bool
     killed: bool
     detail: str | None
+    said: str | None = None
 
 
 class ProcessRun:
@@ -178,7 +180,8 @@ class ProcessRun:
             # A start that failed: our reason and its last words, whichever there are.
             said = [self._start_error, self._last_line and f"last output: {self._last_line}"]
             detail = "; ".join(s for s in said if s) or None
-        return RunEnd(child.pid, returncode, failure, requested, killed, detail)
+        return RunEnd(child.pid, returncode, failure, requested, killed, detail,
+                      self._last_line)
 
     async def _bootstrap(self, endpoint: Endpoint) -> Connection | None:
         """Connect to the child's Init and broker it; None if that failed or a stop came."""
@@ -331,7 +334,7 @@ class ProcessRun:
             find_violation, [pid, *inner], started_at=self._launched_at))
         detail = "killed by sandbox: " + (
             f"syscall {syscall}" if syscall
-            else "SIGSYS (the kernel log names no syscall: unreadable or rate-limited)")
+            else f"SIGSYS ({unnamed_reason()})")
         self._log.error("sandbox.violation", pid=pid, syscall=syscall, detail=detail)
         return detail
 

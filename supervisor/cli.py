@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,17 @@ def _run_daemon(args: argparse.Namespace) -> int:
     log.get_logger().info("config.loaded", path=str(config.path),
                           components=[c.name for c in config.components])
     protocol = make_protocol()
-    return protocol.run(lambda: Daemon(config, protocol, reload_config=load).run())
+    daemon: list[Daemon] = []
+
+    def run() -> Awaitable[int]:
+        daemon.append(Daemon(config, protocol, reload_config=load))
+        return daemon[0].run()
+
+    code = protocol.run(run)
+    if daemon and daemon[0].refused is not None:
+        print(f"bitcoin-supervisor: cannot start, every component was refused: "
+              f"{daemon[0].refused}", file=sys.stderr)
+    return code
 
 
 def _policy(args: argparse.Namespace) -> int:

@@ -33,7 +33,8 @@ def _cmd(script: str, spec: dict[str, object]) -> list[str]:
 
 
 def _outcome(proc: subprocess.Popen[str]) -> Outcome:
-    out, err = proc.communicate(timeout=30)
+    # A hang, not a slow start: at load ~30 a probe's Python took longer than 30 s.
+    out, err = proc.communicate(timeout=300)
     result: object = None
     steps: dict[str, float] = {}
     if proc.returncode == 0:

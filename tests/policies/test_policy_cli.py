@@ -36,7 +36,7 @@ def _assert_killed_for(syscall: str, since: float, stderr: str) -> None:
     """The kill names ``syscall``, or none when the kernel log shows why it cannot."""
     last = stderr.splitlines()[-1]
     if last != f"{KILLED}: syscall {syscall}":
-        assert last == KILLED, stderr
+        assert last.startswith(f"{KILLED} (syscall unknown: "), stderr
         assert why_unnamed(since, time.time()), stderr
 
 
@@ -184,11 +184,11 @@ def test_policy_check_bad_group_file(tmp_path: Path) -> None:
                         out.stderr), out.stderr
 
 
-# ~120 probes, each a sandboxed process: ~50 s per role at a load of 20 on two cores
-# (seen here), so generous deadlines.
-@pytest.mark.timeout(900)
+# 116 sandboxed probes: 138 s at load ~20 on this 2-core machine (it failed at 120 s in a
+# fresh Debian 12); the deadline only has to catch a hang.
+@pytest.mark.timeout(960)
 def test_policy_test_all_roles_pass() -> None:
-    out = _cli("policy", "test", timeout=800)
+    out = _cli("policy", "test", timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["ROLE", "PROBE", "EXPECTED", "OBSERVED", "RESULT"]

@@ -120,7 +120,9 @@ def test_wallet_network_walls_behind_seccomp(datadirs: Datadirs) -> None:
 
 def _wait_ready(proc: subprocess.Popen[str]) -> None:
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready", proc.stderr
+    line = proc.stdout.readline().strip()
+    # Its stderr says why when it ended instead (the file object itself said nothing).
+    assert line == "ready", (line, proc.stderr.read() if proc.stderr and not line else None)
 
 
 def test_sigterm_to_the_spawned_pid_reaches_the_sandboxed_role(datadirs: Datadirs) -> None:
