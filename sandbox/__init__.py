@@ -85,11 +85,14 @@ from ._cgroups import (  # noqa: E402
 )
 from ._loader import dangerous_syscalls, unjustified_syscalls  # noqa: E402
 from ._policy import CgroupLimits  # noqa: E402
+from ._templates import POLICIES, PROGRAM_POLICIES  # noqa: E402
 
 __all__ += [
     "CGROUP_PARENT",
     "CgroupLimits",
     "ComponentCgroup",
+    "POLICIES",
+    "PROGRAM_POLICIES",
     "cgroup_dirs",
     "cgroup_summary",
     "cgroup_usage",

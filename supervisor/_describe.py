@@ -13,6 +13,7 @@ from ._state import ComponentState, public_state
 from .control_protocol import (
     ComponentStatus,
     Confinement,
+    HealthSummary,
     LastExit,
     SandboxSummary,
     SyncProgress,
@@ -47,6 +48,9 @@ def describe(c: Component, cgroup: dict[str, Any] | None, landlock_abi: int | No
         since=snap.since,
         last_exit=LastExit.from_json(snap.last_exit.to_json()) if snap.last_exit else None,
         datadir=str(snap.datadir), sandbox=_sandbox_summary(snap, cgroup, landlock_abi),
+        health=None if snap.health is None else HealthSummary(
+            check=snap.health[0], passed=snap.health[1],
+            last_ok_age_s=None if snap.health[2] is None else round(snap.health[2], 3)),
         **_confinement(snap))
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "ControlError",
     "ErrorCode",
     "ErrorReply",
+    "HealthSummary",
     "LastExit",
     "ProtocolError",
     "ReloadReply",
@@ -200,6 +201,24 @@ class SandboxSummary(Record):
 
 
 @dataclass(frozen=True)
+class HealthSummary(Record):
+    """The health checks of the current run: which ``check`` ("echo", "construct"),
+    how many ``passed`` since it started, and how long ago the last one answered
+    (None before the first). A failed check ends the run, so none is counted here."""
+
+    check: str
+    passed: int
+    last_ok_age_s: float | None
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "health") -> HealthSummary:
+        """Read and validate; raises ProtocolError naming the bad field."""
+        o = Obj(value, where)
+        return cls(check=o.get("check", str), passed=o.get("passed", int),
+                   last_ok_age_s=o.maybe("last_ok_age_s", float))
+
+
+@dataclass(frozen=True)
 class SyncProgress(Record):
     """How far a consumer has followed its provider's chain: ``height`` it has processed
     (its lowest wallet's; None when it has none), the provider's ``tip``, ``synced`` when
@@ -242,6 +261,7 @@ class ComponentStatus(Record):
     # then says "degraded" (it will not come back by itself) or "waiting" (it is coming).
     degraded: str | None = None
     sync: SyncProgress | None = None  # consumers of a chain only, while running
+    health: HealthSummary | None = None  # while running, with a health check configured
 
     @classmethod
     def from_json(cls, value: object, where: str = "component") -> ComponentStatus:
@@ -259,7 +279,9 @@ class ComponentStatus(Record):
                    confinement_detail=o.maybe("confinement_detail", str, optional=True),
                    degraded=o.maybe("degraded", str, optional=True),
                    sync=o.record("sync", SyncProgress.from_json, nullable=True,
-                                 optional=True))
+                                 optional=True),
+                   health=o.record("health", HealthSummary.from_json, nullable=True,
+                                   optional=True))
 
 
 # -- requests ------------------------------------------------------------------------------
