@@ -22,6 +22,7 @@ from bitcoin_supervisor.ipc import (
     Endpoint,
     LaunchRequest,
     Protocol,
+    Schema,
     SocketpairLauncher,
 )
 from bitcoin_supervisor.sandbox import Policy, policy_for
@@ -275,10 +276,12 @@ class RunningChild:
 
 
 async def connect(protocol: Protocol, child: RunningChild, name: str,
-                  timeout: float = 30.0) -> Connection:
-    """Bootstrap the child's Init; RuntimeError with its stderr if it dies or stalls."""
+                  timeout: float = 30.0, schema: Schema = "bitcoin-supervisor"
+                  ) -> Connection:
+    """Bootstrap the child's Init (served under ``schema``); RuntimeError with its stderr
+    if it dies or stalls."""
     try:
         async with asyncio.timeout(timeout):
-            return await protocol.connect(child.sock, peer=name)
+            return await protocol.connect(child.sock, peer=name, schema=schema)
     except (TimeoutError, OSError, IpcError) as exc:
         raise RuntimeError(child.describe_failure(f"did not bootstrap ({exc!r})")) from exc
