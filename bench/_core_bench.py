@@ -49,7 +49,7 @@ async def echo_real_core(opts: Options) -> Result:
     """Measure µs per sequential ``Connection.probe("echo")`` (a fresh token through the
     peer's Echo: the supervisor's own health check) to our sandboxed node and, with
     BITCOIN_NODE set, to the real one. Raises RuntimeError if a child fails."""
-    per_round, rounds = opts.pick(100, 1000), opts.pick(2, 5)
+    per_round, rounds = opts.pick(50, 1000), opts.pick(2, 5)
     binary = os.environ.get(BITCOIN_NODE_ENV)
     protocol = make_protocol()
     ours = await ch.role_launch("node", opts.workdir / "ours", _SANDBOXED).start()
