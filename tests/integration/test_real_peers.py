@@ -191,6 +191,9 @@ restart = {{ policy = "on-failure", backoff_initial_s = 0.05 }}
         assert rpc("getblockcount") == 5
         # The P2P listener its policy allows (a Landlock bind port) accepts on loopback.
         socket.create_connection(("127.0.0.1", p2pport), timeout=30).close()
+        # Core writes its chainstate lazily; a kill -9 loses what was not flushed.
+        # gettxoutsetinfo flushes it first, so the chain must survive the kill.
+        assert rpc("gettxoutsetinfo")["height"] == 5
         node_pid = system.component("node")["pid"]
         _kill9_program(system, "core")
         _assert_confined_and_healthy(system, "core", "bitcoin-node", "echo", binary)

@@ -80,9 +80,16 @@ def test_bitcoin_node_listens_only_on_the_ports_it_is_given() -> None:
         (ArgCompare(0, _EQ, 1),),                               # AF_UNIX (-ipcbind)
         (ArgCompare(0, _EQ, 2), ArgCompare(1, 0xF, 1)),         # TCP over IPv4
         (ArgCompare(0, _EQ, 10), ArgCompare(1, 0xF, 1)),        # TCP over IPv6
+        (ArgCompare(0, _EQ, 2), ArgCompare(1, 0xF, 2)),         # UDP (DNS, port mapping)
+        (ArgCompare(0, _EQ, 10), ArgCompare(1, 0xF, 2)),
         (ArgCompare(0, _EQ, 16), ArgCompare(2, _EQ, 0)),       # NETLINK_ROUTE only
     ]
-    assert {"bind", "listen", "accept4", "connect", "fsync", "fdatasync"} <= p.seccomp.allow
+    assert {"bind", "listen", "accept4", "connect", "fsync", "fdatasync", "mlock",
+            "munlock"} <= p.seccomp.allow
+    # Only SCHED_BATCH (the block loader lowering its own priority), never SCHED_FIFO/RR.
+    assert [r.args for r in p.seccomp.rules if r.syscall == "sched_setscheduler"] == [
+        (ArgCompare(1, _EQ, 3),)]
+    assert p.rlimits["memlock"] == (262144, 262144)
 
 
 def test_mp_example_has_no_network() -> None:
