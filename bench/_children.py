@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bitcoin_supervisor.interfaces import ComponentSettings, IpcError
+from bitcoin_supervisor.interfaces import ComponentSettings, SupervisorError
 from bitcoin_supervisor.ipc import (
     Connection,
     Endpoint,
@@ -282,6 +282,8 @@ async def connect(protocol: Protocol, child: RunningChild, name: str,
     if it dies or stalls."""
     try:
         async with asyncio.timeout(timeout):
-            return await protocol.connect(child.sock, peer=name, schema=schema)
-    except (TimeoutError, OSError, IpcError) as exc:
+            # Bind mode: link() waits for the program's own socket and dials it.
+            sock = await child.endpoint.link()
+            return await protocol.connect(sock, peer=name, schema=schema)
+    except (TimeoutError, OSError, SupervisorError) as exc:
         raise RuntimeError(child.describe_failure(f"did not bootstrap ({exc!r})")) from exc
