@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bitcoin_supervisor.interfaces import ComponentSettings, IpcError
+from bitcoin_supervisor.interfaces import ComponentSettings, SupervisorError
 from bitcoin_supervisor.ipc import (
     Connection,
     Endpoint,
     LaunchRequest,
     Protocol,
+    Schema,
     SocketpairLauncher,
 )
 from bitcoin_supervisor.sandbox import Policy, policy_for
@@ -280,10 +281,14 @@ class RunningChild:
 
 
 async def connect(protocol: Protocol, child: RunningChild, name: str,
-                  timeout: float = 30.0) -> Connection:
-    """Bootstrap the child's Init; RuntimeError with its stderr if it dies or stalls."""
+                  timeout: float = 30.0, schema: Schema = "bitcoin-supervisor"
+                  ) -> Connection:
+    """Bootstrap the child's Init (served under ``schema``); RuntimeError with its stderr
+    if it dies or stalls."""
     try:
         async with asyncio.timeout(timeout):
-            return await protocol.connect(child.sock, peer=name)
-    except (TimeoutError, OSError, IpcError) as exc:
+            # Bind mode: link() waits for the program's own socket and dials it.
+            sock = await child.endpoint.link()
+            return await protocol.connect(sock, peer=name, schema=schema)
+    except (TimeoutError, OSError, SupervisorError) as exc:
         raise RuntimeError(child.describe_failure(f"did not bootstrap ({exc!r})")) from exc

@@ -11,6 +11,7 @@ from bitcoin_supervisor.interfaces import SupervisorError
 from bitcoin_supervisor.ipc import make_protocol
 
 from ._cli_bench import cli_status
+from ._core_bench import echo_real_core
 from ._daemon_bench import restart_latency, rss
 from ._echo_bench import echo_direct_vs_brokered
 from ._fork_bench import fork_server
@@ -26,6 +27,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "spawn_to_init": spawn_to_init,
     "echo_direct_vs_brokered": echo_direct_vs_brokered,
     "chain_introduced": chain_introduced,
+    "echo_real_core": echo_real_core,
     "restart_latency": restart_latency,
     "rss": rss,
     "cli_status": cli_status,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 # matrix, pyseccomp). Names are resolved from their module on first use (PEP 562); the
 # TYPE_CHECKING block gives mypy and readers the same names statically.
 _EXPORTS: dict[str, str] = {
+    "POLICIES": "_templates", "PROGRAM_POLICIES": "_templates",
     # Per-component disk budgets: a loop-mounted ext4 image on each datadir.
     "DiskBudget": "_disk", "DiskImage": "_disk", "DiskUsage": "_disk",
     "format_size": "_disk", "loop_support_problem": "_disk",
@@ -42,6 +43,8 @@ _EXPORTS: dict[str, str] = {
 _ALIASES = {"landlock_abi_version": ("_landlock", "abi_version")}
 
 __all__ = [
+    "POLICIES",
+    "PROGRAM_POLICIES",
     "DiskBudget",
     "DiskImage",
     "DiskUsage",
@@ -154,6 +157,7 @@ if TYPE_CHECKING:
     from ._run import RunOutcome, resolve_command, run_sandboxed
     from ._seccomp import SeccompFilter, build_filter
     from ._steps import SandboxContext, apply
+    from ._templates import POLICIES, PROGRAM_POLICIES
     from ._trampoline import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SANDBOX_FAILED
     from ._verify import Confinement, verify_confinement
     from ._violations import find_violation, pids_are_host_pids, unnamed_reason

@@ -21,7 +21,7 @@ from ._policy import (
     SeccompRules,
 )
 from ._seccomp_rules import load_dangerous, load_groups, seccomp_rules
-from ._templates import ROLES, TemplateError, expand_path, expand_port
+from ._templates import POLICIES, TemplateError, expand_path, expand_port
 from ._tomldoc import TomlDoc
 
 __all__ = ["POLICY_DIR", "dangerous_syscalls", "load_policy", "unjustified_syscalls"]
@@ -86,9 +86,9 @@ def load_policy(role: str, *, datadirs: Mapping[str, Path],
             raise doc.error((), f"missing required key {key!r}")
     if doc.data["role"] != role:
         raise doc.error(("role",), f"policy is for role {doc.data['role']!r}, not {role!r}")
-    if role not in ROLES:
+    if role not in POLICIES:
         raise doc.error(("role",), f"unknown role {role!r}", needle=f'"{role}"',
-                        hint="roles: " + ", ".join(ROLES))
+                        hint="roles and program policies: " + ", ".join(POLICIES))
     own = name if name is not None else role
     if own not in datadirs:
         raise PolicyError(f"no datadir given for component {own!r}", path=str(path))

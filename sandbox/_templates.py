@@ -14,9 +14,14 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["ROLES", "TemplateError", "expand_path", "expand_port"]
+__all__ = ["POLICIES", "PROGRAM_POLICIES", "ROLES", "TemplateError", "expand_path",
+           "expand_port"]
 
 ROLES = ("node", "wallet", "index")
+# Shipped policies for programs that are none of our roles (a real Bitcoin Core
+# bitcoin-node, libmultiprocess's example programs): named by a component's `sandbox`.
+PROGRAM_POLICIES = ("bitcoin-node", "mp-example")
+POLICIES = ROLES + PROGRAM_POLICIES
 _FIELD = re.compile(r"\{([^{}]*)\}")
 _PACKAGE_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*")
 _COMPONENT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # as the supervisor's config

@@ -80,6 +80,8 @@ class ComponentSnapshot:
     # (start-limit-hit)") and whether it comes back by itself (then we are "waiting").
     degraded: str | None = None
     waiting: bool = False
+    # While running with a health check: (check, checks passed, seconds since the last).
+    health: tuple[str, int, float | None] | None = None
 
 
 class Component:
@@ -212,7 +214,17 @@ class Component:
             restarts=self.restarts, uptime_s=self.uptime_s(), last_exit=self.last_exit,
             datadir=self.config.datadir, policy=self.policy, confinement=self.confinement,
             pending_job=self._pending.kind.value if self._pending else None,
-            degraded=down[0] if down else None, waiting=bool(down and down[1]))
+            degraded=down[0] if down else None, waiting=bool(down and down[1]),
+            health=self.health())
+
+    def health(self) -> tuple[str, int, float | None] | None:
+        """While RUNNING with a health check configured: the check, how many passed in
+        this run and seconds since the last one (None before the first); else None."""
+        run, check = self._run, self.config.health.check
+        if self.state is not ComponentState.RUNNING or run is None or check == "none":
+            return None
+        age = time.monotonic() - run.health_ok_at if run.health_ok_at is not None else None
+        return check, run.health_passed, age
 
     async def wait_until(self, predicate: Callable[[Component], bool]) -> None:
         """Block until ``predicate(self)`` holds (checked at every state change)."""

@@ -142,7 +142,10 @@ ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
              "ipcbind": ("none|unix", "none")},
     "wallet": {},
     "index": {},
-    None: {},  # a program that is none of our roles
+    # A program that is none of our roles: the ports its policy may let it listen on
+    # ({option:rpcport}, {option:port} in policies/bitcoin-node.toml); unset, it may
+    # listen on none. They only widen the policy: the program reads its own arguments.
+    None: {"rpcport": ("port", None), "port": ("port", None)},
 }
 _SUPERVISOR_KEYS = ("datadir", "debug", "control_group", "fork_server")
 _COMPONENT_KEYS = ("role", "datadir", "depends_on", "provides", "consumes",
@@ -151,8 +154,9 @@ _COMPONENT_KEYS = ("role", "datadir", "depends_on", "provides", "consumes",
 _SYSTEM_DIRS = frozenset(Path(p) for p in (
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
     "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
-# `sandbox = "none"` runs a component without its policy (debugging only; logged loudly).
-SANDBOX_CHOICES = (*ROLES, "none")
+# `sandbox = "none"` runs a component without its policy (debugging only; logged loudly);
+# a program that is none of our roles names one of the shipped program policies.
+SANDBOX_CHOICES = (*ROLES, "bitcoin-node", "mp-example", "none")
 _ALL_OPTIONS = tuple(dict.fromkeys(k for opts in ROLE_OPTIONS.values() for k in opts))
 
 
@@ -411,6 +415,8 @@ class _Validator(TomlChecker):
         result: dict[str, object] = {}
         for key, (kind, default) in known.items():
             value = table.get(key, default)
+            if value is None:  # a setting without a default, not given
+                continue
             if kind == "port":
                 port = self.typed(value, path + (key,), "integer")
                 if not 1 <= port <= 65535:

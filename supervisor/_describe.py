@@ -21,6 +21,7 @@ from .control_protocol import (
     ComponentStatus,
     Confinement,
     DiskStatus,
+    HealthSummary,
     LastExit,
     SandboxSummary,
     SyncProgress,
@@ -61,7 +62,11 @@ def describe(c: Component, probed: Probe, landlock_abi: int | None,
         since=snap.since,
         last_exit=LastExit.from_json(snap.last_exit.to_json()) if snap.last_exit else None,
         datadir=str(snap.datadir), sandbox=_sandbox_summary(snap, cgroup, landlock_abi),
-        disk=disk, disk_full=disk.full, **_confinement(snap))
+        disk=disk, disk_full=disk.full,
+        health=None if snap.health is None else HealthSummary(
+            check=snap.health[0], passed=snap.health[1],
+            last_ok_age_s=None if snap.health[2] is None else round(snap.health[2], 3)),
+        **_confinement(snap))
 
 
 def _sandbox_summary(snap: ComponentSnapshot, cgroup: dict[str, Any] | None,

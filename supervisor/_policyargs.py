@@ -10,9 +10,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROLES", "add_verbs"]
+__all__ = ["POLICIES", "ROLES", "add_verbs"]
 
 ROLES = ("node", "wallet", "index")
+# The roles plus the shipped policies of foreign programs (policies/bitcoin-node.toml,
+# policies/mp-example.toml): what `sandbox run --role` and `policy show` accept.
+POLICIES = (*ROLES, "bitcoin-node", "mp-example")
 _RUN_HELP = """\
 Run CMD under ROLE's sandbox policy, like bubblewrap or nsjail's one-shot mode: to debug
 a policy or to confine a foreign binary (e.g. a real bitcoin-node). The policy is applied
@@ -43,7 +46,7 @@ def add_verbs(verbs: Any) -> None:
         usage="bitcoin-supervisor sandbox run --role ROLE [--datadir DIR] "
               "[--datadir-of ROLE=DIR] [--option NAME=VALUE] [--keep-fd N] "
               "-- CMD [ARGS...]")
-    run.add_argument("--role", required=True, choices=ROLES,
+    run.add_argument("--role", required=True, choices=POLICIES,
                      help="whose policy applies (policies/ROLE.toml)")
     run.add_argument("--datadir", metavar="DIR", help="the role's datadir (default: a "
                      "fresh temporary one, removed afterwards)")
@@ -58,7 +61,7 @@ def add_verbs(verbs: Any) -> None:
     policy = verbs.add_parser("policy", help="show, check and test sandbox policies")
     policy_verbs = policy.add_subparsers(dest="policy_verb", required=True, metavar="VERB")
     show = policy_verbs.add_parser("show", help="the effective policy of ROLE")
-    show.add_argument("role", choices=ROLES)
+    show.add_argument("role", choices=POLICIES)
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.add_argument("--datadir", metavar="DIR",
                       help="the role's datadir (default: shown as <datadir:ROLE>)")

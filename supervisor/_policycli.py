@@ -39,7 +39,7 @@ from bitcoin_supervisor.sandbox import (
 )
 
 from ._capabilities import default_providers
-from ._policyargs import ROLES, add_verbs
+from ._policyargs import POLICIES, ROLES, add_verbs
 
 __all__ = ["add_verbs", "dispatch"]
 
@@ -149,7 +149,7 @@ def _datadir(given: str | None, role: str) -> Iterator[Path]:
 # ---- policy show --------------------------------------------------------------------
 
 def _show(args: argparse.Namespace) -> int:
-    datadirs = {r: Path(f"/<datadir:{r}>") for r in ROLES}
+    datadirs = {r: Path(f"/<datadir:{r}>") for r in (*ROLES, args.role)}
     datadirs.update(_datadirs(args))
     if args.datadir:
         datadirs[args.role] = Path(args.datadir).absolute()
@@ -281,7 +281,7 @@ def _check_file(file: Path) -> None:
         stage = Path(tmp)
         links: dict[Path, Path] = {}
         if source.name == "syscalls.toml":
-            roles = [(r, POLICY_DIR / f"{r}.toml") for r in ROLES]
+            roles = [(r, POLICY_DIR / f"{r}.toml") for r in POLICIES]
             links[stage / "syscalls.toml"] = source
         else:
             roles = [(_role_of(source), source)]
@@ -293,7 +293,7 @@ def _check_file(file: Path) -> None:
             link.symlink_to(target)
         try:
             for role, _ in roles:
-                datadirs = {r: Path(f"/<datadir:{r}>") for r in ROLES}
+                datadirs = {r: Path(f"/<datadir:{r}>") for r in (*ROLES, role)}
                 build_filter(load_policy(role, datadirs=datadirs,
                                          policy_dir=stage).seccomp)
         except PolicyError as exc:

@@ -95,6 +95,8 @@ class ProcessRun:
         self.marks: dict[str, float] = {}
         self.previous: tuple[float, float] | None = None
         self._sandbox_ms: float | None = None
+        self.health_passed = 0  # health checks answered in time during this run
+        self.health_ok_at: float | None = None  # monotonic, the last one
 
     @property
     def pid(self) -> int | None:
@@ -302,6 +304,10 @@ class ProcessRun:
                 return f"no answer within {health.timeout_s:g} s"
             except (IpcError, SupervisorError) as exc:
                 return str(exc)
+            self.health_passed += 1
+            self.health_ok_at = time.monotonic()
+            if self.health_passed == 1:  # once per run: the peer answers as it should
+                self._log.info("component.health_passed", pid=self.pid, check=health.check)
 
     async def _ensure_stopped(self, endpoint: Endpoint, *, force: bool,
                               stop_s: float | None = None) -> tuple[int, bool]:

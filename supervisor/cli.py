@@ -30,6 +30,7 @@ from .control_protocol import (
     DiskStatus,
     ErrorCode,
     ErrorReply,
+    HealthSummary,
     LastExit,
     ProtocolError,
     ReloadReply,
@@ -422,6 +423,13 @@ def _last_exit(last: LastExit) -> str:
     return f"{how}({last.reason}){detail}"
 
 
+def _health_line(health: HealthSummary) -> str:
+    if health.last_ok_age_s is None:
+        return f"{health.check}: no check answered yet"
+    return (f"{health.check} ok ({health.passed} passed, last "
+            f"{health.last_ok_age_s:.1f} s ago)")
+
+
 def _sandbox_line(summary: SandboxSummary | None) -> str:
     if summary is None:
         return "none (runs unsandboxed)"
@@ -482,6 +490,8 @@ def format_status(reply: StatusReply, *, color: bool = False) -> str:
         if comp.confinement_detail:
             confined += f": {comp.confinement_detail}"
         lines.append(f"   Confined: {confined}")
+        if comp.health is not None:
+            lines.append(f"     Health: {_health_line(comp.health)}")
         # The configured policy, labelled as such: what is in force is the line above.
         lines.append(f"     Policy: {_sandbox_line(comp.sandbox)}")
         lines.append(f"    Datadir: {comp.datadir}")

@@ -31,6 +31,7 @@ __all__ = [
     "ControlError",
     "ErrorCode",
     "ErrorReply",
+    "HealthSummary",
     "LastExit",
     "ProtocolError",
     "ReloadReply",
@@ -202,6 +203,24 @@ class SandboxSummary(Record):
 
 
 @dataclass(frozen=True)
+class HealthSummary(Record):
+    """The health checks of the current run: which ``check`` ("echo", "construct"),
+    how many ``passed`` since it started, and how long ago the last one answered
+    (None before the first). A failed check ends the run, so none is counted here."""
+
+    check: str
+    passed: int
+    last_ok_age_s: float | None
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "health") -> HealthSummary:
+        """Read and validate; raises ProtocolError naming the bad field."""
+        o = Obj(value, where)
+        return cls(check=o.get("check", str), passed=o.get("passed", int),
+                   last_ok_age_s=o.maybe("last_ok_age_s", float))
+
+
+@dataclass(frozen=True)
 class SyncProgress(Record):
     """How far a consumer has followed its provider's chain: ``height`` it has processed
     (its lowest wallet's; None when it has none), the provider's ``tip``, ``synced`` when
@@ -303,6 +322,7 @@ class ComponentStatus(Record):
     links: tuple[CapabilityLink, ...] = ()  # consumers only, while running
     disk: DiskStatus | None = None
     disk_full: bool = False  # its filesystem is full (disk.full), shown in the state line
+    health: HealthSummary | None = None  # while running, with a health check configured
 
     @classmethod
     def from_json(cls, value: object, where: str = "component") -> ComponentStatus:
@@ -323,7 +343,9 @@ class ComponentStatus(Record):
                                  optional=True),
                    links=CapabilityLink.many(o, "links"),
                    disk=o.record("disk", DiskStatus.from_json, nullable=True, optional=True),
-                   disk_full=bool(o.maybe("disk_full", bool, optional=True)))
+                   disk_full=bool(o.maybe("disk_full", bool, optional=True)),
+                   health=o.record("health", HealthSummary.from_json, nullable=True,
+                                   optional=True))
 
 
 # -- requests ------------------------------------------------------------------------------

@@ -45,6 +45,13 @@ def test_a_stopped_component_is_found_hung_killed_and_restarted(tmp_path: Path) 
         system.log.wait_for(lambda e: e.get("event") == "child.log"
                             and str(e.get("line", "")).startswith("echo "))
         assert any(e.get("line") == "makeEcho" for e in system.log.events)
+        # Status shows the checks that passed (logged once per run as health_passed).
+        system.log.wait_for(lambda e: e.get("event") == "component.health_passed"
+                            and e.get("pid") == core["pid"])
+        health = system.component("core")["health"]
+        assert health["check"] == "echo" and health["passed"] >= 1, health
+        assert 0 <= health["last_ok_age_s"] < 60, health
+        assert "Health: echo ok (" in system.cli("status", "core").stdout
         inner = psutil.Process(core["pid"]).children()[0]
         os.kill(inner.pid, signal.SIGSTOP)  # alive, but answers nothing
         failed = system.log.wait_for(lambda e: e.get("event") == "component.health_failed")

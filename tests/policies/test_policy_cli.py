@@ -154,8 +154,19 @@ def test_policy_show_human_names_the_count() -> None:
     assert "<datadir:node>/blocks" in out.stdout  # no datadirs given: placeholders
 
 
+def test_policy_show_a_program_policy_with_its_ports() -> None:
+    out = _cli("policy", "show", "bitcoin-node", "--json", "--option", "rpcport=18500",
+               "--option", "port=18501")
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert shown["role"] == "bitcoin-node" and shown["network"] == "host"
+    assert shown["landlock"]["tcp_bind"] == [18500, 18501]
+    assert shown["filesystem"]["read_write"] == ["<datadir:bitcoin-node>"]
+    assert shown["seccomp"]["default_action"] == "kill_process"
+
+
 def test_policy_check_good_files() -> None:
-    for name in ("node", "wallet", "index", "syscalls"):
+    for name in ("node", "wallet", "index", "bitcoin-node", "mp-example", "syscalls"):
         out = _cli("policy", "check", str(POLICY_DIR / f"{name}.toml"))
         assert (out.returncode, out.stdout, out.stderr) == (0, "ok\n", ""), name
 

@@ -345,9 +345,10 @@ def test_role_setting_on_the_wrong_role(tmp_path: Path) -> None:
         [components.calc]
         argv = ["mpcalculator", "{fd}"]
         sandbox = "none"
-        rpcport = 18443
-        """) == ("4:1: 'rpcport' in [components.calc] is not a setting of a component "
-                 "without a role (hint: settings of a component without a role: none)")
+        rpcbind = "127.0.0.1"
+        """) == ("4:1: 'rpcbind' in [components.calc] is not a setting of a component "
+                 "without a role (hint: settings of a component without a role: "
+                 "'rpcport', 'port')")
 
 
 def test_unknown_dependency(tmp_path: Path) -> None:
