@@ -46,6 +46,11 @@ def test_bundled_config_loads_with_documented_defaults() -> None:
     assert node.restart == RestartConfig("on-failure")
     assert config.component("wallet").depends_on == ("node",)
     assert config.component("index").depends_on == ("node",)
+    # A hung component is found with the bundled config too (issue 9: a SIGSTOPped wallet
+    # went unnoticed for 84 s).
+    for name in ("node", "wallet", "index"):
+        health = config.component(name).health
+        assert (health.check, health.interval_s, health.timeout_s) == ("echo", 15.0, 10.0)
     with pytest.raises(KeyError):
         config.component("gui")
 
