@@ -15,7 +15,7 @@ from ._launch import (
     spawn_process,
 )
 from ._listen import MAX_CONNECTIONS, listen_unix, serve_listener
-from ._protocol import PROBES, SCHEMAS, Connection, Probe, Protocol, Schema
+from ._protocol import PROBES, SCHEMAS, Connection, ForeignInit, Probe, Protocol, Schema
 
 __all__ = [
     "DATADIR_PLACEHOLDER",
@@ -26,6 +26,7 @@ __all__ = [
     "ChildHandle",
     "Connection",
     "Endpoint",
+    "ForeignInit",
     "IntroInbox",
     "IntroSender",
     "LaunchRequest",

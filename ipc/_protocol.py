@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from bitcoin_supervisor.interfaces import Chain, Handler, Init
@@ -15,6 +17,20 @@ Schema = Literal["bitcoin-supervisor", "bitcoin-core", "mp-example"]
 SCHEMAS: tuple[Schema, ...] = ("bitcoin-supervisor", "bitcoin-core", "mp-example")
 """Which Init a peer serves: ours; Bitcoin Core v30's (``construct``, ``makeEcho`` under
 Core's wire ids); libmultiprocess's example programs' (``construct`` only)."""
+
+
+
+@dataclass(frozen=True)
+class ForeignInit:
+    """A peer serving a user's own Init: interface ``init`` of ``file`` in directory
+    ``path``, already proven loadable by a separate process (the config check).
+    ``construct``: it has libmultiprocess's handshake, run on connect."""
+
+    path: Path
+    file: str
+    init: str
+    construct: bool
+
 
 Probe = Literal["echo", "construct"]
 PROBES: tuple[Probe, ...] = ("echo", "construct")
@@ -54,11 +70,11 @@ class Protocol(ABC):
 
     @abstractmethod
     async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False,
-                      schema: Schema = "bitcoin-supervisor") -> Connection:
+                      schema: Schema | ForeignInit = "bitcoin-supervisor") -> Connection:
         """Bootstrap the peer's Init over ``sock`` (ownership passes to the connection).
 
         ``peer`` names the component in logs; ``debug`` logs every call as ``ipc.call``;
-        ``schema`` says whose Init the peer serves (``SCHEMAS``).
+        ``schema`` says whose Init the peer serves (``SCHEMAS``, or a user's).
         Raises PeerGoneError if the peer is gone before Init is constructed.
         """
 

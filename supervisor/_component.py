@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from bitcoin_supervisor.interfaces import ComponentSettings, SupervisorError
-from bitcoin_supervisor.ipc import Protocol
+from bitcoin_supervisor.ipc import ForeignInit, Protocol, Schema
 from bitcoin_supervisor.log import get_logger
 from bitcoin_supervisor.sandbox import Confinement, DiskImage, DiskUsage, Policy, policy_for
 
 from ._broker import Broker
 from ._config import ComponentConfig
+from ._configschema import ForeignSchema
 from ._jobs import Job, JobKind, merge
 from ._launcher import ComponentLauncher, LaunchSpec
 from ._relay import ChildLogRelay
@@ -373,7 +374,7 @@ class Component:
         run = ProcessRun(self._spec(), launcher=self._launcher, protocol=self._protocol,
                          broker=self._broker, debug_ipc="ipc" in self._debug,
                          timeouts=self._timeouts, on_state=self._on_run_state, log=self._log,
-                         relay=self._relay, schema=self.config.schema,
+                         relay=self._relay, schema=_wire_schema(self.config.schema),
                          health=self.config.health)
         run.previous = self._previous_exit
         self._run = run
@@ -492,3 +493,11 @@ def _resolve(waiters: list[object]) -> None:
     for waiter in waiters:
         if isinstance(waiter, asyncio.Future) and not waiter.done():
             waiter.set_result(None)
+
+
+def _wire_schema(schema: Schema | ForeignSchema) -> Schema | ForeignInit:
+    """The config's schema as the IPC layer takes it (a user's: where its file is)."""
+    if isinstance(schema, ForeignSchema):
+        return ForeignInit(path=schema.path, file=schema.file, init=schema.init,
+                           construct=schema.construct)
+    return schema

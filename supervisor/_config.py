@@ -29,7 +29,16 @@ from ._configcheck import TomlChecker, choices, table_name
 from ._configdisk import DISK_KEYS, check_disk
 from ._configgrant import GRANT_KEYS, check_grant, check_rpc_owners
 from ._configgraph import Node, Want, check_forwarding, close_match, order, resolve
-from ._configipc import CXX_SCHEMAS, IPC_KEYS, HealthConfig, IpcMode, LinkConfig, Schema, check_link
+from ._configipc import (
+    CXX_SCHEMAS,
+    IPC_KEYS,
+    ForeignSchema,
+    HealthConfig,
+    IpcMode,
+    LinkConfig,
+    Schema,
+    check_link,
+)
 from ._configrestart import POLICIES, RestartConfig, check_restart
 
 __all__ = [
@@ -77,7 +86,7 @@ class ComponentConfig:
     consumes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     ipc: IpcMode = "spawn"  # "bind": the program listens on ``socket`` itself
     socket: Path | None = None
-    schema: Schema = "bitcoin-supervisor"  # whose Init it serves
+    schema: Schema | ForeignSchema = "bitcoin-supervisor"  # whose Init it serves
     health: HealthConfig = HealthConfig()
     start_timeout_s: float = 30.0
     introduce: bool = False  # it gets an introduction channel (direct links)
@@ -290,11 +299,12 @@ class _Validator(TomlChecker):
                                  f"setting of {of_role}",
                                  f"settings of {of_role}: {choices(list(options)) or 'none'}")
         comp_dir = self.directory(table.get("datadir", name), path + ("datadir",), datadir)
-        link: LinkConfig = check_link(self, table, path, role, comp_dir)
+        link: LinkConfig = check_link(self, table, path, role, comp_dir, self._base)
         rpc_methods, limits = check_grant(self, table, path, role)
         self.program(link.argv[0], path + ("argv", "0") if "argv" in table else path)
         depends = self.depends(table, path)
-        cxx = link.schema in CXX_SCHEMAS
+        # A foreign program may be C++ too: it is held to the C++ peers' rules.
+        cxx = isinstance(link.schema, ForeignSchema) or link.schema in CXX_SCHEMAS
         self._nodes.append(Node(name, self.provides(table, path, role, cxx),
                                 self.consumes(table, path, role, cxx), depends, cxx))
         restart = check_restart(self, table.get("restart", "on-failure"), path + ("restart",))

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from ._configcheck import TomlChecker, choices, table_name, type_name
+from ._configschema import ForeignSchema, check_foreign
 
-__all__ = ["CXX_SCHEMAS", "HEALTH_CHECKS", "IPC_KEYS", "IPC_MODES", "HealthCheck",
-           "HealthConfig", "IpcMode", "LinkConfig", "SCHEMAS", "Schema", "check_link"]
+__all__ = ["CXX_SCHEMAS", "HEALTH_CHECKS", "IPC_KEYS", "IPC_MODES", "ForeignSchema",
+           "HealthCheck", "HealthConfig", "IpcMode", "LinkConfig", "SCHEMAS", "Schema",
+           "check_link"]
 
 # Spelled out here, not imported: loading a config (the CLI's `rpc` path too) must not
 # import the ipc package and asyncio with it. tests/unit/test_config_link.py checks that
@@ -57,7 +59,7 @@ class LinkConfig:
     argv: tuple[str, ...]
     ipc: IpcMode = "spawn"
     socket: Path | None = None
-    schema: Schema = "bitcoin-supervisor"
+    schema: Schema | ForeignSchema = "bitcoin-supervisor"
     health: HealthConfig = HealthConfig()
     start_timeout_s: float = 30.0
     # Our roles take direct links from the broker over an introduction channel;
@@ -66,13 +68,18 @@ class LinkConfig:
 
 
 def check_link(checker: TomlChecker, table: Mapping[str, Any], path: tuple[str, ...],
-               role: str | None, datadir: Path) -> LinkConfig:
-    """Check the link keys of the component at ``path``; raises a located ConfigError."""
+               role: str | None, datadir: Path, base: Path) -> LinkConfig:
+    """Check the link keys of the component at ``path``; raises a located ConfigError.
+    A ``schema`` table's directory is relative to ``base`` (the config's directory)."""
     where = table_name(path)
     ipc = cast(IpcMode, checker.choice(table.get("ipc", "spawn"), path + ("ipc",),
                                        "ipc mode", IPC_MODES))
-    schema = cast(Schema, checker.choice(table.get("schema", "bitcoin-supervisor"),
-                                         path + ("schema",), "schema", SCHEMAS))
+    schema: Schema | ForeignSchema
+    if isinstance(table.get("schema"), dict) and role is None:
+        schema = check_foreign(checker, table["schema"], path + ("schema",), base)
+    else:
+        schema = cast(Schema, checker.choice(table.get("schema", "bitcoin-supervisor"),
+                                             path + ("schema",), "schema", SCHEMAS))
     if role is not None and schema != "bitcoin-supervisor":
         raise checker.error(path + ("schema",), f"{where} runs role {role!r}, which serves "
                             "our own Init", "drop 'schema' (only a program that is none of "
@@ -153,7 +160,7 @@ def _socket(checker: TomlChecker, table: Mapping[str, Any], path: tuple[str, ...
 
 
 def _health(checker: TomlChecker, value: object, path: tuple[str, ...],
-            schema: Schema) -> HealthConfig:
+            schema: Schema | ForeignSchema) -> HealthConfig:
     where = table_name(path[:-1])
     if isinstance(value, str):
         table: dict[str, Any] = {"check": value}
@@ -170,6 +177,12 @@ def _health(checker: TomlChecker, value: object, path: tuple[str, ...],
     if check == "echo" and schema == "mp-example":
         raise checker.error(check_path, f"the Init of {where} (schema \"mp-example\") has "
                             "no Echo", 'use health = "construct"', value=True)
+    if isinstance(schema, ForeignSchema) and (check == "echo" and not schema.echo or
+                                              check == "construct" and not schema.construct):
+        method = "a makeEcho returning an interface with echo" if check == "echo" \
+            else "construct"
+        raise checker.error(check_path, f"the Init {schema.init!r} of {where} has no "
+                            f"{method}", 'use health = "none"', value=True)
     interval = checker.number(table, path, "interval_s", 10.0, 0.01)
     timeout = checker.number(table, path, "timeout_s", 5.0, 0.01)
     return HealthConfig(check=check, interval_s=interval, timeout_s=timeout)

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from bitcoin_supervisor.interfaces import IpcError, SpawnError, SupervisorError
-from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, Protocol, Schema
+from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, ForeignInit, Protocol, Schema
 from bitcoin_supervisor.sandbox import Confinement, find_violation, unnamed_reason
 
 from ._broker import Broker
@@ -69,7 +69,8 @@ class ProcessRun:
     def __init__(self, spec: LaunchSpec, *, launcher: ComponentLauncher, protocol: Protocol,
                  broker: Broker, debug_ipc: bool, timeouts: RunTimeouts,
                  on_state: Callable[[ComponentState], None], log: Any,
-                 relay: ChildLogRelay, schema: Schema = "bitcoin-supervisor",
+                 relay: ChildLogRelay,
+                 schema: Schema | ForeignInit = "bitcoin-supervisor",
                  health: HealthConfig = NO_HEALTH_CHECK) -> None:
         self.spec = spec
         self._launcher = launcher
@@ -80,7 +81,7 @@ class ProcessRun:
         self._on_state = on_state
         self._log = log
         self._relay = relay
-        self._schema: Schema = schema
+        self._schema: Schema | ForeignInit = schema
         self._health = health
         self._start_error: str | None = None  # why the link or Init did not come up
         self._signalled = False  # we sent SIGTERM (the process did not end by itself)

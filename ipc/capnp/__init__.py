@@ -8,7 +8,7 @@ Importing it loads the schemas.
 
 from ._clients import CLIENTS, CapnpClient
 from ._protocol import CapnpConnection, CapnpProtocol, make_capnp_protocol
-from ._schema import SCHEMA_DIR, Schemas, load_schemas
+from ._schema import SCHEMA_DIR, Schemas, load_foreign, load_schemas
 from ._servers import SERVERS, ServerBase
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "CapnpProtocol",
     "Schemas",
     "ServerBase",
+    "load_foreign",
     "load_schemas",
     "make_capnp_protocol",
 ]

@@ -12,12 +12,12 @@ import capnp
 
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import Chain, Echo, Handler, Init, IpcError, RemoteError
-from bitcoin_supervisor.ipc._protocol import Connection, Probe, Protocol, Schema
+from bitcoin_supervisor.ipc._protocol import Connection, ForeignInit, Probe, Protocol, Schema
 
 from . import _clients, _direct, _servers
 from ._link import Link
 from ._loopgc import LoopCollector
-from ._schema import load_schemas
+from ._schema import load_foreign, load_schemas
 
 T = TypeVar("T")
 _logger = log.get_logger()
@@ -117,10 +117,11 @@ class CapnpProtocol(Protocol):
         return result
 
     async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False,
-                      schema: Schema = "bitcoin-supervisor") -> Connection:
+                      schema: Schema | ForeignInit = "bitcoin-supervisor") -> Connection:
         """Bootstrap and construct the peer's Init over ``sock`` (now owned by the link).
 
-        One round trip: ``construct`` with ``makeThread`` pipelined on its result. Waits
+        One round trip: ``construct`` with ``makeThread`` pipelined on its result (a
+        user's Init without ``construct``: none, the Init is used as bootstrapped). Waits
         for the peer's answer (callers add their own timeout). Raises PeerGoneError if the
         link breaks first, RemoteError if the peer's ``construct`` fails.
         """
@@ -130,11 +131,23 @@ class CapnpProtocol(Protocol):
         rpc = capnp.TwoPartyClient(
             stream, traversal_limit_in_words=_direct.traversal_words(LINK_MAX_MESSAGE_BYTES))
         disconnected = _watch(rpc.on_disconnect())
-        attr, interface = _INITS[schema]
-        raw_init = rpc.bootstrap().cast_as(getattr(getattr(self._schemas, attr), interface))
+        link = Link(component=peer, debug=debug)
+        if isinstance(schema, ForeignInit):
+            # The user's file was loaded once already by the config check's own process,
+            # so this load cannot abort the supervisor. Our Init rows (CoreInit: construct
+            # and makeEcho; MpExampleInit: construct) call methods by name only.
+            interface = "CoreInit"
+            raw_init = rpc.bootstrap().cast_as(
+                load_foreign(schema.path, schema.file, schema.init))
+        else:
+            attr, interface = _INITS[schema]
+            raw_init = rpc.bootstrap().cast_as(getattr(getattr(self._schemas, attr),
+                                                       interface))
         try:
-            init = await _clients.construct_init(raw_init, Link(component=peer, debug=debug),
-                                                 interface)
+            if isinstance(schema, ForeignInit) and not schema.construct:
+                init: Any = _clients.proxy(interface, raw_init, link)
+            else:
+                init = await _clients.construct_init(raw_init, link, interface)
         except IpcError:
             stream.close()
             raise

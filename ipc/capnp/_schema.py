@@ -108,12 +108,18 @@ def _parse_into(loader: Any, directory: Path) -> dict[str, int]:
 
 def _copy(schema: Any, loader: Any, seen: set[int]) -> None:
     """Load ``schema``'s node and, recursively, the nodes only reachable through it:
-    nested declarations, method parameter/result structs, groups and field types."""
-    proto = schema.get_proto()
+    nested declarations, method parameter/result structs, groups and field types
+    (structs, enums and interfaces)."""
+    # A field's interface type comes as an _InterfaceSchema, which has only ``node``.
+    parsed = hasattr(schema, "get_proto")
+    proto = schema.get_proto() if parsed else schema.node
     if proto.id in seen:
         return
     seen.add(int(proto.id))
-    loader.load(proto)
+    if parsed:
+        loader.load(proto)
+    else:
+        loader.load_dynamic(proto)
     node = schema.node
     if hasattr(schema, "get_nested"):  # parsed schemas know their nested declarations
         for nested in node.nestedNodes:
@@ -122,11 +128,13 @@ def _copy(schema: Any, loader: Any, seen: set[int]) -> None:
     if kind == "struct":
         for field in schema.as_struct().fields_list:
             proto_field = field.proto
+            # Interfaces too: a user's file reaches Proxy.ThreadMap only through a field.
             if proto_field.which() == "group" or \
-                    proto_field.slot.type.which() in ("struct", "enum"):
+                    proto_field.slot.type.which() in ("struct", "enum", "interface"):
                 _copy(field.schema, loader, seen)
     elif kind == "interface":
-        for method in schema.as_interface().methods.values():
+        interface = schema.as_interface() if hasattr(schema, "as_interface") else schema
+        for method in interface.methods.values():
             _copy(method.param_type, loader, seen)
             _copy(method.result_type, loader, seen)
 
@@ -153,3 +161,44 @@ def _module(loader: Any, node_id: int, name: str) -> Any:
         elif nested_kind == "const":
             setattr(module, str(nested.name), loader.get(nested.id).as_const_value())
     return module
+
+
+def load_foreign(directory: Path, file: str, init: str) -> Any:
+    """Parse a user's ``file`` under ``directory`` and return its top-level interface
+    ``init`` as a pycapnp interface module, or None if the file declares no interface of
+    that name. Absolute imports resolve in our directory (``/mp/proxy.capnp``), then
+    ``directory``, then pycapnp's. The nodes go to a loader of their own, so ours are never touched.
+
+    A broken file (duplicate id, duplicate ordinal) may abort the process from C++: the
+    supervisor runs this first in ``_schemacheck``, a throw-away process, and only after
+    that passed in its own.
+    """
+    stat = (directory / file).stat()
+    key = (str(directory), file, init, stat.st_mtime_ns, stat.st_size)
+    if key in _FOREIGN:  # a restart loads nothing again, unless the file changed
+        return _FOREIGN[key][1]
+    loader = capnp.SchemaLoader()
+    file_id = _parse_foreign(loader, directory, file)
+    module = None
+    for nested in loader.get(file_id).node.nestedNodes:
+        if str(nested.name) == init and loader.get(nested.id).node.which() == "interface":
+            module = _module(loader, int(nested.id), init)
+    # Kept for the life of the process, as load_schemas' loader: a capability cast to a
+    # schema whose loader was freed crashes the process (seen: SIGSEGV).
+    _FOREIGN[key] = (loader, module)
+    return module
+
+
+_FOREIGN: dict[tuple[str, str, str, int, int], tuple[Any, Any]] = {}
+
+
+def _parse_foreign(loader: Any, directory: Path, file: str) -> int:
+    """Copy a user's file (and what it imports) into ``loader``; as ``_parse_into``."""
+    parser = capnp.SchemaParser()
+    # Ours first, as in ``import_path``: "/mp/proxy.capnp" is always our copy, so a user's
+    # file that reuses its id collides here, in the check, not later.
+    ours, pycapnp = import_path()
+    imports = [ours, str(directory), pycapnp]
+    parsed = parser._parse_disk_file(file, str(directory / file), imports)
+    _copy(parsed, loader, set())
+    return int(parsed.get_proto().id)

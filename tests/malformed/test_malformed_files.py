@@ -4,7 +4,9 @@ header gives, and nothing is started: no process, no socket, no datadir.
 
 ``start --config F`` runs each config case, ``policy check F`` each policy case. In the
 expected lines ``{dir}`` stands for the case's directory and ``{python}`` for the
-interpreter the CLI runs under (both differ per machine).
+interpreter the CLI runs under (both differ per machine). A config case ``X.toml`` with a
+directory ``X.schema`` beside it gets that directory as ``schema/`` (a user's Cap'n Proto
+schema, which the config names).
 """
 
 from __future__ import annotations
@@ -49,10 +51,16 @@ def _expected(case: Path, where: Path) -> str:
             .replace("{python}", shebang))
 
 
+def _schema_dir(case: Path) -> Path:
+    return case.with_suffix(".schema")
+
+
 def _run(case: Path, top: Path) -> tuple[Path, Outcome]:
     where = top / f"{case.parent.name}-{case.stem}"
     where.mkdir()
     shutil.copy(case, where)
+    if _schema_dir(case).is_dir():
+        shutil.copytree(_schema_dir(case), where / "schema")
     verb = ["start", "--config"] if case.parent.name == "config" else ["policy", "check"]
     env = {**os.environ, "BITCOIN_SUPERVISOR_RUNTIME_DIR": str(where / "run")}
     try:
@@ -103,5 +111,6 @@ def test_malformed_file_is_refused_with_one_located_line(
     assert outcome.returncode == 2
     assert outcome.stdout == ""
     # Nothing started: no datadir, control socket or runtime record, no process.
-    assert outcome.left == [case.name]
+    assert outcome.left == sorted([case.name] + (["schema"] if _schema_dir(case).is_dir()
+                                                 else []))
     assert outcome.strays == []

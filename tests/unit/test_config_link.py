@@ -3,6 +3,7 @@ schemas, health checks, start timeout."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -120,6 +121,10 @@ def test_config_spells_the_ipc_names_as_ipc_does() -> None:
     assert _configipc.FD_PLACEHOLDER == ipc.FD_PLACEHOLDER
     assert _configipc.DATADIR_PLACEHOLDER == ipc.DATADIR_PLACEHOLDER
     assert set(_configipc.HEALTH_CHECKS) - {"none"} == set(ipc.PROBES)
+    # The component hands the IPC layer where a user's schema is: every field it needs
+    # is one the config check filled in.
+    wire = {f.name for f in dataclasses.fields(ipc.ForeignInit)}
+    assert wire <= {f.name for f in dataclasses.fields(_configipc.ForeignSchema)}
 
 
 def _cxx(name: str, schema: str, key: str, value: str) -> str:
