@@ -57,7 +57,6 @@ from ._forkserver import ForkServers, role_entry
 __all__ = ["ComponentLauncher", "ConfinedLauncher", "LaunchSpec"]
 
 
-
 @dataclass(frozen=True)
 class LaunchSpec:
     """One component run to start: its name, command line template (``{fd}``), the
@@ -118,6 +117,7 @@ class ComponentLauncher(ABC):
         """How the launch of process ``pid`` went (step ms, which path), once; empty if
         unknown. Never raises."""
         return {}
+
     async def unmount(self, spec: LaunchSpec) -> None:
         """Unmount the component's disk image (it has stopped); a no-op without one.
         Never raises (a failure is logged: the next start reuses the mount)."""
@@ -158,7 +158,7 @@ class ConfinedLauncher(ComponentLauncher):
         template = await self._forks.get(entry, network=network) if entry else None
         if entry and template is None:
             get_logger().warning("fork_server.fallback", component=spec.name,
-                                     entry=entry, reason="no template ready")
+                                 entry=entry, reason="no template ready")
         parent_pid = template.pid if template is not None else None
         limits = spec.policy.cgroup if spec.policy is not None else None
         source = spec.policy.source if spec.policy is not None else spec.source
@@ -201,7 +201,7 @@ class ConfinedLauncher(ComponentLauncher):
                         intro=(INTRO_FD_ENV, keep[0]) if keep else None)
                 except SpawnError as exc:
                     get_logger().warning("fork_server.fallback", component=spec.name,
-                                             entry=entry, reason=str(exc))
+                                         entry=entry, reason=str(exc))
                     cold = plan_fd(dataclasses.replace(planned, parent_pid=os.getpid()))
                     os.close(fd)
                     fd = cold
