@@ -303,9 +303,7 @@ def _reload(args: argparse.Namespace) -> int:
         case _:
             raise _unexpected(reply)
     if args.json:
-        shown = reply.to_json()
-        del shown["ok"]
-        print(json.dumps(shown, indent=2))
+        _print_json(reply)
     else:
         for what in ("added", "removed", "changed", "unchanged"):
             names = getattr(reply, what)
@@ -318,6 +316,13 @@ def _refused(reply: ErrorReply) -> int:
     usage = reply.code in (ErrorCode.UNKNOWN_COMPONENT, ErrorCode.BAD_REQUEST,
                            ErrorCode.BAD_CONFIG)
     return EXIT_USAGE if usage else EXIT_FAILED
+
+
+def _print_json(reply: Reply) -> None:
+    """A reply for scripts: its record without the envelope's ``ok``."""
+    shown = reply.to_json()
+    del shown["ok"]
+    print(json.dumps(shown, indent=2))
 
 
 def _unexpected(reply: Reply) -> ProtocolError:
@@ -353,9 +358,7 @@ def _status(args: argparse.Namespace) -> int:
         case ComponentReply() | Accepted() | ReloadReply():
             raise _unexpected(reply)
     if args.json:
-        shown = reply.to_json()
-        del shown["ok"]
-        print(json.dumps(shown, indent=2))
+        _print_json(reply)
     else:
         sys.stdout.write(format_status(reply, color=sys.stdout.isatty()))
     return EXIT_OK
