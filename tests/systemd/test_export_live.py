@@ -3,7 +3,6 @@ activated, confined as its unit says, and answers over the accepted connection."
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 from pathlib import Path
@@ -31,19 +30,22 @@ def _export(systemd: BootedSystemd, config: Path) -> dict[str, str]:
     return {Path(line).name: Path(line).read_text() for line in out.stdout.splitlines()}
 
 
-def _add_user(systemd: BootedSystemd, name: str, uid: str, gid: str) -> None:
-    """Create user ``name`` the way systemd's userdb reads it (JSON user records, as
-    ``/etc/userdb/`` would hold them; here in the booted system's /run, leaving the host's
-    /etc untouched): the exported units name their role's uid, which must resolve."""
-    systemd.run("mkdir", "-p", "/run/userdb")
-    userdb = systemd.inside("/run/userdb")
-    (userdb / f"{name}.user").write_text(json.dumps(
-        {"userName": name, "uid": int(uid), "gid": int(gid), "disposition": "system",
-         "homeDirectory": "/", "shell": "/usr/sbin/nologin"}))
-    (userdb / f"{uid}.user").symlink_to(f"{name}.user")
-    (userdb / f"{name}.group").write_text(json.dumps(
-        {"groupName": name, "gid": int(gid), "disposition": "system"}))
-    (userdb / f"{gid}.group").symlink_to(f"{name}.group")
+def _add_users(systemd: BootedSystemd, users: dict[str, tuple[str, str]]) -> None:
+    """Create ``users`` (name -> (uid, gid)) as the install steps would, in the booted
+    system only: copies of the host's /etc/passwd and /etc/group with their lines added
+    are bind-mounted over the originals in its private mount namespace (the host's /etc
+    is untouched). Plain files, because "files" is in every nsswitch.conf: JSON userdb
+    records reach systemd's user lookup only through nss-systemd, which a minimal
+    Debian 12 lacks (the exported units then failed with status 217/USER there)."""
+    for db, line in (("passwd", "{name}:x:{uid}:{gid}::/:/usr/sbin/nologin"),
+                     ("group", "{name}:x:{gid}:")):
+        copy = systemd.state / db
+        lines = Path(f"/etc/{db}").read_text().rstrip("\n").splitlines()
+        lines += [line.format(name=name, uid=uid, gid=gid)
+                  for name, (uid, gid) in sorted(users.items())]
+        copy.write_text("\n".join(lines) + "\n")
+        copy.chmod(0o644)
+        systemd.run("mount", "--bind", systemd.inner(copy), f"/etc/{db}")
 
 
 def _proc_status(systemd: BootedSystemd, pid: int) -> dict[str, str]:
@@ -64,11 +66,12 @@ def test_exported_units_run_each_component_confined_and_serving(tmp_path: Path) 
         config = systemd.state / "multiprocess.toml"
         bundled_config(config, DATADIR)
         units = _export(systemd, config)
+        users = {}
         for name in COMPONENTS:
             service = units[f"bitcoin-supervisor-{name}@.service"]
             # The install steps (systemd/README.md): the role's user, its datadir.
             uid, gid = _directive(service, "User"), _directive(service, "Group")
-            _add_user(systemd, f"bitcoin-supervisor-{name}", uid, gid)
+            users[f"bitcoin-supervisor-{name}"] = (uid, gid)
             datadir = _directive(service, "ReadWritePaths")
             assert datadir == f"{DATADIR}/{name}"
             systemd.run("install", "-d", "-m", "0700", "-o", uid, "-g", gid, datadir)
@@ -76,6 +79,7 @@ def test_exported_units_run_each_component_confined_and_serving(tmp_path: Path) 
                 dropin = systemd.units / f"bitcoin-supervisor-{name}@.service.d"
                 dropin.mkdir()
                 (dropin / "checkout.conf").write_text(shown)
+        _add_users(systemd, users)
         systemd.systemctl("daemon-reload")
         for name in sorted(COMPONENTS):
             systemd.systemctl("start", f"bitcoin-supervisor-{name}.socket")
@@ -93,8 +97,13 @@ def test_exported_units_run_each_component_confined_and_serving(tmp_path: Path) 
                     echo = await connection.init.make_echo()
                     answers[name] = await echo.echo(f"hello {name}")
                 except Exception as exc:  # the instance's own account says why
-                    log = systemd.run("journalctl", "-o", "cat", "--no-pager", "-n", "60",
+                    # systemd's own account too: a unit that never ran its program
+                    # (status 217/USER, 203/EXEC …) leaves nothing of the component's.
+                    log = systemd.run("journalctl", "--no-pager", "-n", "60",
                                       check=False).stdout
+                    log += systemd.run("systemctl", "status", "--no-pager", "-l", "--all",
+                                       f"bitcoin-supervisor-{name}@*.service",
+                                       check=False).stdout
                     raise AssertionError(f"{name}: {exc}\n{log}") from exc
 
                 # While it serves: the instance systemd started for this connection runs
