@@ -52,6 +52,38 @@ class _LightLogger:
         self._emit("error", event, keys)
 
 
+class _NeverRaises:
+    """A text stream whose writes never raise: once the reader of the daemon's stderr is
+    gone (the terminal closed, the parent killed, journald restarted) every log call
+    would raise BrokenPipeError into whatever was logging, e.g. the shutdown it was
+    reporting, which then never finished. Lost lines are lost; the work goes on.
+    (structlog's loggers write straight to their file; it has no such option.)"""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return 0
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except ValueError:
+            return False
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
 def configure_light(stream: TextIO | None = None) -> None:
     """Log JSON lines to ``stream`` (stderr) without importing structlog, until
     ``configure`` is called. Never raises."""
@@ -95,7 +127,7 @@ def configure(*, json: bool | None = None, stream: TextIO | None = None,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.PrintLoggerFactory(_NeverRaises(out)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

@@ -7,11 +7,14 @@ import asyncio
 import base64
 import http.client
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bitcoin_supervisor.sandbox import bind_to_parent
 
 from ._children import ROLES, SpawnVariant, free_port
 
@@ -163,10 +166,15 @@ async def start_daemon(workdir: Path, variant: SpawnVariant, *, extra: str = "",
         fork_server="true" if fork_server else "false",
         extra="".join(_RESTART.format(name=role) for role in ROLES)
         + extra.format(**sandboxes)))
+    bench = os.getpid()
+    # The daemon stops in order (SIGTERM: components, mounts) when the bench dies
+    # unasked, e.g. killed by a test's deadline: in its own session, nothing else would
+    # end it.
     process = await asyncio.create_subprocess_exec(
         CLI, "start", "--config", str(config), "--log-format", "json",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        preexec_fn=lambda: bind_to_parent(bench, signal.SIGTERM))
     daemon = RunningDaemon(process, config, rpcport)
     try:
         _, first = await daemon.wait_event(
