@@ -30,7 +30,22 @@ class Place:
     parent: Path
 
     def leaf(self, name: str, pid: int) -> Path:
-        return self.parent / CGROUP_PARENT / f"{name}-{pid}"
+        """The legacy child-side cgroup of ``name`` started as ``pid``:
+        ``<name>-<pid>.<pid namespace>``. A pid means something only in its own pid
+        namespace, and the hierarchy is shared by every namespace on the host: without
+        the namespace, a supervisor (or test suite) in a container pruned a cgroup it
+        took for a dead process's while the process that had just made it, in another
+        namespace, was about to join it."""
+        return self.parent / CGROUP_PARENT / f"{name}-{pid}.{pid_namespace()}"
+
+
+def pid_namespace() -> int:
+    """Inode of this process's pid namespace (stable for its life; never raises: 0 when
+    /proc cannot say)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
 
 
 def _unescape(field: str) -> str:

@@ -3,7 +3,8 @@ uses ``create_cgroup``): find the memory and pids controllers (v2 or v1) at run 
 move the calling process into a cgroup of its own with the policy's limits, and remove
 that cgroup once the component is gone; plus what ``status`` shows about them.
 
-Each component gets ``<own cgroup>/bitcoin-supervisor/<name>-<pid>`` in every hierarchy
+Each component gets ``<own cgroup>/bitcoin-supervisor/<name>-<pid>.<pid namespace>`` in
+every hierarchy
 that carries a controller it needs, where ``<own cgroup>`` is the cgroup the caller
 inherited from the supervisor (nested, so limits set above the supervisor still hold).
 """
@@ -24,6 +25,7 @@ from ._cgroupfs import (
     Place,
     enable,
     mkdir,
+    pid_namespace,
     read_usage,
     rmdir_when_empty,
     rmdirs,
@@ -51,7 +53,8 @@ def cgroup_dirs(name: str, pid: int) -> dict[str, Path]:
 
 def join_cgroups(limits: CgroupLimits, name: str, source: Path) -> dict[str, Path] | None:
     """Move the calling process (and so every process it later forks) into its own
-    cgroup ``<own>/bitcoin-supervisor/<name>-<pid>`` with ``limits`` written first.
+    cgroup ``<own>/bitcoin-supervisor/<name>-<pid>.<pid namespace>`` with ``limits``
+    written first.
 
     Returns the directory per controller, or None when the limits were skipped because
     the host cannot apply them and ``limits.optional`` allows that (logs
@@ -102,8 +105,11 @@ def _prepare(place: Place, name: str, pid: int, limits: CgroupLimits,
 
 def _prune(parent: Path, name: str, pid: int) -> None:
     """Remove the cgroups of components whose process is gone, in case nobody called
-    remove_cgroups for them (a crashed supervisor, a component started by hand)."""
+    remove_cgroups for them (a crashed supervisor, a component started by hand). Only
+    those named for this pid namespace: another namespace's pids cannot be checked here
+    (see ``Place.leaf``)."""
     pruned = []
+    namespace = str(pid_namespace())
     try:
         entries = list(parent.iterdir()) if parent.is_dir() else []
     except OSError:
@@ -111,8 +117,9 @@ def _prune(parent: Path, name: str, pid: int) -> None:
     for entry in entries:
         # Names with "@" belong to supervisor-owned cgroups (``create_cgroup``): their
         # owner removes them, and the number in them is no pid.
-        found = re.fullmatch(r"[^@]+-(\d+)", entry.name)
-        if not found or not entry.is_dir() or _alive(int(found[1])):
+        found = re.fullmatch(r"[^@]+-(\d+)\.(\d+)", entry.name)
+        if (not found or found[2] != namespace or not entry.is_dir()
+                or _alive(int(found[1]))):
             continue
         try:
             entry.rmdir()  # refused (EBUSY) while any process is still inside

@@ -203,7 +203,7 @@ def _spawn(role: str, probe: Probe, base: Path, rpcport: int,
             remove_cgroups(role, child.pid)
             return ProbeResult(role, probe.name, probe.what, probe.expected, "timeout",
                                time.monotonic() - start, "no result within 30 s")
-    remove_cgroups(role, child.pid)  # the probe joined <role>-<its pid> (apply's name)
+    remove_cgroups(role, child.pid)  # the probe joined <role>-<its pid>.<pid ns> (apply's name)
     observed, detail = _observed(subprocess.CompletedProcess(cmd, child.returncode, out, err))
     return ProbeResult(role, probe.name, probe.what, probe.expected, observed,
                        time.monotonic() - start, detail)

@@ -77,7 +77,7 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
     SandboxError at the first step that fails (the caller must exit: fail closed).
     As root the role runs as the policy's outer uid/gid; unprivileged, it relies on
     user namespaces. With a ``[cgroup]`` section, the calling process (so the waiter and
-    the role forked from it) first joins ``bitcoin-supervisor/<name>-<pid>``.
+    the role forked from it) first joins ``bitcoin-supervisor/<name>-<pid>.<pid namespace>``.
     """
     timer = _Timer()
     last_cap()  # read /proc/sys now: the view's proc shows processes only

@@ -26,6 +26,7 @@ from bitcoin_supervisor.sandbox import (
     prepare_supervisor_cgroup,
     remove_cgroups,
 )
+from bitcoin_supervisor.sandbox._cgroupfs import places
 
 from .conftest import NOBODY
 
@@ -245,7 +246,7 @@ def test_the_child_side_join_never_prunes_a_supervisor_owned_cgroup(
     cgroup = create_cgroup(CgroupLimits(64 * _MIB, 16), "pruned", source=SOURCE)
     assert cgroup is not None
     cgroups.append(cgroup)
-    # The legacy path removes empty siblings named "<name>-<dead pid>"; an owned cgroup
+    # The legacy path removes empty siblings named "<name>-<dead pid>.<pid ns>"; an owned cgroup
     # is empty between create and spawn and its sequence number is no pid.
     legacy = subprocess.run(
         [sys.executable, "-c", "import os\nfrom pathlib import Path\n"
@@ -256,3 +257,33 @@ def test_the_child_side_join_never_prunes_a_supervisor_owned_cgroup(
         check=True, capture_output=True, text=True)
     remove_cgroups("legacy", int(legacy.stdout.split()[-1]))
     assert all(d.is_dir() for d in cgroup.dirs.values())
+
+
+def test_the_child_side_join_prunes_only_its_own_pid_namespace_s_cgroups() -> None:
+    # The hierarchy is the host's, pids are per namespace: a dead pid here may be a live
+    # process in a container that is about to join the cgroup it just made.
+    other = subprocess.run(["unshare", "--pid", "--fork", "stat", "-Lc", "%i",
+                            "/proc/self/ns/pid"], check=True, capture_output=True, text=True)
+    own, foreign = os.stat("/proc/self/ns/pid").st_ino, int(other.stdout)
+    assert own != foreign
+    dead = 4_194_303  # above this host's pid_max: no process has it anywhere
+    parents = {p.leaf("x", 1).parent for p in places(("memory", "pids"))[0]}
+    assert parents, "no memory/pids hierarchy found for this process"
+    made = [parent / f"legacy-{dead}.{ns}" for parent in parents for ns in (own, foreign)]
+    for d in made:
+        d.mkdir(parents=True)
+    try:
+        joined = subprocess.run(
+            [sys.executable, "-c", "import os\nfrom pathlib import Path\n"
+             "from bitcoin_supervisor.sandbox import CgroupLimits\n"
+             "from bitcoin_supervisor.sandbox._cgroups import join_cgroups\n"
+             "join_cgroups(CgroupLimits(64 << 20, 16), 'legacy', Path('x'))\n"
+             "print(os.getpid())\n"],
+            check=True, capture_output=True, text=True)
+        remove_cgroups("legacy", int(joined.stdout.split()[-1]))
+        assert not any(d.exists() for d in made if d.name.endswith(f".{own}")), made
+        assert all(d.is_dir() for d in made if d.name.endswith(f".{foreign}")), made
+    finally:
+        for d in made:
+            if d.exists():
+                d.rmdir()

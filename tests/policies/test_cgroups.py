@@ -132,7 +132,8 @@ def test_child_and_its_role_join_their_own_cgroup_with_the_limits(
         assert result is not None, child.finish()
         dirs = cgroup_dirs(child.name, child.pid)
         assert set(dirs) == {"memory", "pids"}
-        leaf = f"/{CGROUP_PARENT}/{child.name}-{child.pid}"
+        namespace = os.stat("/proc/self/ns/pid").st_ino  # the child's pid is one of ours
+        leaf = f"/{CGROUP_PARENT}/{child.name}-{child.pid}.{namespace}"
         role = psutil.Process(child.pid).children()
         assert len(role) == 1, "the role runs as the waiter's only child"
         for pid in (child.pid, role[0].pid):
