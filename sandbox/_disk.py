@@ -18,8 +18,10 @@ call them. A mount left behind by a supervisor that was SIGKILLed is found again
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -112,7 +114,7 @@ class DiskImage:
         """
         mounted = _mounted_source(self.mountpoint)
         if mounted is not None:
-            if _backing_file(mounted) != self.image.resolve():
+            if not _backs(mounted, self.image):
                 raise SandboxError(
                     f"datadir {self.mountpoint} is already a mount point ({mounted}), not "
                     f"of {self.image}; unmount it first")
@@ -146,7 +148,7 @@ class DiskImage:
         it); True when something was unmounted. Retries a busy mount for a few seconds
         (a process of the component still exiting), then raises SandboxError."""
         source = _mounted_source(self.mountpoint)
-        if source is None or _backing_file(source) != self.image.resolve():
+        if source is None or not _backs(source, self.image):
             return False
         deadline = time.monotonic() + 5.0
         while True:
@@ -169,7 +171,7 @@ class DiskImage:
         not mounted. Never raises."""
         try:
             source = _mounted_source(self.mountpoint)
-            if source is None or _backing_file(source) != self.image.resolve():
+            if source is None or not _backs(source, self.image):
                 return None
             st = os.statvfs(self.mountpoint)
         except (OSError, SandboxError):
@@ -289,27 +291,50 @@ def _mounted_source(mountpoint: Path) -> str | None:
     return found
 
 
-def _backing_file(device: str) -> Path | None:
-    """The file behind loop device ``device`` (e.g. /dev/loop3), None for any other
-    device or a detached loop."""
+# ioctl(LOOP_GET_STATUS64) and the head of its struct loop_info64 (linux/loop.h):
+# lo_device, lo_inode (u64 each), of a struct of 232 bytes.
+_LOOP_GET_STATUS64 = 0x4C05
+_LOOP_INFO64_SIZE = 232
+
+
+def _backs(device: str, image: Path) -> bool:
+    """True when loop device ``device`` (e.g. /dev/loop3) serves the file ``image``.
+
+    Compared by the file's device and inode number as the kernel holds them, not by
+    path: /sys shows a backing file's path as seen from the root of whoever reads it,
+    so the same path may name another installation's image in another mount namespace
+    (a container, the fresh-system check), whose device this one must never take for
+    its own. Never raises: False for any other device, a detached loop or an error.
+    """
     name = os.path.basename(device)
     if not name.startswith("loop"):
-        return None
+        return False
     try:
-        text = Path(f"/sys/block/{name}/loop/backing_file").read_text(encoding="utf-8")
+        st = os.stat(image)
+        fd = os.open(f"/dev/{name}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
-        return None
-    return Path(text.strip().removesuffix(" (deleted)"))
+        return False
+    try:
+        info = bytearray(_LOOP_INFO64_SIZE)
+        fcntl.ioctl(fd, _LOOP_GET_STATUS64, info)
+    except OSError:  # ENXIO: no file attached
+        return False
+    finally:
+        os.close(fd)
+    lo_device, lo_inode = struct.unpack_from("=QQ", info)
+    # The kernel's huge_encode_dev: minor's low byte, major, minor's high bits.
+    major, minor = (lo_device & 0xFFF00) >> 8, (lo_device & 0xFF) | ((lo_device >> 12) & 0xFFF00)
+    return lo_inode == st.st_ino and (major, minor) == (os.major(st.st_dev),
+                                                         os.minor(st.st_dev))
 
 
 def _loops_of(image: Path) -> list[str]:
     """The loop devices (/dev/loopN) attached to ``image``."""
-    target = image.resolve()
     try:
         names = [n for n in os.listdir("/sys/block") if n.startswith("loop")]
     except OSError:
         return []
-    return [f"/dev/{n}" for n in names if _backing_file(f"/dev/{n}") == target]
+    return [f"/dev/{n}" for n in names if _backs(f"/dev/{n}", image)]
 
 
 def _detach_stale(image: Path) -> None:

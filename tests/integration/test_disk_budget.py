@@ -405,3 +405,34 @@ start_limit_interval_s = 60
     finally:
         stop_system(system)
     _assert_nothing_left(tmp_path)
+
+
+_SAME_PATH = """
+import subprocess, sys
+from pathlib import Path
+from bitcoin_supervisor.sandbox._disk import _backs, _loops_of
+ours, theirs, device = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+assert _backs(device, ours) and _loops_of(ours) == [device]
+# In this mount namespace the path now names another file (as the same path does in a
+# container); /sys still shows the loop's file under that path.
+subprocess.run(["mount", "--bind", str(theirs), str(ours)], check=True)
+assert Path(f"/sys/block/{Path(device).name}/loop/backing_file").read_text().strip() == str(ours)
+print(_backs(device, ours), _loops_of(ours))
+"""
+
+
+def test_a_loop_device_is_known_by_its_file_not_by_its_path(tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "disk.img", tmp_path / "other.img"
+    for image in (ours, theirs):
+        with open(image, "wb") as f:
+            f.truncate(1 << 20)
+    device = subprocess.run(["losetup", "--find", "--show", str(ours)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    try:
+        seen = subprocess.run(["unshare", "--mount", "--propagation", "private",
+                               sys.executable, "-c", _SAME_PATH, str(ours), str(theirs),
+                               device], capture_output=True, text=True, timeout=60)
+        assert seen.returncode == 0, seen.stderr
+        assert seen.stdout.split() == ["False", "[]"], seen.stdout
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)
