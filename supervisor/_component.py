@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -83,6 +84,8 @@ class ComponentSnapshot:
     waiting: bool = False
     # While running with a health check: (check, checks passed, seconds since the last).
     health: tuple[str, int, float | None] | None = None
+    # With ``standby = true``: (its pid or None while none exists, ready to promote).
+    standby: tuple[int | None, bool] | None = None
 
 
 class Component:
@@ -140,6 +143,14 @@ class Component:
         self.image = images / f"{config.name}.img" if images is not None else None
         self.disk = (DiskImage(self.image, config.datadir, config.disk)
                      if self.image is not None and config.disk is not None else None)
+        # The warm standby (``config.standby``): its run, that run's task, the task that
+        # keeps one, and the background end of a run a promotion replaced.
+        self._standby: ProcessRun | None = None
+        self._standby_task: asyncio.Task[RunEnd] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._drops: set[asyncio.Task[None]] = set()  # standbys being stopped
+        self._replaced: ProcessRun | None = None  # the last run a promotion replaced
 
     # -- read side -------------------------------------------------------------------
     @property
@@ -177,6 +188,18 @@ class Component:
         or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
         run = self._run
         return run.usage() if run is not None else None
+
+    def standby_usage(self) -> dict[str, int] | None:
+        """The standby process tree's resource usage (its own cgroup), None without one
+        or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
+        run = self._standby
+        return run.usage() if run is not None else None
+
+    @property
+    def standby_pid(self) -> int | None:
+        """The standby process's pid while one exists, else None."""
+        run = self._standby
+        return run.pid if run is not None else None
 
     def disk_usage(self) -> DiskUsage | None:
         """What its mounted disk image holds and can hold; None without a mounted image.
@@ -216,7 +239,9 @@ class Component:
             datadir=self.config.datadir, policy=self.policy, confinement=self.confinement,
             pending_job=self._pending.kind.value if self._pending else None,
             degraded=down[0] if down else None, waiting=bool(down and down[1]),
-            health=self.health())
+            health=self.health(),
+            standby=((self.standby_pid, bool(self._standby and self._standby.ready))
+                     if self.config.standby else None))
 
     def health(self) -> tuple[str, int, float | None] | None:
         """While RUNNING with a health check configured: the check, how many passed in
@@ -256,12 +281,13 @@ class Component:
         """Stop it (SIGTERM, then the whole tree after its timeout); returns when down.
         ``reason`` is what status shows afterwards (the user, or the daemon's shutdown)."""
         await self._submit(Job(JobKind.STOP, reason=reason))
+        await self._drop_standby()  # normally dropped already, at STOPPED: wait for it
         if not self._goal and self._run is None:  # down, and no start came meanwhile
             await self._launcher.unmount(self._spec())
 
     async def request_restart(self) -> None:
         """Stop then start again as one job; returns once it is running or failed."""
-        await self._submit(Job(JobKind.RESTART))
+        await self._submit(Job(JobKind.RESTART))  # its stop drops the standby (at STOPPED)
 
     async def _submit(self, job: Job) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -357,8 +383,9 @@ class Component:
                 return False
         return True
 
-    def _spec(self) -> LaunchSpec:
-        return LaunchSpec(name=self.name, argv=self.config.argv, env=self._child_env(),
+    def _spec(self, standby: bool = False) -> LaunchSpec:
+        return LaunchSpec(name=self.name, argv=self.config.argv,
+                          env=self._child_env(standby),
                           datadir=Path(self.settings.datadir), policy=self.policy,
                           socket=self.config.socket,
                           link_timeout_s=self._timeouts.bootstrap_s,
@@ -366,35 +393,199 @@ class Component:
                           fork_server=self.config.fork_server, disk=self.disk,
                           image=self.image)
 
+    def _make_run(self, *, standby: bool) -> ProcessRun:
+        def on_state(state: ComponentState) -> None:
+            if self._run is run:  # a standby's or a replaced run's states are not ours
+                self._on_run_state(state)
+        run = ProcessRun(self._spec(standby), launcher=self._launcher,
+                         protocol=self._protocol, broker=self._broker,
+                         debug_ipc="ipc" in self._debug, timeouts=self._timeouts,
+                         on_state=on_state, log=self._log.bind(standby=True) if standby
+                         else self._log, relay=self._relay,
+                         schema=_wire_schema(self.config.schema),
+                         health=self.config.health, standby=standby)
+        return run
+
     async def _run_once(self) -> float | None:
-        """One process run from launch to reaped; return a restart delay or None."""
+        """One process run from launch to reaped; return a restart delay or None. A
+        ready standby is promoted instead of launching; when the process dies while a
+        standby is ready, the delay is returned as soon as its tree is gone and the
+        run's cleanup goes on in the background."""
         self._set(ComponentState.STARTING, ExitReason.NONE)
         self._tracker.record_start()
         self._last_confinement = None
-        run = ProcessRun(self._spec(), launcher=self._launcher, protocol=self._protocol,
-                         broker=self._broker, debug_ipc="ipc" in self._debug,
-                         timeouts=self._timeouts, on_state=self._on_run_state, log=self._log,
-                         relay=self._relay, schema=_wire_schema(self.config.schema),
-                         health=self.config.health)
-        run.previous = self._previous_exit
-        self._run = run
+        run, task = self._take_standby()
+        if run is None or task is None:
+            run = self._make_run(standby=False)
+            run.previous = self._previous_exit
+            self._run = run
+            task = asyncio.create_task(run.execute())
+        else:
+            self._run = run
+            self._report_promotion(run, task)
         try:
-            end = await run.execute()
+            gone = asyncio.create_task(run.gone.wait())
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            if not task.done() and self._standby_ready() and not self._interrupted():
+                # Promote now: the old tree is gone; its cgroup and log wait.
+                self._last_confinement = run.confinement
+                end = RunEnd(run.pid, run.returncode, None, False, False, None)
+                self._run = None
+                self._background_task(self._finish(run, task))
+                return self._after_exit(end)
+            end = await task
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
         finally:
             self._run = None
-        marks = run.marks
-        self._previous_exit = ((marks["exit_seen"], marks["cleaned"])
-                               if "exit_seen" in marks and "cleaned" in marks else None)
-        self._last_confinement = run.confinement
+        self._note_end(run)
         full = False
         if end.returncode == EX_TEMPFAIL and self.disk is not None:  # statvfs: off the loop
             usage = await asyncio.get_running_loop().run_in_executor(None, self.disk_usage)
             full = usage is not None and usage.full
         return self._after_exit(end, disk_full=full)
 
+    def _note_end(self, run: ProcessRun) -> None:
+        marks = run.marks
+        self._previous_exit = ((marks["exit_seen"], marks["cleaned"])
+                               if "exit_seen" in marks and "cleaned" in marks else None)
+        self._last_confinement = run.confinement
+
+    def _background_task(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _finish(self, run: ProcessRun, task: asyncio.Task[RunEnd]) -> None:
+        """The end of a run a standby replaced: wait for its cleanup (cgroup), then add
+        what only the cleanup learns (a sandbox kill) to the exit shown in status."""
+        end = await task
+        marks = run.marks
+        self._previous_exit = ((marks["exit_seen"], marks["cleaned"])
+                               if "exit_seen" in marks and "cleaned" in marks else None)
+        last = self.last_exit
+        if end.detail and last is not None and last.detail is None:
+            self.last_exit = dataclasses.replace(last, detail=end.detail)
+        self._replaced = run
+
+    def _standby_ready(self) -> bool:
+        run, task = self._standby, self._standby_task
+        return run is not None and run.ready and task is not None and not task.done()
+
+    def _take_standby(self) -> tuple[ProcessRun | None, asyncio.Task[RunEnd] | None]:
+        """The ready standby, promoted, and its task; (None, None) when there is none."""
+        if not self._standby_ready():
+            return None, None
+        run, task = self._standby, self._standby_task
+        self._standby = self._standby_task = None
+        assert run is not None
+        self._log.info("component.standby_promoted", pid=run.pid)
+        run.promote()
+        return run, task
+
+    def _report_promotion(self, run: ProcessRun, task: asyncio.Task[RunEnd]) -> None:
+        """Once the promoted ``run`` serves and the replaced run is cleaned up: log
+        ``component.restored`` and start keeping a fresh standby."""
+        replaced = list(self._background)
+
+        async def report() -> None:
+            served = asyncio.create_task(run.served.wait())
+            await asyncio.wait({served, task}, return_when=asyncio.FIRST_COMPLETED)
+            served.cancel()
+            await asyncio.gather(*replaced, return_exceptions=True)
+            if run.served.is_set():
+                self._log_restored(self._replaced, run)
+            self._ensure_keeper()
+        self._background_task(report())
+
+    def _log_restored(self, old: ProcessRun | None, new: ProcessRun) -> None:
+        was = old.marks if old is not None else {}
+        now = new.marks
+
+        def ms(start: float | None, end: float | None) -> float | None:
+            return None if start is None or end is None else round((end - start) * 1000, 3)
+        exit_seen = was.get("exit_seen")
+        served = now.get("first_call", now.get("brokered"))
+        self._log.info(
+            "component.restored", pid=new.pid, total_ms=ms(exit_seen, served),
+            standby=True,
+            # How long the standby had been waiting, ready: seconds, not a step.
+            standby_waited_s=round(now["promote"] - now["ready"], 3)
+            if "promote" in now and "ready" in now else None,
+            steps_ms={"exit_to_tree_gone": ms(exit_seen, was.get("gone")),
+                      "tree_gone_to_promote": ms(was.get("gone"), now.get("promote")),
+                      "activate": ms(now.get("promote"), now.get("activated")),
+                      "rebroker": ms(now.get("activated"), now.get("brokered")),
+                      "first_call": ms(now.get("brokered"), now.get("first_call")),
+                      "exit_to_cgroup_killed": ms(exit_seen, was.get("cleaned"))})
+
+    # -- the warm standby -------------------------------------------------------------
+    def _ensure_keeper(self) -> None:
+        """Keep a standby while the component runs (config ``standby``). Never blocks."""
+        if (self.config.standby and self._keeper is None and self._goal
+                and self.state is ComponentState.RUNNING and self._run is not None):
+            self._keeper = asyncio.create_task(self._keep_standby())
+
+    async def _keep_standby(self) -> None:
+        """Start standbys, one at a time, until one is promoted or the component stops
+        running; a standby lost before promotion is replaced after a backoff."""
+        me = asyncio.current_task()
+        failures = 0
+        try:
+            while (self._goal and not self._interrupted()
+                   and self.state is ComponentState.RUNNING):
+                run = self._make_run(standby=True)
+                task = asyncio.create_task(run.execute())
+                self._standby, self._standby_task = run, task
+                await run.standby_over.wait()
+                if run.promoted:
+                    return
+                end = await task
+                if self._standby is run:
+                    self._standby = self._standby_task = None
+                if run.stop_requested:
+                    return
+                failures = 1 if "ready" in run.marks else failures + 1
+                cfg = self.config.restart
+                # Floored: a standby that cannot start must not become a tight loop.
+                delay = max(0.1, min(cfg.backoff_initial_s * cfg.backoff_multiplier
+                                     ** min(failures - 1, 64), cfg.backoff_max_s))
+                code, sig = _split(end.returncode)
+                self._log.warning("component.standby_lost", pid=end.pid, exit_code=code,
+                                  signal=signal.Signals(sig).name if sig else None,
+                                  reason=(end.failure or classify_exit(code, sig)).value
+                                  if end.returncode is not None or end.failure else None,
+                                  detail=end.detail, retry_s=delay)
+                await self._sleep(delay)
+        finally:
+            if self._keeper is me:
+                self._keeper = None
+
+    async def _drop_standby(self, *, settled: bool = True) -> None:
+        """Stop keeping a standby and end the one there is (its process gone on
+        return; with ``settled``, every standby dropped before too). Never raises but
+        CancelledError."""
+        keeper, self._keeper = self._keeper, None
+        run, task = self._standby, self._standby_task
+        self._standby = self._standby_task = None
+        if keeper is not None:
+            keeper.cancel()
+        if run is not None and not run.promoted:
+            run.stop()
+        waits = [t for t in (keeper, task) if t is not None]
+        if settled:
+            waits += list(self._drops)
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+
     def _on_run_state(self, state: ComponentState) -> None:
         self._set(state, ExitReason.NONE if state is ComponentState.RUNNING
                   else self.machine.reason)
+        if state is ComponentState.RUNNING and self._run is not None and \
+                not self._run.promoted:
+            self._ensure_keeper()  # a promoted run's report starts it, after the cleanup
 
     def _after_exit(self, end: RunEnd, *, disk_full: bool = False) -> float | None:
         if end.returncode is None or end.failure is ExitReason.UNCONFINED:
@@ -454,6 +645,11 @@ class Component:
 
     def _set(self, state: ComponentState, reason: ExitReason) -> None:
         self.machine.set_state(state, reason)
+        if state in (ComponentState.STOPPED, ComponentState.FAILED) and (
+                self._keeper is not None or self._standby is not None):
+            drop = asyncio.ensure_future(self._drop_standby(settled=False))
+            self._drops.add(drop)
+            drop.add_done_callback(self._drops.discard)
         if self._active is not None and state in (ComponentState.RUNNING,
                                                   ComponentState.FAILED):
             _resolve(self._active.waiters)  # the asked-for start has settled
@@ -471,9 +667,9 @@ class Component:
             if not waiter.done() and predicate(self):
                 waiter.set_result(None)
 
-    def _child_env(self) -> dict[str, str]:
+    def _child_env(self, standby: bool = False) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
-        env.update(self.settings.to_env())
+        env.update(dataclasses.replace(self.settings, standby=standby).to_env())
         # Its own HOME, always: without one, Python's site module asks NSS for the home
         # directory, and nss-systemd (named in the node's visible nsswitch.conf) loads
         # libcap, whose constructor calls prctl — which the role's filter kills.

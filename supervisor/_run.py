@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -71,7 +72,7 @@ class ProcessRun:
                  on_state: Callable[[ComponentState], None], log: Any,
                  relay: ChildLogRelay,
                  schema: Schema | ForeignInit = "bitcoin-supervisor",
-                 health: HealthConfig = NO_HEALTH_CHECK) -> None:
+                 health: HealthConfig = NO_HEALTH_CHECK, standby: bool = False) -> None:
         self.spec = spec
         self._launcher = launcher
         self._protocol = protocol
@@ -98,6 +99,21 @@ class ProcessRun:
         self._sandbox_ms: float | None = None
         self.health_passed = 0  # health checks answered in time during this run
         self.health_ok_at: float | None = None  # monotonic, the last one
+        # A standby run (roles/_standby.py) waits after its verification until ``promote``
+        # (then it activates, is handed its prepared capabilities and runs as usual) or
+        # until it ends; ``standby_over`` is set at either.
+        self.standby = standby
+        self.ready = False  # a standby verified and prepared, waiting for promotion
+        self.promoted = False
+        self._promote = asyncio.Event()
+        self.standby_over = asyncio.Event()
+        # Set once the process ended by itself (not stopped by us) and its whole tree is
+        # gone (PID 1 of its pid namespace reaped): the component may promote a standby
+        # then, before this run's cleanup. ``returncode`` says how it ended.
+        self.gone = asyncio.Event()
+        self.returncode: int | None = None
+        self.served = asyncio.Event()  # it answered its first call (or was verified)
+        self._tree: list[int] = []  # pidfds of the processes below the launched one
 
     @property
     def pid(self) -> int | None:
@@ -108,6 +124,13 @@ class ProcessRun:
         """Ask the run to end: SIGTERM, then the whole tree after the stop timeout. Returns
         at once; ``execute`` returns when the process is gone. Idempotent."""
         self._stop.set()
+
+    def promote(self) -> None:
+        """Promote a ready standby: it activates and takes over from the process that
+        died (its whole tree must be gone). Returns at once; ``execute`` carries on as
+        an ordinary run. Never raises."""
+        self.promoted = True
+        self._promote.set()
 
     @property
     def stop_requested(self) -> bool:
@@ -154,11 +177,16 @@ class ProcessRun:
             else:
                 self._log.info("sandbox.verified", pid=child.pid, state=confinement.state,
                                observed=confinement.facts)
-                self.started_at = time.monotonic()
                 inner = _descendants(child.pid)
-                self._on_state(ComponentState.RUNNING)
-                await self._first_call(connection, child.pid)
-                failure, detail = await self._watch(child, connection)
+                self._tree = _pidfds(inner)
+                if self.standby:
+                    failure, detail = await self._wait_as_standby(child, connection)
+                if failure is None and (not self.standby or self.promoted):
+                    self.started_at = time.monotonic()
+                    self._on_state(ComponentState.RUNNING)
+                    await self._first_call(connection, child.pid)
+                    failure, detail = await self._watch(child, connection)
+        self.standby_over.set()
         self.marks["exit_seen"] = time.perf_counter()
         requested = self._stop.is_set()
         # A hung process gets the check's deadline to honour SIGTERM, not the full stop
@@ -169,13 +197,22 @@ class ProcessRun:
             stop_s=min(self._timeouts.stop_s, self._health.timeout_s) if hung else None)
         if failure is ExitReason.LINK_LOST and not self._signalled:
             failure = detail = None  # it was exiting anyway: its exit status says why
+        if failure is None and not requested and not self._signalled:
+            await self._tree_gone()
+            self.returncode = returncode
+            self.marks["gone"] = time.perf_counter()
+            self.gone.set()
+        self._close_tree()
         await self._launcher.release(spec, endpoint)
         self.marks["cleaned"] = time.perf_counter()
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)
         await asyncio.gather(*drains, return_exceptions=True)
         self._relay.flush()
-        self._broker.detach(spec.name)
+        if self.standby and not self.promoted:
+            self._broker.discard(spec.name, connection.init if connection else None)
+        elif connection is not None:
+            self._broker.detach(spec.name, connection.init)
         if connection is not None:
             connection.close()
         self._endpoint = None
@@ -198,8 +235,12 @@ class ProcessRun:
                                                       schema=self._schema)
             self.marks["bootstrapped"] = time.perf_counter()
             try:
-                await self._broker.attach(self.spec.name, connection.init,
-                                          intro=endpoint.intro)
+                if self.standby:
+                    await self._broker.prepare(self.spec.name, connection.init,
+                                               intro=endpoint.intro)
+                else:
+                    await self._broker.attach(self.spec.name, connection.init,
+                                              intro=endpoint.intro)
                 self.marks["brokered"] = time.perf_counter()
             except BaseException:
                 connection.close()
@@ -234,6 +275,66 @@ class ProcessRun:
             self._log.exception("component.bootstrap_failed", pid=child.pid)
         return None
 
+    async def _wait_as_standby(self, child: ChildHandle, connection: Connection
+                               ) -> tuple[ExitReason | None, str | None]:
+        """Wait, ready, for ``promote``, the process's end, its link breaking or a stop;
+        once promoted, activate it and hand it its prepared capabilities. Returns the
+        failure (and why) that ends the run, (None, None) when promoted and serving."""
+        self.ready = True
+        self.marks["ready"] = time.perf_counter()
+        self._log.info("component.standby_ready", pid=child.pid)
+        waits: set[asyncio.Task[Any]] = {
+            asyncio.create_task(child.wait(), name="exit"),
+            asyncio.create_task(connection.wait_disconnected(), name="link"),
+            asyncio.create_task(self._stop.wait(), name="stop"),
+            asyncio.create_task(self._promote.wait(), name="promote"),
+        }
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self.ready = False
+        if not self.promoted or self._stop.is_set():
+            self.standby_over.set()
+            why = "it exited" if child.returncode is not None else "its link broke"
+            return ExitReason.LINK_LOST, f"the standby was lost before promotion: {why}"
+        self.standby_over.set()
+        self.marks["promote"] = time.perf_counter()
+        try:
+            await asyncio.wait_for(connection.init.activate(), self._timeouts.bootstrap_s)
+            self.marks["activated"] = time.perf_counter()
+            await asyncio.wait_for(self._broker.promote(self.spec.name, connection.init),
+                                   self._timeouts.bootstrap_s)
+            self.marks["brokered"] = time.perf_counter()
+        except (TimeoutError, IpcError, SupervisorError) as exc:
+            why = str(exc) or "no answer in time"
+            self._log.error("component.promotion_failed", pid=child.pid, error=why)
+            self._start_error = f"promotion failed: {why}"
+            return ExitReason.BOOTSTRAP_FAILED, None
+        return None, None
+
+    async def _tree_gone(self) -> None:
+        """Wait until every process found below the launched one at verification has
+        exited (PID 1 of its pid namespace exited: the kernel killed and reaped the
+        rest first). Normally already so when the launched process is reaped."""
+        loop = asyncio.get_running_loop()
+        for fd in self._tree:
+            readable: asyncio.Future[None] = loop.create_future()
+
+            def ready(f: asyncio.Future[None] = readable) -> None:
+                if not f.done():
+                    f.set_result(None)
+            loop.add_reader(fd, ready)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(fd)
+
+    def _close_tree(self) -> None:
+        for fd in self._tree:
+            os.close(fd)
+        self._tree = []
+
     async def _first_call(self, connection: Connection, pid: int) -> None:
         """Time the first call the new process serves (its health probe) and, after a
         restart, log the whole path from the old process's exit as ``component.restored``.
@@ -245,6 +346,7 @@ class ProcessRun:
                 self.marks["first_call"] = time.perf_counter()
             except (TimeoutError, IpcError, SupervisorError):
                 pass
+        self.served.set()
         if self.previous is None:
             return
         marks, (exit_seen, cleaned) = self.marks, self.previous
@@ -373,6 +475,15 @@ def _sandbox_total(text: str) -> float | None:
         return round(sum(float(v) for v in event["steps_ms"].values()), 3)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _pidfds(pids: list[int]) -> list[int]:
+    """Pidfds of ``pids`` (those still alive); a pidfd stays valid after a pid is reused."""
+    fds = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fds.append(os.pidfd_open(pid))
+    return fds
 
 
 def _descendants(pid: int) -> list[int]:

@@ -249,7 +249,7 @@ def test_unknown_key_without_close_match_lists_known_keys(tmp_path: Path) -> Non
         colour = "blue"
         [components.node]
         """) == ("2:1: unknown key 'colour' in [supervisor] "
-                 "(hint: known keys: 'datadir', 'debug', 'control_group', 'fork_server')")
+                 "(hint: known keys: 'datadir', 'debug', 'control_group', 'fork_server', 'standby')")
     assert error_of(tmp_path, """
         [daemon]
         """) == ("1:1: unknown key 'daemon' in the top level "
