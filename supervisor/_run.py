@@ -198,10 +198,14 @@ class ProcessRun:
         if failure is ExitReason.LINK_LOST and not self._signalled:
             failure = detail = None  # it was exiting anyway: its exit status says why
         if failure is None and not requested and not self._signalled:
-            await self._tree_gone()
-            self.returncode = returncode
-            self.marks["gone"] = time.perf_counter()
-            self.gone.set()
+            try:  # a tree left behind (its PID 1 outlived the waiter) goes with the cgroup
+                await asyncio.wait_for(self._tree_gone(), self._timeouts.exit_grace_s)
+            except TimeoutError:
+                self._log.warning("component.tree_left", pid=child.pid)
+            else:
+                self.returncode = returncode
+                self.marks["gone"] = time.perf_counter()
+                self.gone.set()
         self._close_tree()
         await self._launcher.release(spec, endpoint)
         self.marks["cleaned"] = time.perf_counter()

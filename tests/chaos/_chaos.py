@@ -26,7 +26,8 @@ COMPONENTS = ("node", "wallet", "index")
 
 def write_config(tmp_path: Path) -> tuple[Path, int]:
     """Node, wallet and index restarting fast and without a start limit: every kill must
-    become exactly one restart."""
+    become exactly one restart (for the wallet and the index, mostly a promotion of
+    their standby, as in the bundled config)."""
     port = free_port()
     restart = """
 [components.{name}.restart]
@@ -38,6 +39,7 @@ start_limit_burst = 100000
     text = f"""
 [supervisor]
 datadir = "{tmp_path / 'data'}"
+standby = true
 [components.node]
 rpcport = {port}
 [components.wallet]
