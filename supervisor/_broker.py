@@ -313,8 +313,10 @@ class Broker:
         if replaced is not None:
             self.revoke(replaced)
         needs = self._graph.needs(name)
+        if not needs:
+            return
         role = self._graph.roles[name]
-        assert role is not None  # a standby is a consumer role (config)
+        assert role is not None  # the config gives a component without a role no needs
         consumer = _Consumer(name, role, init, {b.capability for b in needs})
         self._consumers[name] = consumer
         for binding in needs:

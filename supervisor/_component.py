@@ -149,7 +149,7 @@ class Component:
         self._standby_task: asyncio.Task[RunEnd] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._drops: set[asyncio.Task[None]] = set()  # standbys being stopped
+        self._drops: set[asyncio.Future[Any]] = set()  # standbys being stopped
         self._replaced: ProcessRun | None = None  # the last run a promotion replaced
 
     # -- read side -------------------------------------------------------------------
@@ -563,10 +563,9 @@ class Component:
             if self._keeper is me:
                 self._keeper = None
 
-    async def _drop_standby(self, *, settled: bool = True) -> None:
-        """Stop keeping a standby and end the one there is (its process gone on
-        return; with ``settled``, every standby dropped before too). Never raises but
-        CancelledError."""
+    def _let_standby_go(self) -> list[asyncio.Future[Any]]:
+        """Stop keeping a standby and tell the one there is to stop, at once (so that no
+        start that follows can promote it); return what to await for them to be gone."""
         keeper, self._keeper = self._keeper, None
         run, task = self._standby, self._standby_task
         self._standby = self._standby_task = None
@@ -574,9 +573,12 @@ class Component:
             keeper.cancel()
         if run is not None and not run.promoted:
             run.stop()
-        waits = [t for t in (keeper, task) if t is not None]
-        if settled:
-            waits += list(self._drops)
+        return [t for t in (keeper, task) if t is not None]
+
+    async def _drop_standby(self) -> None:
+        """Stop keeping a standby and end the one there is, and any dropped before (their
+        processes gone on return). Never raises but CancelledError."""
+        waits = self._let_standby_go() + list(self._drops)
         if waits:
             await asyncio.gather(*waits, return_exceptions=True)
 
@@ -647,7 +649,8 @@ class Component:
         self.machine.set_state(state, reason)
         if state in (ComponentState.STOPPED, ComponentState.FAILED) and (
                 self._keeper is not None or self._standby is not None):
-            drop = asyncio.ensure_future(self._drop_standby(settled=False))
+            drop = asyncio.ensure_future(
+                asyncio.gather(*self._let_standby_go(), return_exceptions=True))
             self._drops.add(drop)
             drop.add_done_callback(self._drops.discard)
         if self._active is not None and state in (ComponentState.RUNNING,
