@@ -425,14 +425,30 @@ class Component:
             self._report_promotion(run, task)
         try:
             gone = asyncio.create_task(run.gone.wait())
-            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+            tree = asyncio.create_task(run.tree_gone.wait())
+            done, _ = await asyncio.wait({task, gone, tree},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            early = done == {tree} and self._standby is not None \
+                and self._standby_ready() and self._goal and not self._interrupted() \
+                and not run.stop_requested and not run.signalled
+            if early:
+                assert self._standby is not None
+                # Its processes are gone: let the standby open its datadir while the
+                # restart is decided (promoted, or stopped if it is not restarted).
+                self._standby.preactivate()
+            if early and run.early_returncode is None:  # the status is still on its way
+                await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
             gone.cancel()
-            if not task.done() and self._standby_ready() and not self._interrupted():
-                # Promote now: the old tree is gone; its cgroup and log wait.
+            tree.cancel()
+            returncode = run.early_returncode if early else run.returncode
+            if not task.done() and returncode is not None and self._standby_ready() \
+                    and not self._interrupted():
+                # Promote now: the old tree is gone and how it ended is known; its
+                # cgroup, the rest of its output and its log wait.
                 self._last_confinement = run.confinement
-                end = RunEnd(run.pid, run.returncode, None, False, False, None)
+                end = RunEnd(run.pid, returncode, None, False, False, None)
                 self._run = None
-                self._background_task(self._finish(run, task))
+                self._background_task(self._finish(run, task, returncode))
                 return self._after_exit(end)
             end = await task
         except asyncio.CancelledError:
@@ -458,10 +474,14 @@ class Component:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _finish(self, run: ProcessRun, task: asyncio.Task[RunEnd]) -> None:
+    async def _finish(self, run: ProcessRun, task: asyncio.Task[RunEnd],
+                      early: int | None = None) -> None:
         """The end of a run a standby replaced: wait for its cleanup (cgroup), then add
         what only the cleanup learns (a sandbox kill) to the exit shown in status."""
         end = await task
+        if early is not None and end.returncode != early:
+            self._log.warning("component.exit_status_differs", pid=end.pid, early=early,
+                              returncode=end.returncode)
         marks = run.marks
         self._previous_exit = ((marks["exit_seen"], marks["cleaned"])
                                if "exit_seen" in marks and "cleaned" in marks else None)
@@ -506,20 +526,23 @@ class Component:
 
         def ms(start: float | None, end: float | None) -> float | None:
             return None if start is None or end is None else round((end - start) * 1000, 3)
-        exit_seen = was.get("exit_seen")
+        # Its death is seen first either as its tree gone (pidfds) or as its link or
+        # exit (the exit status may come later); the activation may start at the first.
+        seen = [t for t in (was.get("exit_seen"), was.get("tree_gone")) if t is not None]
+        died = min(seen) if seen else None
+        handed = max(now.get("promote", 0.0), now.get("activated", 0.0)) or None
         served = now.get("first_call", now.get("brokered"))
         self._log.info(
-            "component.restored", pid=new.pid, total_ms=ms(exit_seen, served),
-            standby=True,
+            "component.restored", pid=new.pid, total_ms=ms(died, served), standby=True,
             # How long the standby had been waiting, ready: seconds, not a step.
             standby_waited_s=round(now["promote"] - now["ready"], 3)
             if "promote" in now and "ready" in now else None,
-            steps_ms={"exit_to_tree_gone": ms(exit_seen, was.get("gone")),
-                      "tree_gone_to_promote": ms(was.get("gone"), now.get("promote")),
-                      "activate": ms(now.get("promote"), now.get("activated")),
-                      "rebroker": ms(now.get("activated"), now.get("brokered")),
+            steps_ms={"death_seen_to_tree_gone": ms(died, was.get("tree_gone")),
+                      "death_seen_to_promote": ms(died, now.get("promote")),
+                      "activate": ms(now.get("activate"), now.get("activated")),
+                      "rebroker": ms(handed, now.get("brokered")),
                       "first_call": ms(now.get("brokered"), now.get("first_call")),
-                      "exit_to_cgroup_killed": ms(exit_seen, was.get("cleaned"))})
+                      "exit_to_cgroup_killed": ms(died, was.get("cleaned"))})
 
     # -- the warm standby -------------------------------------------------------------
     def _ensure_keeper(self) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import json
 import os
 import signal
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,6 +108,15 @@ class ProcessRun:
         self.ready = False  # a standby verified and prepared, waiting for promotion
         self.promoted = False
         self._promote = asyncio.Event()
+        self._preactivate = asyncio.Event()
+        # Set when the launched process and every process below it have exited (pidfds),
+        # which may be before its exit status arrives.
+        self.tree_gone = asyncio.Event()
+        # Its exit status read from the kernel at ``tree_gone`` (None: not known yet, or
+        # it was stopped by us): the status its waiter passes on, known before that
+        # waiter's own status travels back (pidfd exit info, Linux 6.15 and later).
+        self.early_returncode: int | None = None
+        self._status_fd: int | None = None
         self.standby_over = asyncio.Event()
         # Set once the process ended by itself (not stopped by us) and its whole tree is
         # gone (PID 1 of its pid namespace reaped): the component may promote a standby
@@ -125,12 +136,23 @@ class ProcessRun:
         at once; ``execute`` returns when the process is gone. Idempotent."""
         self._stop.set()
 
+    def preactivate(self) -> None:
+        """Let a ready standby open its datadir now, ahead of a promotion that is about
+        to be decided: the process it replaces is gone (``tree_gone``). Returns at once;
+        a standby that is then not promoted is stopped by its owner. Never raises."""
+        self._preactivate.set()
+
     def promote(self) -> None:
         """Promote a ready standby: it activates and takes over from the process that
         died (its whole tree must be gone). Returns at once; ``execute`` carries on as
         an ordinary run. Never raises."""
         self.promoted = True
         self._promote.set()
+
+    @property
+    def signalled(self) -> bool:
+        """Whether this run sent its process a signal (it did not end by itself)."""
+        return self._signalled
 
     @property
     def stop_requested(self) -> bool:
@@ -165,6 +187,7 @@ class ProcessRun:
         inner: list[int] = []
         failure = None if connection is not None else ExitReason.BOOTSTRAP_FAILED
         detail = None
+        tree_watch: asyncio.Task[None] | None = None
         if connection is not None:
             confinement = await self._launcher.verify(spec, endpoint)
             self.marks["verified"] = time.perf_counter()
@@ -178,12 +201,19 @@ class ProcessRun:
                 self._log.info("sandbox.verified", pid=child.pid, state=confinement.state,
                                observed=confinement.facts)
                 inner = _descendants(child.pid)
-                self._tree = _pidfds(inner)
+                self._tree = _pidfds([child.pid, *inner])
+                # Whose wait status the launched process passes on: a sandbox waiter's
+                # one child (PID 1 of its pid namespace), else its own.
+                direct = _children(child.pid)
+                self._status_fd = (self._tree[1] if len(direct) == 1 and inner
+                                   and direct[0] == inner[0] and len(self._tree) > 1
+                                   else self._tree[0] if self._tree else None)
                 if self.standby:
                     failure, detail = await self._wait_as_standby(child, connection)
                 if failure is None and (not self.standby or self.promoted):
                     self.started_at = time.monotonic()
                     self._on_state(ComponentState.RUNNING)
+                    tree_watch = asyncio.create_task(self._watch_tree())
                     await self._first_call(connection, child.pid)
                     failure, detail = await self._watch(child, connection)
         self.standby_over.set()
@@ -197,15 +227,19 @@ class ProcessRun:
             stop_s=min(self._timeouts.stop_s, self._health.timeout_s) if hung else None)
         if failure is ExitReason.LINK_LOST and not self._signalled:
             failure = detail = None  # it was exiting anyway: its exit status says why
-        if failure is None and not requested and not self._signalled:
+        if failure is None and not requested and not self._signalled \
+                and tree_watch is not None:
             try:  # a tree left behind (its PID 1 outlived the waiter) goes with the cgroup
-                await asyncio.wait_for(self._tree_gone(), self._timeouts.exit_grace_s)
+                await asyncio.wait_for(self.tree_gone.wait(), self._timeouts.exit_grace_s)
             except TimeoutError:
                 self._log.warning("component.tree_left", pid=child.pid)
             else:
                 self.returncode = returncode
                 self.marks["gone"] = time.perf_counter()
                 self.gone.set()
+        if tree_watch is not None:
+            tree_watch.cancel()
+            await asyncio.gather(tree_watch, return_exceptions=True)
         self._close_tree()
         await self._launcher.release(spec, endpoint)
         self.marks["cleaned"] = time.perf_counter()
@@ -282,8 +316,9 @@ class ProcessRun:
     async def _wait_as_standby(self, child: ChildHandle, connection: Connection
                                ) -> tuple[ExitReason | None, str | None]:
         """Wait, ready, for ``promote``, the process's end, its link breaking or a stop;
-        once promoted, activate it and hand it its prepared capabilities. Returns the
-        failure (and why) that ends the run, (None, None) when promoted and serving."""
+        ``preactivate`` meanwhile starts the activation early. Once promoted, finish the
+        activation and hand it its prepared capabilities. Returns the failure (and why)
+        that ends the run, (None, None) when promoted and serving."""
         self.ready = True
         self.marks["ready"] = time.perf_counter()
         self._log.info("component.standby_ready", pid=child.pid)
@@ -292,21 +327,29 @@ class ProcessRun:
             asyncio.create_task(connection.wait_disconnected(), name="link"),
             asyncio.create_task(self._stop.wait(), name="stop"),
             asyncio.create_task(self._promote.wait(), name="promote"),
+            asyncio.create_task(self._preactivate.wait(), name="activate"),
         }
-        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
+        activation: asyncio.Task[None] | None = None
+        while True:
+            done, waits = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if {t.get_name() for t in done} != {"activate"}:
+                break
+            self.marks["activate"] = time.perf_counter()
+            activation = asyncio.create_task(self._activate(connection))
+        for task in waits:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*waits, return_exceptions=True)
         self.ready = False
+        self.standby_over.set()
         if not self.promoted or self._stop.is_set():
-            self.standby_over.set()
+            if activation is not None:
+                activation.cancel()
             why = "it exited" if child.returncode is not None else "its link broke"
             return ExitReason.LINK_LOST, f"the standby was lost before promotion: {why}"
-        self.standby_over.set()
         self.marks["promote"] = time.perf_counter()
+        self.marks.setdefault("activate", self.marks["promote"])
         try:
-            await asyncio.wait_for(connection.init.activate(), self._timeouts.bootstrap_s)
-            self.marks["activated"] = time.perf_counter()
+            await (activation or self._activate(connection))
             await asyncio.wait_for(self._broker.promote(self.spec.name, connection.init),
                                    self._timeouts.bootstrap_s)
             self.marks["brokered"] = time.perf_counter()
@@ -316,6 +359,19 @@ class ProcessRun:
             self._start_error = f"promotion failed: {why}"
             return ExitReason.BOOTSTRAP_FAILED, None
         return None, None
+
+    async def _activate(self, connection: Connection) -> None:
+        await asyncio.wait_for(connection.init.activate(), self._timeouts.bootstrap_s)
+        self.marks["activated"] = time.perf_counter()
+
+    async def _watch_tree(self) -> None:
+        await self._tree_gone()
+        self.marks["tree_gone"] = time.perf_counter()
+        if self._status_fd is not None and not self._signalled and not self._stop.is_set():
+            status = _reaped_status(self._status_fd)
+            if status is not None:
+                self.early_returncode = os.waitstatus_to_exitcode(status)
+        self.tree_gone.set()
 
     async def _tree_gone(self) -> None:
         """Wait until every process found below the launched one at verification has
@@ -479,6 +535,36 @@ def _sandbox_total(text: str) -> float | None:
         return round(sum(float(v) for v in event["steps_ms"].values()), 3)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+# PIDFD_GET_INFO (linux/pidfd.h, 6.15+): _IOWR(0xFF, 11, struct pidfd_info), whose first
+# version is 64 bytes: u64 mask at 0, s32 exit_code (a wait status) at 60. No library
+# wraps it (psutil and os do not), hence these few lines.
+_PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11
+_PIDFD_INFO_EXIT = 1 << 3
+
+
+def _reaped_status(pidfd: int) -> int | None:
+    """The wait status of the reaped process behind ``pidfd``; None when the kernel has
+    none (not reaped yet, or a kernel without pidfd exit info). Never raises."""
+    buf = bytearray(64)
+    struct.pack_into("Q", buf, 0, _PIDFD_INFO_EXIT)
+    try:
+        fcntl.ioctl(pidfd, _PIDFD_GET_INFO, buf)
+    except OSError:
+        return None
+    mask, = struct.unpack_from("Q", buf, 0)
+    if not mask & _PIDFD_INFO_EXIT:
+        return None
+    status: int = struct.unpack_from("i", buf, 60)[0]
+    return status
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children()]
+    except psutil.Error:
+        return []
 
 
 def _pidfds(pids: list[int]) -> list[int]:
