@@ -25,6 +25,7 @@ from ._launcher import ComponentLauncher, LaunchSpec
 from ._relay import ChildLogRelay
 from ._restart import RestartTracker
 from ._run import ProcessRun, RunEnd, RunTimeouts
+from ._standby import StandbySlot, log_restored
 from ._state import (
     EX_CONFIG,
     EX_TEMPFAIL,
@@ -145,11 +146,10 @@ class Component:
                      if self.image is not None and config.disk is not None else None)
         # The warm standby (``config.standby``): its run, that run's task, the task that
         # keeps one, and the background end of a run a promotion replaced.
-        self._standby: ProcessRun | None = None
-        self._standby_task: asyncio.Task[RunEnd] | None = None
-        self._keeper: asyncio.Task[None] | None = None
+        self._standby = StandbySlot(
+            make_run=lambda: self._make_run(standby=True), wanted=self._wants_standby,
+            restart=config.restart, sleep=sleep, log=self._log)
         self._background: set[asyncio.Task[Any]] = set()
-        self._drops: set[asyncio.Future[Any]] = set()  # standbys being stopped
         self._replaced: ProcessRun | None = None  # the last run a promotion replaced
 
     # -- read side -------------------------------------------------------------------
@@ -192,14 +192,12 @@ class Component:
     def standby_usage(self) -> dict[str, int] | None:
         """The standby process tree's resource usage (its own cgroup), None without one
         or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
-        run = self._standby
-        return run.usage() if run is not None else None
+        return self._standby.usage()
 
     @property
     def standby_pid(self) -> int | None:
         """The standby process's pid while one exists, else None."""
-        run = self._standby
-        return run.pid if run is not None else None
+        return self._standby.pid
 
     def disk_usage(self) -> DiskUsage | None:
         """What its mounted disk image holds and can hold; None without a mounted image.
@@ -240,7 +238,7 @@ class Component:
             pending_job=self._pending.kind.value if self._pending else None,
             degraded=down[0] if down else None, waiting=bool(down and down[1]),
             health=self.health(),
-            standby=((self.standby_pid, bool(self._standby and self._standby.ready))
+            standby=((self._standby.pid, self._standby.ready())
                      if self.config.standby else None))
 
     def health(self) -> tuple[str, int, float | None] | None:
@@ -281,7 +279,7 @@ class Component:
         """Stop it (SIGTERM, then the whole tree after its timeout); returns when down.
         ``reason`` is what status shows afterwards (the user, or the daemon's shutdown)."""
         await self._submit(Job(JobKind.STOP, reason=reason))
-        await self._drop_standby()  # normally dropped already, at STOPPED: wait for it
+        await self._standby.drop()  # normally let go already, at STOPPED: wait for it
         if not self._goal and self._run is None:  # down, and no start came meanwhile
             await self._launcher.unmount(self._spec())
 
@@ -414,13 +412,14 @@ class Component:
         self._set(ComponentState.STARTING, ExitReason.NONE)
         self._tracker.record_start()
         self._last_confinement = None
-        run, task = self._take_standby()
-        if run is None or task is None:
+        taken = self._standby.take()
+        if taken is None:
             run = self._make_run(standby=False)
             run.previous = self._previous_exit
             self._run = run
             task = asyncio.create_task(run.execute())
         else:
+            run, task = taken
             self._run = run
             self._report_promotion(run, task)
         try:
@@ -428,11 +427,9 @@ class Component:
             tree = asyncio.create_task(run.tree_gone.wait())
             done, _ = await asyncio.wait({task, gone, tree},
                                          return_when=asyncio.FIRST_COMPLETED)
-            early = done == {tree} and self._standby is not None \
-                and self._standby_ready() and self._goal and not self._interrupted() \
-                and not run.stop_requested and not run.signalled
+            early = done == {tree} and self._standby.ready() and self._goal \
+                and not self._interrupted() and not run.stop_requested and not run.signalled
             if early:
-                assert self._standby is not None
                 # Its processes are gone: let the standby open its datadir while the
                 # restart is decided (promoted, or stopped if it is not restarted).
                 self._standby.preactivate()
@@ -441,7 +438,7 @@ class Component:
             gone.cancel()
             tree.cancel()
             returncode = run.early_returncode if early else run.returncode
-            if not task.done() and returncode is not None and self._standby_ready() \
+            if not task.done() and returncode is not None and self._standby.ready() \
                     and not self._interrupted():
                 # Promote now: the old tree is gone and how it ended is known; its
                 # cgroup, the rest of its output and its log wait.
@@ -490,21 +487,6 @@ class Component:
             self.last_exit = dataclasses.replace(last, detail=end.detail)
         self._replaced = run
 
-    def _standby_ready(self) -> bool:
-        run, task = self._standby, self._standby_task
-        return run is not None and run.ready and task is not None and not task.done()
-
-    def _take_standby(self) -> tuple[ProcessRun | None, asyncio.Task[RunEnd] | None]:
-        """The ready standby, promoted, and its task; (None, None) when there is none."""
-        if not self._standby_ready():
-            return None, None
-        run, task = self._standby, self._standby_task
-        self._standby = self._standby_task = None
-        assert run is not None
-        self._log.info("component.standby_promoted", pid=run.pid)
-        run.promote()
-        return run, task
-
     def _report_promotion(self, run: ProcessRun, task: asyncio.Task[RunEnd]) -> None:
         """Once the promoted ``run`` serves and the replaced run is cleaned up: log
         ``component.restored`` and start keeping a fresh standby."""
@@ -516,94 +498,19 @@ class Component:
             served.cancel()
             await asyncio.gather(*replaced, return_exceptions=True)
             if run.served.is_set():
-                self._log_restored(self._replaced, run)
+                log_restored(self._log, self._replaced, run)
             self._ensure_keeper()
         self._background_task(report())
 
-    def _log_restored(self, old: ProcessRun | None, new: ProcessRun) -> None:
-        was = old.marks if old is not None else {}
-        now = new.marks
-
-        def ms(start: float | None, end: float | None) -> float | None:
-            return None if start is None or end is None else round((end - start) * 1000, 3)
-        # Its death is seen first either as its tree gone (pidfds) or as its link or
-        # exit (the exit status may come later); the activation may start at the first.
-        seen = [t for t in (was.get("exit_seen"), was.get("tree_gone")) if t is not None]
-        died = min(seen) if seen else None
-        handed = max(now.get("promote", 0.0), now.get("activated", 0.0)) or None
-        served = now.get("first_call", now.get("brokered"))
-        self._log.info(
-            "component.restored", pid=new.pid, total_ms=ms(died, served), standby=True,
-            # How long the standby had been waiting, ready: seconds, not a step.
-            standby_waited_s=round(now["promote"] - now["ready"], 3)
-            if "promote" in now and "ready" in now else None,
-            steps_ms={"death_seen_to_tree_gone": ms(died, was.get("tree_gone")),
-                      "death_seen_to_promote": ms(died, now.get("promote")),
-                      "activate": ms(now.get("activate"), now.get("activated")),
-                      "rebroker": ms(handed, now.get("brokered")),
-                      "first_call": ms(now.get("brokered"), now.get("first_call")),
-                      "exit_to_cgroup_killed": ms(died, was.get("cleaned"))})
-
     # -- the warm standby -------------------------------------------------------------
+    def _wants_standby(self) -> bool:
+        return (self.config.standby and self._goal and not self._interrupted()
+                and self.state is ComponentState.RUNNING and self._run is not None)
+
     def _ensure_keeper(self) -> None:
         """Keep a standby while the component runs (config ``standby``). Never blocks."""
-        if (self.config.standby and self._keeper is None and self._goal
-                and self.state is ComponentState.RUNNING and self._run is not None):
-            self._keeper = asyncio.create_task(self._keep_standby())
-
-    async def _keep_standby(self) -> None:
-        """Start standbys, one at a time, until one is promoted or the component stops
-        running; a standby lost before promotion is replaced after a backoff."""
-        me = asyncio.current_task()
-        failures = 0
-        try:
-            while (self._goal and not self._interrupted()
-                   and self.state is ComponentState.RUNNING):
-                run = self._make_run(standby=True)
-                task = asyncio.create_task(run.execute())
-                self._standby, self._standby_task = run, task
-                await run.standby_over.wait()
-                if run.promoted:
-                    return
-                end = await task
-                if self._standby is run:
-                    self._standby = self._standby_task = None
-                if run.stop_requested:
-                    return
-                failures = 1 if "ready" in run.marks else failures + 1
-                cfg = self.config.restart
-                # Floored: a standby that cannot start must not become a tight loop.
-                delay = max(0.1, min(cfg.backoff_initial_s * cfg.backoff_multiplier
-                                     ** min(failures - 1, 64), cfg.backoff_max_s))
-                code, sig = _split(end.returncode)
-                self._log.warning("component.standby_lost", pid=end.pid, exit_code=code,
-                                  signal=signal.Signals(sig).name if sig else None,
-                                  reason=(end.failure or classify_exit(code, sig)).value
-                                  if end.returncode is not None or end.failure else None,
-                                  detail=end.detail, retry_s=delay)
-                await self._sleep(delay)
-        finally:
-            if self._keeper is me:
-                self._keeper = None
-
-    def _let_standby_go(self) -> list[asyncio.Future[Any]]:
-        """Stop keeping a standby and tell the one there is to stop, at once (so that no
-        start that follows can promote it); return what to await for them to be gone."""
-        keeper, self._keeper = self._keeper, None
-        run, task = self._standby, self._standby_task
-        self._standby = self._standby_task = None
-        if keeper is not None:
-            keeper.cancel()
-        if run is not None and not run.promoted:
-            run.stop()
-        return [t for t in (keeper, task) if t is not None]
-
-    async def _drop_standby(self) -> None:
-        """Stop keeping a standby and end the one there is, and any dropped before (their
-        processes gone on return). Never raises but CancelledError."""
-        waits = self._let_standby_go() + list(self._drops)
-        if waits:
-            await asyncio.gather(*waits, return_exceptions=True)
+        if self._wants_standby():
+            self._standby.keep()
 
     def _on_run_state(self, state: ComponentState) -> None:
         self._set(state, ExitReason.NONE if state is ComponentState.RUNNING
@@ -670,12 +577,8 @@ class Component:
 
     def _set(self, state: ComponentState, reason: ExitReason) -> None:
         self.machine.set_state(state, reason)
-        if state in (ComponentState.STOPPED, ComponentState.FAILED) and (
-                self._keeper is not None or self._standby is not None):
-            drop = asyncio.ensure_future(
-                asyncio.gather(*self._let_standby_go(), return_exceptions=True))
-            self._drops.add(drop)
-            drop.add_done_callback(self._drops.discard)
+        if state in (ComponentState.STOPPED, ComponentState.FAILED):
+            self._standby.let_go()  # at once: no start that follows may promote it
         if self._active is not None and state in (ComponentState.RUNNING,
                                                   ComponentState.FAILED):
             _resolve(self._active.waiters)  # the asked-for start has settled

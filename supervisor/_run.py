@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import json
-import os
 import signal
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import psutil
 
 from bitcoin_supervisor.interfaces import IpcError, SpawnError, SupervisorError
 from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, ForeignInit, Protocol, Schema
@@ -32,6 +27,7 @@ from ._configipc import HealthConfig
 from ._launcher import ComponentLauncher, LaunchSpec
 from ._relay import ChildLogRelay
 from ._state import ComponentState, ExitReason
+from ._tree import ProcessTree
 
 __all__ = ["RunEnd", "RunTimeouts", "ProcessRun"]
 
@@ -116,7 +112,6 @@ class ProcessRun:
         # it was stopped by us): the status its waiter passes on, known before that
         # waiter's own status travels back (pidfd exit info, Linux 6.15 and later).
         self.early_returncode: int | None = None
-        self._status_fd: int | None = None
         self.standby_over = asyncio.Event()
         # Set once the process ended by itself (not stopped by us) and its whole tree is
         # gone (PID 1 of its pid namespace reaped): the component may promote a standby
@@ -124,7 +119,7 @@ class ProcessRun:
         self.gone = asyncio.Event()
         self.returncode: int | None = None
         self.served = asyncio.Event()  # it answered its first call (or was verified)
-        self._tree: list[int] = []  # pidfds of the processes below the launched one
+        self._tree: ProcessTree | None = None  # from its verification on
 
     @property
     def pid(self) -> int | None:
@@ -200,14 +195,8 @@ class ProcessRun:
             else:
                 self._log.info("sandbox.verified", pid=child.pid, state=confinement.state,
                                observed=confinement.facts)
-                inner = _descendants(child.pid)
-                self._tree = _pidfds([child.pid, *inner])
-                # Whose wait status the launched process passes on: a sandbox waiter's
-                # one child (PID 1 of its pid namespace), else its own.
-                direct = _children(child.pid)
-                self._status_fd = (self._tree[1] if len(direct) == 1 and inner
-                                   and direct[0] == inner[0] and len(self._tree) > 1
-                                   else self._tree[0] if self._tree else None)
+                self._tree = ProcessTree(child.pid)
+                inner = self._tree.inner
                 if self.standby:
                     failure, detail = await self._wait_as_standby(child, connection)
                 if failure is None and (not self.standby or self.promoted):
@@ -240,7 +229,8 @@ class ProcessRun:
         if tree_watch is not None:
             tree_watch.cancel()
             await asyncio.gather(tree_watch, return_exceptions=True)
-        self._close_tree()
+        if self._tree is not None:
+            self._tree.close()
         await self._launcher.release(spec, endpoint)
         self.marks["cleaned"] = time.perf_counter()
         if returncode == -signal.SIGSYS:
@@ -365,35 +355,12 @@ class ProcessRun:
         self.marks["activated"] = time.perf_counter()
 
     async def _watch_tree(self) -> None:
-        await self._tree_gone()
+        assert self._tree is not None
+        await self._tree.watch()
         self.marks["tree_gone"] = time.perf_counter()
-        if self._status_fd is not None and not self._signalled and not self._stop.is_set():
-            status = _reaped_status(self._status_fd)
-            if status is not None:
-                self.early_returncode = os.waitstatus_to_exitcode(status)
+        if not self._signalled and not self._stop.is_set():
+            self.early_returncode = self._tree.returncode
         self.tree_gone.set()
-
-    async def _tree_gone(self) -> None:
-        """Wait until every process found below the launched one at verification has
-        exited (PID 1 of its pid namespace exited: the kernel killed and reaped the
-        rest first). Normally already so when the launched process is reaped."""
-        loop = asyncio.get_running_loop()
-        for fd in self._tree:
-            readable: asyncio.Future[None] = loop.create_future()
-
-            def ready(f: asyncio.Future[None] = readable) -> None:
-                if not f.done():
-                    f.set_result(None)
-            loop.add_reader(fd, ready)
-            try:
-                await readable
-            finally:
-                loop.remove_reader(fd)
-
-    def _close_tree(self) -> None:
-        for fd in self._tree:
-            os.close(fd)
-        self._tree = []
 
     async def _first_call(self, connection: Connection, pid: int) -> None:
         """Time the first call the new process serves (its health probe) and, after a
@@ -535,50 +502,3 @@ def _sandbox_total(text: str) -> float | None:
         return round(sum(float(v) for v in event["steps_ms"].values()), 3)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
-# PIDFD_GET_INFO (linux/pidfd.h, 6.15+): _IOWR(0xFF, 11, struct pidfd_info), whose first
-# version is 64 bytes: u64 mask at 0, s32 exit_code (a wait status) at 60. No library
-# wraps it (psutil and os do not), hence these few lines.
-_PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11
-_PIDFD_INFO_EXIT = 1 << 3
-
-
-def _reaped_status(pidfd: int) -> int | None:
-    """The wait status of the reaped process behind ``pidfd``; None when the kernel has
-    none (not reaped yet, or a kernel without pidfd exit info). Never raises."""
-    buf = bytearray(64)
-    struct.pack_into("Q", buf, 0, _PIDFD_INFO_EXIT)
-    try:
-        fcntl.ioctl(pidfd, _PIDFD_GET_INFO, buf)
-    except OSError:
-        return None
-    mask, = struct.unpack_from("Q", buf, 0)
-    if not mask & _PIDFD_INFO_EXIT:
-        return None
-    status: int = struct.unpack_from("i", buf, 60)[0]
-    return status
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [p.pid for p in psutil.Process(pid).children()]
-    except psutil.Error:
-        return []
-
-
-def _pidfds(pids: list[int]) -> list[int]:
-    """Pidfds of ``pids`` (those still alive); a pidfd stays valid after a pid is reused."""
-    fds = []
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fds.append(os.pidfd_open(pid))
-    return fds
-
-
-def _descendants(pid: int) -> list[int]:
-    """Pids below ``pid`` (a sandboxed role's waiter has the role itself as its child)."""
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
