@@ -414,6 +414,7 @@ class Component:
         self._last_confinement = None
         taken = self._standby.take()
         if taken is None:
+            await self._standby.settled()  # one let go of may have opened the datadir
             run = self._make_run(standby=False)
             run.previous = self._previous_exit
             self._run = run

@@ -197,12 +197,12 @@ class ProcessRun:
                                observed=confinement.facts)
                 self._tree = ProcessTree(child.pid)
                 inner = self._tree.inner
+                tree_watch = asyncio.create_task(self._watch_tree())
                 if self.standby:
                     failure, detail = await self._wait_as_standby(child, connection)
                 if failure is None and (not self.standby or self.promoted):
                     self.started_at = time.monotonic()
                     self._on_state(ComponentState.RUNNING)
-                    tree_watch = asyncio.create_task(self._watch_tree())
                     await self._first_call(connection, child.pid)
                     failure, detail = await self._watch(child, connection)
         self.standby_over.set()
@@ -226,13 +226,19 @@ class ProcessRun:
                 self.returncode = returncode
                 self.marks["gone"] = time.perf_counter()
                 self.gone.set()
+        await self._launcher.release(spec, endpoint)
+        self.marks["cleaned"] = time.perf_counter()
         if tree_watch is not None:
+            if not tree_watch.done():
+                # Killed through its cgroup just now: the run ends when its tree is gone,
+                # so that a standby promoted next never shares the datadir with it.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(tree_watch),
+                                           self._timeouts.exit_grace_s)
             tree_watch.cancel()
             await asyncio.gather(tree_watch, return_exceptions=True)
         if self._tree is not None:
             self._tree.close()
-        await self._launcher.release(spec, endpoint)
-        self.marks["cleaned"] = time.perf_counter()
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)
         await asyncio.gather(*drains, return_exceptions=True)

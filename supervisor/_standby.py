@@ -93,6 +93,12 @@ class StandbySlot:
             self._drops.add(drop)
             drop.add_done_callback(self._drops.discard)
 
+    async def settled(self) -> None:
+        """Return once every standby let go of is gone (before a process is started in
+        its place). Never raises but CancelledError."""
+        if self._drops:
+            await asyncio.gather(*self._drops, return_exceptions=True)
+
     async def drop(self) -> None:
         """``let_go``, then wait until every standby let go of is gone. Never raises but
         CancelledError."""
