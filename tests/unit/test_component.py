@@ -115,6 +115,7 @@ class FakeLauncher(ComponentLauncher):
         self.by_sock: dict[socket.socket, FakeChild] = {}
         self.standbys: list[FakeChild] = []  # launched as a standby
         self.standby_gate: asyncio.Event | None = None  # set: standby launches wait for it
+        self.standby_confinement: Confinement | None = None  # what a standby shows, if set
 
     async def launch(self, spec: LaunchSpec) -> Endpoint:
         standby = '"standby": true' in spec.env[COMPONENT_SETTINGS_ENV]
@@ -131,6 +132,8 @@ class FakeLauncher(ComponentLauncher):
         return Endpoint(sock=ours, child=child)
 
     async def verify(self, spec: LaunchSpec, endpoint: Endpoint) -> Confinement:
+        if self.standby_confinement is not None and endpoint.child in self.standbys:
+            return self.standby_confinement
         return self.confinement
 
     async def kill(self, spec: LaunchSpec, endpoint: Endpoint) -> None:
@@ -522,3 +525,24 @@ def test_no_restart_policy_fails_and_drops_the_standby_unpromoted(tmp_path: Path
         assert h.comp.pid is None and h.comp.restarts == 0
         assert standby.signals == [signal.SIGTERM]
     scenario(test, tmp_path, restart="no", standby=True)
+
+
+def test_a_standby_failing_verification_is_replaced_and_never_promoted(
+        tmp_path: Path) -> None:
+    async def test(h: Harness) -> None:
+        h.launcher.standby_confinement = Confinement("violated", {}, ("seccomp off",))
+        h.start()
+        await h.until(S.RUNNING)
+        # Each unconfined standby is killed at once and another tried after a backoff
+        # (1 s, 2 s, ...: the component's own settings, floored at 0.1 s).
+        await asyncio.wait_for(_poll(lambda: len(h.launcher.standbys) >= 3), 5)
+        assert h.clock.slept[:2] == [1.0, 2.0]
+        assert not _standby_ready(h.comp)
+        assert all(c.returncode is not None for c in h.launcher.standbys[:2])
+        assert h.comp.pid == h.launcher.children[0].pid and h.comp.restarts == 0
+        h.launcher.standby_confinement = None
+        await _ready(h)  # a good one comes, and is the one promoted at a crash
+        standby = h.comp.standby_pid
+        h.launcher.children[0].exit(1)
+        await _poll(lambda: h.comp.pid == standby and h.comp.state is S.RUNNING)
+    scenario(test, tmp_path, standby=True)
