@@ -31,6 +31,7 @@ _CONFIG = """\
 [supervisor]
 datadir = "{datadir}"
 fork_server = {fork_server}
+standby = {standby}
 
 [components.node]
 role = "node"
@@ -126,9 +127,11 @@ class RunningDaemon:
         return found
 
     def component_pids(self) -> dict[str, int]:
-        """The latest spawned pid of every component, from ``component.spawned`` events."""
+        """The latest running pid of every component: spawned as itself, or a standby
+        promoted (a standby's own spawn does not count until then)."""
         return {e["component"]: int(e["pid"]) for e in self.events
-                if e.get("event") == "component.spawned"}
+                if (e.get("event") == "component.spawned" and not e.get("standby"))
+                or e.get("event") == "component.standby_promoted"}
 
     async def stop(self) -> None:
         """SIGTERM the daemon and wait (SIGKILL its process group after a timeout)."""
@@ -144,7 +147,7 @@ class RunningDaemon:
 
 async def start_daemon(workdir: Path, variant: SpawnVariant, *, extra: str = "",
                        timeout: float = START_TIMEOUT_S,
-                       fork_server: bool = True) -> RunningDaemon:
+                       fork_server: bool = True, standby: bool = False) -> RunningDaemon:
     """Start a daemon under ``workdir`` whose components are sandboxed as ``variant`` says
     and return once it logged ``supervisor.ready``. ``extra`` is appended to the config
     (more component tables, with ``{sandbox_wallet}`` etc. filled in); ``timeout`` bounds
@@ -164,6 +167,7 @@ async def start_daemon(workdir: Path, variant: SpawnVariant, *, extra: str = "",
     config.write_text(_CONFIG.format(
         datadir=workdir / "data", rpcport=rpcport, **sandboxes,
         fork_server="true" if fork_server else "false",
+        standby="true" if standby else "false",
         extra="".join(_RESTART.format(name=role) for role in ROLES)
         + extra.format(**sandboxes)))
     bench = os.getpid()

@@ -229,3 +229,10 @@ class Init(ABC):  # noqa: B024 - every make_* has a default; roles override some
         calls go straight to the provider. Raises IpcError when no socket arrives as
         ``channel`` within a few seconds or the provider is gone."""
         raise NotProvidedError("this component cannot take an introduced Chain")
+
+    async def activate(self) -> None:
+        """Leave the standby state (a role started with ``ComponentSettings.standby``):
+        open its datadir's state, so that ``make_wallet_loader``/``make_index`` serve.
+        Returns once open, at once when already active; raises RemoteError when the state
+        cannot be opened (the process then exits with its start-failure code)."""
+        raise NotProvidedError("this component cannot wait as a standby")

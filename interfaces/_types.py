@@ -104,6 +104,9 @@ class ComponentSettings:
     datadirs: dict[str, str] = field(default_factory=dict)
     # Capability -> the component providing it to this one, for {datadir:provider:CAP}.
     providers: dict[str, str] = field(default_factory=dict)
+    # Started as a warm standby: serve Init but open nothing of the datadir until
+    # ``Init.activate`` (the supervisor promotes it when the running process dies).
+    standby: bool = False
 
     def to_env(self) -> dict[str, str]:
         """Return the environment entry that carries these settings to a child."""
@@ -131,6 +134,7 @@ class ComponentSettings:
                 sandbox=None if data.get("sandbox") is None else str(data["sandbox"]),
                 datadirs={str(k): str(v) for k, v in data.get("datadirs", {}).items()},
                 providers={str(k): str(v) for k, v in data.get("providers", {}).items()},
+                standby=bool(data.get("standby", False)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{COMPONENT_SETTINGS_ENV} is malformed: {exc}") from exc

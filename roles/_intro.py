@@ -55,6 +55,10 @@ class IntroducingInit(Init):
         """See ``Init.consumer_health``."""
         return await self._init.consumer_health()
 
+    async def activate(self) -> None:
+        """See ``Init.activate``."""
+        await self._init.activate()
+
     async def serve_chain(self, grant: ChainGrant, channel: int) -> Handler:
         """See ``Init.serve_chain``: the grant is checked (minted) before the socket is
         taken, so a refused grant leaves the introduced socket unclaimed."""

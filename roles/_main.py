@@ -15,6 +15,7 @@ from bitcoin_supervisor.interfaces import ComponentSettings, Init, SupervisorErr
 from bitcoin_supervisor.ipc import IntroInbox, Protocol, make_protocol, serve_listener
 
 from ._intro import IntroducingInit
+from ._standby import StandbyInit
 
 # Reserved exit codes the supervisor reads (gunicorn's idea): a component that cannot
 # boot because of how it was started must not be restarted in a loop.
@@ -82,6 +83,10 @@ def start_failure_code(exc: BaseException) -> int:
     return EXIT_TEMPFAIL
 
 
+async def _settled(future: asyncio.Future[int]) -> None:
+    await asyncio.shield(future)
+
+
 def run_role(factory: Callable[[], RoleProcess]) -> None:
     """Run a role process to completion and exit with a reserved exit code. Never returns."""
     try:
@@ -104,14 +109,20 @@ def run_role(factory: Callable[[], RoleProcess]) -> None:
 async def _serve(proc: RoleProcess, settings: ComponentSettings, sock: socket.socket,
                  protocol: Protocol, inbox: IntroInbox | None) -> int:
     lg = log.get_logger()
-    try:
-        init = await proc.start(settings)
-    except Exception as exc:  # noqa: BLE001 - the start boundary: every failure is an exit code
-        code = start_failure_code(exc)
-        lg.error("component.start_failed", error=str(exc), error_type=type(exc).__name__,
-                 exit_code=code, retry=code != EXIT_CONFIG)
-        return code
     loop = asyncio.get_running_loop()
+    # A standby opens nothing until the supervisor activates it (roles/_standby.py).
+    start_failure: asyncio.Future[int] = loop.create_future()
+    init: Init
+    if settings.standby:
+        init = StandbyInit(proc, settings, start_failure, start_failure_code)
+    else:
+        try:
+            init = await proc.start(settings)
+        except Exception as exc:  # noqa: BLE001 - the start boundary: every failure is an exit code
+            code = start_failure_code(exc)
+            lg.error("component.start_failed", error=str(exc),
+                     error_type=type(exc).__name__, exit_code=code, retry=code != EXIT_CONFIG)
+            return code
     terminate = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, terminate.set)
@@ -129,11 +140,13 @@ async def _serve(proc: RoleProcess, settings: ComponentSettings, sock: socket.so
                             name="link"),
         asyncio.create_task(terminate.wait(), name="signal"),
         asyncio.create_task(proc.stop_requested.wait(), name="stop-rpc"),
+        asyncio.create_task(_settled(start_failure), name="start-failed"),
     }
     extra = [asyncio.create_task(serve_listener(protocol, listener, listener_init,
                                                 name=settings.name, debug=debug))
              for listener in proc.listeners]
-    lg.info("component.serving", role=settings.role, listeners=len(extra))
+    lg.info("component.serving", role=settings.role, listeners=len(extra),
+            standby=settings.standby)
     done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     why = sorted(t.get_name() for t in done)
     for task in (*pending, *extra):
@@ -141,4 +154,6 @@ async def _serve(proc: RoleProcess, settings: ComponentSettings, sock: socket.so
     await asyncio.gather(*pending, *extra, return_exceptions=True)
     lg.info("component.stopping", why=why)
     await proc.stop()
+    if start_failure.done():
+        return start_failure.result()
     return EXIT_LINK_LOST if why == ["link"] else EXIT_OK

@@ -13,6 +13,10 @@ Where both sides took an introduction channel at launch, the capability is intro
 directly (``_introduce``): the consumer then calls its provider over a socketpair of
 their own and the supervisor is out of the data path; otherwise (a foreign program,
 ``introduce = false``) the calls are forwarded through the supervisor.
+
+A consumer's warm standby is introduced in advance (``prepare``): its Chain is minted and
+connected, but not handed over; ``promote`` hands it over once the running process is
+gone, so a promotion costs one call instead of an introduction.
 """
 
 from __future__ import annotations
@@ -52,6 +56,24 @@ class _Slot:
 
 
 @dataclass
+class _Prepared:
+    """A capability obtained in advance for a standby: from which provider Init, what
+    was minted, and how it travels (with the Handler revoking an introduced link)."""
+
+    provider: Init
+    minted: object
+    path: str
+    revoke: Handler | None
+
+
+@dataclass
+class _Standby:
+    init: Init
+    channel: IntroSender | None
+    prepared: dict[str, _Prepared] = field(default_factory=dict)
+
+
+@dataclass
 class _Consumer:
     name: str
     role: str
@@ -87,6 +109,10 @@ class Broker:
         self._rebrokering: set[asyncio.Task[None]] = set()
         self._channels: dict[str, IntroSender] = {}
         self._revoking: set[asyncio.Task[None]] = set()
+        # The Init each component is attached with: a late ``detach`` of a process that
+        # a standby replaced must not take the new one's links with it.
+        self._attached: dict[str, Init] = {}
+        self._standbys: dict[str, _Standby] = {}
 
     async def attach(self, name: str, init: Init, intro: socket.socket | None = None) -> None:
         """Wire a freshly bootstrapped component in.
@@ -104,6 +130,7 @@ class Broker:
         self._channels.pop(name, None)
         if intro is not None:
             self._channels[name] = IntroSender(intro)
+        self._attached[name] = init
         replaced = self._consumers.pop(name, None)
         if replaced is not None:  # attached again without a detach: its old links go
             self.revoke(replaced)
@@ -143,10 +170,17 @@ class Broker:
             del self._slots[key]
         for name in set(self._consumers) - set(graph.roles):
             del self._consumers[name]
+        for name in set(self._standbys) - set(graph.roles):
+            self.discard(name)
 
-    def detach(self, name: str) -> None:
+    def detach(self, name: str, init: Init | None = None) -> None:
         """Forget a component that stopped; a provider takes its capabilities with it
-        (its consumers keep theirs until it publishes fresh ones). Never raises."""
+        (its consumers keep theirs until it publishes fresh ones). With ``init``: only
+        if the component is still attached with that Init (not replaced by a promoted
+        standby meanwhile). Never raises."""
+        if init is not None and self._attached.get(name) is not init:
+            return
+        self._attached.pop(name, None)
         for cap in self._graph.provides.get(name, ()):
             slot = self._slots[(name, cap)]
             slot.value = None
@@ -207,32 +241,108 @@ class Broker:
         log.info("broker.capability_given", component=consumer.name,
                  capability=binding.capability, provider=binding.provider)
 
-    async def _hand(self, consumer: _Consumer, binding: Binding, provider: Init) -> None:
+    async def _obtain(self, name: str, init: Init, binding: Binding,
+                      provider: Init, here: IntroSender | None) -> _Prepared:
+        """Mint ``binding``'s capability for consumer ``name`` (process ``init``):
+        introduced when both sides have a channel, else forwarded."""
         capability = CAPABILITIES[binding.capability]
-        grant = self._graph.grant(consumer.name)
-        there, here = self._channels.get(binding.provider), self._channels.get(consumer.name)
+        grant = self._graph.grant(name)
+        there = self._channels.get(binding.provider)
         direct = None
         if there is not None and here is not None:
-            direct = await introduce(capability, grant, provider, there, consumer.init, here)
-        minted = (direct.capability if direct is not None
-                  else await capability.obtain(provider, grant))
+            direct = await introduce(capability, grant, provider, there, init, here)
+        if direct is not None:
+            log.info("broker.introduced", component=name, capability=binding.capability,
+                     provider=binding.provider, latency_ms=direct.latency_ms)
+            return _Prepared(provider, direct.capability, INTRODUCED, direct.revoke)
+        return _Prepared(provider, await capability.obtain(provider, grant), FORWARDED, None)
+
+    async def _hand(self, consumer: _Consumer, binding: Binding, provider: Init,
+                    prepared: _Prepared | None = None) -> None:
+        capability = CAPABILITIES[binding.capability]
+        got = prepared or await self._obtain(consumer.name, consumer.init, binding, provider,
+                                             self._channels.get(consumer.name))
         try:
-            handed = await capability.hand[consumer.role](consumer.init, minted)
+            handed = await capability.hand[consumer.role](consumer.init, got.minted)
         except BaseException:
-            if direct is not None:
-                self._in_background(revoke(direct.revoke, consumer.name), self._revoking)
+            if got.revoke is not None:
+                self._in_background(revoke(got.revoke, consumer.name), self._revoking)
             raise
         old = consumer.revokers.pop(binding.capability, None)
         if old is not None:  # the link it replaces (a provider restart closed it already)
             self._in_background(revoke(old, consumer.name), self._revoking)
-        if direct is not None:
-            consumer.revokers[binding.capability] = direct.revoke
-            log.info("broker.introduced", component=consumer.name,
-                     capability=binding.capability, provider=binding.provider,
-                     latency_ms=direct.latency_ms)
-        consumer.paths[binding.capability] = INTRODUCED if direct is not None else FORWARDED
-        consumer.minted[binding.capability] = minted
+        if got.revoke is not None:
+            consumer.revokers[binding.capability] = got.revoke
+        consumer.paths[binding.capability] = got.path
+        consumer.minted[binding.capability] = got.minted
         consumer.received[binding.capability] = handed
+
+    async def prepare(self, name: str, init: Init, intro: socket.socket | None = None
+                      ) -> None:
+        """Introduce the standby process ``init`` of consumer ``name`` to its providers
+        in advance: each capability is minted (under the component's own grant) and
+        connected, not handed over. Waits for providers that are down. Raises IpcError
+        (or a provider's refusal) like ``attach``; cancellable. ``intro`` is owned by
+        the broker from now on (closed with the run)."""
+        standby = _Standby(init, IntroSender(intro) if intro is not None else None)
+        self.discard(name)
+        self._standbys[name] = standby
+        for binding in self._graph.needs(name):
+            slot = self._slots[(binding.provider, binding.capability)]
+            await slot.ready.wait()
+            provider = slot.value
+            assert provider is not None  # ready is set only with a value
+            standby.prepared[binding.capability] = await self._obtain(
+                name, init, binding, provider, standby.channel)
+        log.info("broker.standby_prepared", component=name,
+                 capabilities=sorted(standby.prepared))
+
+    async def promote(self, name: str, init: Init) -> None:
+        """Make the prepared standby ``init`` the attached process of ``name``: hand it
+        what ``prepare`` obtained (obtained again from a provider that restarted since),
+        then revoke the replaced process's links. Call only once the replaced process
+        is gone: its RPC names pass to this one. Raises like ``attach``."""
+        standby = self._standbys.pop(name, None)
+        if standby is None or standby.init is not init:
+            raise IpcError(f"{name}: no prepared standby to promote")
+        self._channels.pop(name, None)
+        if standby.channel is not None:
+            self._channels[name] = standby.channel
+        self._attached[name] = init
+        replaced = self._consumers.pop(name, None)
+        if replaced is not None:
+            self.revoke(replaced)
+        needs = self._graph.needs(name)
+        if not needs:
+            return
+        role = self._graph.roles[name]
+        assert role is not None  # the config gives a component without a role no needs
+        consumer = _Consumer(name, role, init, {b.capability for b in needs})
+        self._consumers[name] = consumer
+        for binding in needs:
+            got = standby.prepared.pop(binding.capability, None)
+            slot = self._slots[(binding.provider, binding.capability)]
+            if got is not None and slot.value is got.provider:
+                await self._hand(consumer, binding, got.provider, got)
+                consumer.receiving.discard(binding.capability)
+                log.info("broker.capability_given", component=name,
+                         capability=binding.capability, provider=binding.provider,
+                         promoted=True)
+            else:  # its provider restarted since prepare: that capability is dead
+                if got is not None and got.revoke is not None:
+                    self._in_background(revoke(got.revoke, name), self._revoking)
+                await self._receive(consumer, binding)
+
+    def discard(self, name: str, init: Init | None = None) -> None:
+        """Forget ``name``'s prepared standby (with ``init``: only that process's),
+        revoking what was introduced for it. Never raises."""
+        standby = self._standbys.get(name)
+        if standby is None or (init is not None and standby.init is not init):
+            return
+        del self._standbys[name]
+        for got in standby.prepared.values():
+            if got.revoke is not None:
+                self._in_background(revoke(got.revoke, name), self._revoking)
 
     async def progress(self, name: str) -> tuple[int | None, int] | None:
         """How far ``name`` has followed what it consumes: (height it processed or None,

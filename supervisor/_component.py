@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -24,6 +25,7 @@ from ._launcher import ComponentLauncher, LaunchSpec
 from ._relay import ChildLogRelay
 from ._restart import RestartTracker
 from ._run import ProcessRun, RunEnd, RunTimeouts
+from ._standby import StandbySlot, log_restored
 from ._state import (
     EX_CONFIG,
     EX_TEMPFAIL,
@@ -83,6 +85,8 @@ class ComponentSnapshot:
     waiting: bool = False
     # While running with a health check: (check, checks passed, seconds since the last).
     health: tuple[str, int, float | None] | None = None
+    # With ``standby = true``: (its pid or None while none exists, ready to promote).
+    standby: tuple[int | None, bool] | None = None
 
 
 class Component:
@@ -140,6 +144,13 @@ class Component:
         self.image = images / f"{config.name}.img" if images is not None else None
         self.disk = (DiskImage(self.image, config.datadir, config.disk)
                      if self.image is not None and config.disk is not None else None)
+        # The warm standby (``config.standby``): its run, that run's task, the task that
+        # keeps one, and the background end of a run a promotion replaced.
+        self._standby = StandbySlot(
+            make_run=lambda: self._make_run(standby=True), wanted=self._wants_standby,
+            restart=config.restart, sleep=sleep, log=self._log)
+        self._background: set[asyncio.Task[Any]] = set()
+        self._replaced: ProcessRun | None = None  # the last run a promotion replaced
 
     # -- read side -------------------------------------------------------------------
     @property
@@ -177,6 +188,16 @@ class Component:
         or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
         run = self._run
         return run.usage() if run is not None else None
+
+    def standby_usage(self) -> dict[str, int] | None:
+        """The standby process tree's resource usage (its own cgroup), None without one
+        or unknown. Blocking cgroupfs reads: call from an executor. Never raises."""
+        return self._standby.usage()
+
+    @property
+    def standby_pid(self) -> int | None:
+        """The standby process's pid while one exists, else None."""
+        return self._standby.pid
 
     def disk_usage(self) -> DiskUsage | None:
         """What its mounted disk image holds and can hold; None without a mounted image.
@@ -216,7 +237,9 @@ class Component:
             datadir=self.config.datadir, policy=self.policy, confinement=self.confinement,
             pending_job=self._pending.kind.value if self._pending else None,
             degraded=down[0] if down else None, waiting=bool(down and down[1]),
-            health=self.health())
+            health=self.health(),
+            standby=((self._standby.pid, self._standby.ready())
+                     if self.config.standby else None))
 
     def health(self) -> tuple[str, int, float | None] | None:
         """While RUNNING with a health check configured: the check, how many passed in
@@ -256,12 +279,13 @@ class Component:
         """Stop it (SIGTERM, then the whole tree after its timeout); returns when down.
         ``reason`` is what status shows afterwards (the user, or the daemon's shutdown)."""
         await self._submit(Job(JobKind.STOP, reason=reason))
+        await self._standby.drop()  # normally let go already, at STOPPED: wait for it
         if not self._goal and self._run is None:  # down, and no start came meanwhile
             await self._launcher.unmount(self._spec())
 
     async def request_restart(self) -> None:
         """Stop then start again as one job; returns once it is running or failed."""
-        await self._submit(Job(JobKind.RESTART))
+        await self._submit(Job(JobKind.RESTART))  # its stop drops the standby (at STOPPED)
 
     async def _submit(self, job: Job) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -357,8 +381,9 @@ class Component:
                 return False
         return True
 
-    def _spec(self) -> LaunchSpec:
-        return LaunchSpec(name=self.name, argv=self.config.argv, env=self._child_env(),
+    def _spec(self, standby: bool = False) -> LaunchSpec:
+        return LaunchSpec(name=self.name, argv=self.config.argv,
+                          env=self._child_env(standby),
                           datadir=Path(self.settings.datadir), policy=self.policy,
                           socket=self.config.socket,
                           link_timeout_s=self._timeouts.bootstrap_s,
@@ -366,35 +391,134 @@ class Component:
                           fork_server=self.config.fork_server, disk=self.disk,
                           image=self.image)
 
+    def _make_run(self, *, standby: bool) -> ProcessRun:
+        def on_state(state: ComponentState) -> None:
+            if self._run is run:  # a standby's or a replaced run's states are not ours
+                self._on_run_state(state)
+        run = ProcessRun(self._spec(standby), launcher=self._launcher,
+                         protocol=self._protocol, broker=self._broker,
+                         debug_ipc="ipc" in self._debug, timeouts=self._timeouts,
+                         on_state=on_state, log=self._log.bind(standby=True) if standby
+                         else self._log, relay=self._relay,
+                         schema=_wire_schema(self.config.schema),
+                         health=self.config.health, standby=standby)
+        return run
+
     async def _run_once(self) -> float | None:
-        """One process run from launch to reaped; return a restart delay or None."""
+        """One process run from launch to reaped; return a restart delay or None. A
+        ready standby is promoted instead of launching; when the process dies while a
+        standby is ready, the delay is returned as soon as its tree is gone and the
+        run's cleanup goes on in the background."""
         self._set(ComponentState.STARTING, ExitReason.NONE)
         self._tracker.record_start()
         self._last_confinement = None
-        run = ProcessRun(self._spec(), launcher=self._launcher, protocol=self._protocol,
-                         broker=self._broker, debug_ipc="ipc" in self._debug,
-                         timeouts=self._timeouts, on_state=self._on_run_state, log=self._log,
-                         relay=self._relay, schema=_wire_schema(self.config.schema),
-                         health=self.config.health)
-        run.previous = self._previous_exit
-        self._run = run
+        taken = self._standby.take()
+        if taken is None:
+            await self._standby.settled()  # one let go of may have opened the datadir
+            run = self._make_run(standby=False)
+            run.previous = self._previous_exit
+            self._run = run
+            task = asyncio.create_task(run.execute())
+        else:
+            run, task = taken
+            self._run = run
+            self._report_promotion(run, task)
         try:
-            end = await run.execute()
+            gone = asyncio.create_task(run.gone.wait())
+            tree = asyncio.create_task(run.tree_gone.wait())
+            done, _ = await asyncio.wait({task, gone, tree},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            early = done == {tree} and self._standby.ready() and self._goal \
+                and not self._interrupted() and not run.stop_requested and not run.signalled
+            if early:
+                # Its processes are gone: let the standby open its datadir while the
+                # restart is decided (promoted, or stopped if it is not restarted).
+                self._standby.preactivate()
+            if early and run.early_returncode is None:  # the status is still on its way
+                await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            tree.cancel()
+            returncode = run.early_returncode if early else run.returncode
+            if not task.done() and returncode is not None and self._standby.ready() \
+                    and not self._interrupted():
+                # Promote now: the old tree is gone and how it ended is known; its
+                # cgroup, the rest of its output and its log wait.
+                self._last_confinement = run.confinement
+                end = RunEnd(run.pid, returncode, None, False, False, None)
+                self._run = None
+                self._background_task(self._finish(run, task, returncode))
+                return self._after_exit(end)
+            end = await task
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
         finally:
             self._run = None
-        marks = run.marks
-        self._previous_exit = ((marks["exit_seen"], marks["cleaned"])
-                               if "exit_seen" in marks and "cleaned" in marks else None)
-        self._last_confinement = run.confinement
+        self._note_end(run)
         full = False
         if end.returncode == EX_TEMPFAIL and self.disk is not None:  # statvfs: off the loop
             usage = await asyncio.get_running_loop().run_in_executor(None, self.disk_usage)
             full = usage is not None and usage.full
         return self._after_exit(end, disk_full=full)
 
+    def _note_end(self, run: ProcessRun) -> None:
+        marks = run.marks
+        self._previous_exit = ((marks["exit_seen"], marks["cleaned"])
+                               if "exit_seen" in marks and "cleaned" in marks else None)
+        self._last_confinement = run.confinement
+
+    def _background_task(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _finish(self, run: ProcessRun, task: asyncio.Task[RunEnd],
+                      early: int | None = None) -> None:
+        """The end of a run a standby replaced: wait for its cleanup (cgroup), then add
+        what only the cleanup learns (a sandbox kill) to the exit shown in status."""
+        end = await task
+        if early is not None and end.returncode != early:
+            self._log.warning("component.exit_status_differs", pid=end.pid, early=early,
+                              returncode=end.returncode)
+        marks = run.marks
+        self._previous_exit = ((marks["exit_seen"], marks["cleaned"])
+                               if "exit_seen" in marks and "cleaned" in marks else None)
+        last = self.last_exit
+        if end.detail and last is not None and last.detail is None:
+            self.last_exit = dataclasses.replace(last, detail=end.detail)
+        self._replaced = run
+
+    def _report_promotion(self, run: ProcessRun, task: asyncio.Task[RunEnd]) -> None:
+        """Once the promoted ``run`` serves and the replaced run is cleaned up: log
+        ``component.restored`` and start keeping a fresh standby."""
+        replaced = list(self._background)
+
+        async def report() -> None:
+            served = asyncio.create_task(run.served.wait())
+            await asyncio.wait({served, task}, return_when=asyncio.FIRST_COMPLETED)
+            served.cancel()
+            await asyncio.gather(*replaced, return_exceptions=True)
+            if run.served.is_set():
+                log_restored(self._log, self._replaced, run)
+            self._ensure_keeper()
+        self._background_task(report())
+
+    # -- the warm standby -------------------------------------------------------------
+    def _wants_standby(self) -> bool:
+        return (self.config.standby and self._goal and not self._interrupted()
+                and self.state is ComponentState.RUNNING and self._run is not None)
+
+    def _ensure_keeper(self) -> None:
+        """Keep a standby while the component runs (config ``standby``). Never blocks."""
+        if self._wants_standby():
+            self._standby.keep()
+
     def _on_run_state(self, state: ComponentState) -> None:
         self._set(state, ExitReason.NONE if state is ComponentState.RUNNING
                   else self.machine.reason)
+        if state is ComponentState.RUNNING and self._run is not None and \
+                not self._run.promoted:
+            self._ensure_keeper()  # a promoted run's report starts it, after the cleanup
 
     def _after_exit(self, end: RunEnd, *, disk_full: bool = False) -> float | None:
         if end.returncode is None or end.failure is ExitReason.UNCONFINED:
@@ -454,6 +578,8 @@ class Component:
 
     def _set(self, state: ComponentState, reason: ExitReason) -> None:
         self.machine.set_state(state, reason)
+        if state in (ComponentState.STOPPED, ComponentState.FAILED):
+            self._standby.let_go()  # at once: no start that follows may promote it
         if self._active is not None and state in (ComponentState.RUNNING,
                                                   ComponentState.FAILED):
             _resolve(self._active.waiters)  # the asked-for start has settled
@@ -471,9 +597,9 @@ class Component:
             if not waiter.done() and predicate(self):
                 waiter.set_result(None)
 
-    def _child_env(self) -> dict[str, str]:
+    def _child_env(self, standby: bool = False) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
-        env.update(self.settings.to_env())
+        env.update(dataclasses.replace(self.settings, standby=standby).to_env())
         # Its own HOME, always: without one, Python's site module asks NSS for the home
         # directory, and nss-systemd (named in the node's visible nsswitch.conf) loads
         # libcap, whose constructor calls prctl — which the role's filter kills.

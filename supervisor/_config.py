@@ -38,6 +38,7 @@ from ._configipc import (
     LinkConfig,
     Schema,
     check_link,
+    check_standby,
 )
 from ._configrestart import POLICIES, RestartConfig, check_restart
 
@@ -96,6 +97,9 @@ class ComponentConfig:
     # Start from the role's fork server (a pre-initialised template) instead of a fresh
     # interpreter; only our own role programs can, others always start cold.
     fork_server: bool = False
+    # Keep a warm standby process (confined, verified, Init bootstrapped, its Chain
+    # introduced, databases closed) to promote when the running one dies unexpectedly.
+    standby: bool = False
     # The kernel-enforced bound on its datadir (a loop-mounted image); None: none.
     disk: DiskBudget | None = None
 
@@ -156,10 +160,10 @@ ROLE_OPTIONS: Mapping[Role | None, Mapping[str, tuple[str, object]]] = {
     # listen on none. They only widen the policy: the program reads its own arguments.
     None: {"rpcport": ("port", None), "port": ("port", None)},
 }
-_SUPERVISOR_KEYS = ("datadir", "debug", "control_group", "fork_server")
+_SUPERVISOR_KEYS = ("datadir", "debug", "control_group", "fork_server", "standby")
 _COMPONENT_KEYS = ("role", "datadir", "depends_on", "provides", "consumes",
                    "restart", "stop_timeout_s", "debug", "sandbox",
-                   "fork_server") + IPC_KEYS + GRANT_KEYS + DISK_KEYS
+                   "fork_server", "standby") + IPC_KEYS + GRANT_KEYS + DISK_KEYS
 _SYSTEM_DIRS = frozenset(Path(p) for p in (
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
     "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
@@ -259,7 +263,9 @@ class _Validator(TomlChecker):
         # On by default: a restarted role serves again in a few ms instead of ~300 ms.
         forks = self.typed(sup.get("fork_server", True), ("supervisor", "fork_server"),
                            "boolean")
-        parsed = [self.component(name, body, datadir, debug, forks)
+        # Off by default: a standby costs a second process (its memory) per component.
+        standby = self.typed(sup.get("standby", False), ("supervisor", "standby"), "boolean")
+        parsed = [self.component(name, body, datadir, debug, forks, standby)
                   for name, body in comps.items()]
         self.check_unique(parsed)
         self.check_datadirs(parsed, datadir)
@@ -282,7 +288,8 @@ class _Validator(TomlChecker):
                              value=True) from None
 
     def component(self, name: str, body: object, datadir: Path,
-                  debug: tuple[str, ...], forks: bool = True) -> ComponentConfig:
+                  debug: tuple[str, ...], forks: bool = True,
+                  standby: bool = False) -> ComponentConfig:
         path = ("components", name)
         if not _NAME_RE.fullmatch(name):
             raise self.error(path, f"invalid component name {name!r}",
@@ -323,7 +330,8 @@ class _Validator(TomlChecker):
             introduce=link.introduce, rpc_methods=rpc_methods, limits=limits,
             fork_server=self.typed(table.get("fork_server", forks), path + ("fork_server",),
                                    "boolean"),
-            disk=check_disk(self, table, path, role))
+            disk=check_disk(self, table, path, role),
+            standby=check_standby(self, table, path, role, link.ipc, standby))
 
     def role(self, table: Mapping[str, Any], path: tuple[str, ...]) -> Role | None:
         if "role" not in table:

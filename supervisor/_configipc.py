@@ -15,7 +15,7 @@ from ._configschema import ForeignSchema, check_foreign
 
 __all__ = ["CXX_SCHEMAS", "HEALTH_CHECKS", "IPC_KEYS", "IPC_MODES", "ForeignSchema",
            "HealthCheck", "HealthConfig", "IpcMode", "LinkConfig", "SCHEMAS", "Schema",
-           "check_link"]
+           "STANDBY_ROLES", "check_link", "check_standby"]
 
 # Spelled out here, not imported: loading a config (the CLI's `rpc` path too) must not
 # import the ipc package and asyncio with it. tests/unit/test_config_link.py checks that
@@ -34,6 +34,11 @@ IPC_MODES: tuple[IpcMode, ...] = ("spawn", "bind")
 HEALTH_CHECKS: tuple[HealthCheck, ...] = ("echo", "construct", "none")
 IPC_KEYS = ("argv", "ipc", "socket", "schema", "health", "start_timeout_s", "introduce")
 _HEALTH_KEYS = ("check", "interval_s", "timeout_s")
+# Roles that can wait as a warm standby: consumers, whose state is their own datadir.
+# Not the node: it provides the chain, listens on its RPC port and owns the block
+# files, so a second node could neither bind nor open them, and it has no provider to
+# be introduced to in advance.
+STANDBY_ROLES = ("wallet", "index")
 _PLACEHOLDER_RE = re.compile(r"\{[a-z_:]+\}")
 _KNOWN_PLACEHOLDERS = (FD_PLACEHOLDER, DATADIR_PLACEHOLDER)
 
@@ -186,3 +191,19 @@ def _health(checker: TomlChecker, value: object, path: tuple[str, ...],
     interval = checker.number(table, path, "interval_s", 10.0, 0.01)
     timeout = checker.number(table, path, "timeout_s", 5.0, 0.01)
     return HealthConfig(check=check, interval_s=interval, timeout_s=timeout)
+
+
+def check_standby(checker: TomlChecker, table: Mapping[str, Any], path: tuple[str, ...],
+                  role: str | None, ipc: IpcMode, default: bool) -> bool:
+    """The component's ``standby`` (``default``: [supervisor] standby, which applies only
+    where a standby can work); raises a located ConfigError when the component's own key
+    asks for one that cannot."""
+    if "standby" not in table:
+        return default and role in STANDBY_ROLES and ipc == "spawn"
+    wanted = bool(checker.typed(table["standby"], path + ("standby",), "boolean"))
+    if wanted and role not in STANDBY_ROLES:
+        what = f"role {role!r}" if role else "a program that is none of our roles"
+        raise checker.error(path + ("standby",), f"{table_name(path)} runs {what}, which "
+                            "cannot wait as a standby", "drop 'standby' (only "
+                            f"{choices(list(STANDBY_ROLES))} can)", value=True)
+    return wanted

@@ -24,14 +24,16 @@ from .control_protocol import (
     HealthSummary,
     LastExit,
     SandboxSummary,
+    StandbyStatus,
     SyncProgress,
 )
 
 __all__ = ["Probe", "cgroup_probe", "describe", "disk_status", "landlock_abi", "probe",
            "refusal", "status_word"]
 
-# What the blocking part of status read about one component: its cgroup, its disk.
-Probe = tuple[dict[str, Any] | None, DiskStatus]
+# What the blocking part of status read about one component: its cgroup, its disk, its
+# standby's memory.
+Probe = tuple[dict[str, Any] | None, DiskStatus, int | None]
 
 
 def landlock_abi() -> int | None:
@@ -48,7 +50,7 @@ def describe(c: Component, probed: Probe, landlock_abi: int | None,
              links: tuple[CapabilityLink, ...] = ()) -> ComponentStatus:
     """What status shows of ``c``: one frozen snapshot, the probe's result (cgroup and
     disk), the consumer's sync progress and how its capabilities reach it. Never blocks."""
-    cgroup, disk = probed
+    cgroup, disk, standby_memory = probed
     snap = c.snapshot()  # one frozen read: status never sees a half-made transition
     substate, reason = snap.state.value, snap.reason.value
     if snap.degraded is not None:  # running, but what it needs is not
@@ -66,6 +68,8 @@ def describe(c: Component, probed: Probe, landlock_abi: int | None,
         health=None if snap.health is None else HealthSummary(
             check=snap.health[0], passed=snap.health[1],
             last_ok_age_s=None if snap.health[2] is None else round(snap.health[2], 3)),
+        standby=None if snap.standby is None else StandbyStatus(
+            pid=snap.standby[0], ready=snap.standby[1], memory_bytes=standby_memory),
         **_confinement(snap))
 
 
@@ -95,7 +99,8 @@ def status_word(c: Component) -> str:
 def probe(c: Component) -> Probe:
     """The blocking part of c's status: cgroup and disk (an executor job). Never
     raises."""
-    return cgroup_probe(c), disk_status(c)
+    standby = c.standby_usage() if c.config.standby else None
+    return cgroup_probe(c), disk_status(c), (standby or {}).get("memory_bytes")
 
 
 def disk_status(c: Component) -> DiskStatus:

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 from bitcoin_supervisor.interfaces import IpcError, SpawnError, SupervisorError
 from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, ForeignInit, Protocol, Schema
 from bitcoin_supervisor.sandbox import Confinement, find_violation, unnamed_reason
@@ -29,6 +27,7 @@ from ._configipc import HealthConfig
 from ._launcher import ComponentLauncher, LaunchSpec
 from ._relay import ChildLogRelay
 from ._state import ComponentState, ExitReason
+from ._tree import ProcessTree
 
 __all__ = ["RunEnd", "RunTimeouts", "ProcessRun"]
 
@@ -71,7 +70,7 @@ class ProcessRun:
                  on_state: Callable[[ComponentState], None], log: Any,
                  relay: ChildLogRelay,
                  schema: Schema | ForeignInit = "bitcoin-supervisor",
-                 health: HealthConfig = NO_HEALTH_CHECK) -> None:
+                 health: HealthConfig = NO_HEALTH_CHECK, standby: bool = False) -> None:
         self.spec = spec
         self._launcher = launcher
         self._protocol = protocol
@@ -98,6 +97,29 @@ class ProcessRun:
         self._sandbox_ms: float | None = None
         self.health_passed = 0  # health checks answered in time during this run
         self.health_ok_at: float | None = None  # monotonic, the last one
+        # A standby run (roles/_standby.py) waits after its verification until ``promote``
+        # (then it activates, is handed its prepared capabilities and runs as usual) or
+        # until it ends; ``standby_over`` is set at either.
+        self.standby = standby
+        self.ready = False  # a standby verified and prepared, waiting for promotion
+        self.promoted = False
+        self._promote = asyncio.Event()
+        self._preactivate = asyncio.Event()
+        # Set when the launched process and every process below it have exited (pidfds),
+        # which may be before its exit status arrives.
+        self.tree_gone = asyncio.Event()
+        # Its exit status read from the kernel at ``tree_gone`` (None: not known yet, or
+        # it was stopped by us): the status its waiter passes on, known before that
+        # waiter's own status travels back (pidfd exit info, Linux 6.15 and later).
+        self.early_returncode: int | None = None
+        self.standby_over = asyncio.Event()
+        # Set once the process ended by itself (not stopped by us) and its whole tree is
+        # gone (PID 1 of its pid namespace reaped): the component may promote a standby
+        # then, before this run's cleanup. ``returncode`` says how it ended.
+        self.gone = asyncio.Event()
+        self.returncode: int | None = None
+        self.served = asyncio.Event()  # it answered its first call (or was verified)
+        self._tree: ProcessTree | None = None  # from its verification on
 
     @property
     def pid(self) -> int | None:
@@ -108,6 +130,24 @@ class ProcessRun:
         """Ask the run to end: SIGTERM, then the whole tree after the stop timeout. Returns
         at once; ``execute`` returns when the process is gone. Idempotent."""
         self._stop.set()
+
+    def preactivate(self) -> None:
+        """Let a ready standby open its datadir now, ahead of a promotion that is about
+        to be decided: the process it replaces is gone (``tree_gone``). Returns at once;
+        a standby that is then not promoted is stopped by its owner. Never raises."""
+        self._preactivate.set()
+
+    def promote(self) -> None:
+        """Promote a ready standby: it activates and takes over from the process that
+        died (its whole tree must be gone). Returns at once; ``execute`` carries on as
+        an ordinary run. Never raises."""
+        self.promoted = True
+        self._promote.set()
+
+    @property
+    def signalled(self) -> bool:
+        """Whether this run sent its process a signal (it did not end by itself)."""
+        return self._signalled
 
     @property
     def stop_requested(self) -> bool:
@@ -142,6 +182,7 @@ class ProcessRun:
         inner: list[int] = []
         failure = None if connection is not None else ExitReason.BOOTSTRAP_FAILED
         detail = None
+        tree_watch: asyncio.Task[None] | None = None
         if connection is not None:
             confinement = await self._launcher.verify(spec, endpoint)
             self.marks["verified"] = time.perf_counter()
@@ -154,11 +195,17 @@ class ProcessRun:
             else:
                 self._log.info("sandbox.verified", pid=child.pid, state=confinement.state,
                                observed=confinement.facts)
-                self.started_at = time.monotonic()
-                inner = _descendants(child.pid)
-                self._on_state(ComponentState.RUNNING)
-                await self._first_call(connection, child.pid)
-                failure, detail = await self._watch(child, connection)
+                self._tree = ProcessTree(child.pid)
+                inner = self._tree.inner
+                tree_watch = asyncio.create_task(self._watch_tree())
+                if self.standby:
+                    failure, detail = await self._wait_as_standby(child, connection)
+                if failure is None and (not self.standby or self.promoted):
+                    self.started_at = time.monotonic()
+                    self._on_state(ComponentState.RUNNING)
+                    await self._first_call(connection, child.pid)
+                    failure, detail = await self._watch(child, connection)
+        self.standby_over.set()
         self.marks["exit_seen"] = time.perf_counter()
         requested = self._stop.is_set()
         # A hung process gets the check's deadline to honour SIGTERM, not the full stop
@@ -169,13 +216,37 @@ class ProcessRun:
             stop_s=min(self._timeouts.stop_s, self._health.timeout_s) if hung else None)
         if failure is ExitReason.LINK_LOST and not self._signalled:
             failure = detail = None  # it was exiting anyway: its exit status says why
+        if failure is None and not requested and not self._signalled \
+                and tree_watch is not None:
+            try:  # a tree left behind (its PID 1 outlived the waiter) goes with the cgroup
+                await asyncio.wait_for(self.tree_gone.wait(), self._timeouts.exit_grace_s)
+            except TimeoutError:
+                self._log.warning("component.tree_left", pid=child.pid)
+            else:
+                self.returncode = returncode
+                self.marks["gone"] = time.perf_counter()
+                self.gone.set()
         await self._launcher.release(spec, endpoint)
         self.marks["cleaned"] = time.perf_counter()
+        if tree_watch is not None:
+            if not tree_watch.done():
+                # Killed through its cgroup just now: the run ends when its tree is gone,
+                # so that a standby promoted next never shares the datadir with it.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(tree_watch),
+                                           self._timeouts.exit_grace_s)
+            tree_watch.cancel()
+            await asyncio.gather(tree_watch, return_exceptions=True)
+        if self._tree is not None:
+            self._tree.close()
         if returncode == -signal.SIGSYS:
             detail = await self._violation(child.pid, inner)
         await asyncio.gather(*drains, return_exceptions=True)
         self._relay.flush()
-        self._broker.detach(spec.name)
+        if self.standby and not self.promoted:
+            self._broker.discard(spec.name, connection.init if connection else None)
+        elif connection is not None:
+            self._broker.detach(spec.name, connection.init)
         if connection is not None:
             connection.close()
         self._endpoint = None
@@ -198,8 +269,12 @@ class ProcessRun:
                                                       schema=self._schema)
             self.marks["bootstrapped"] = time.perf_counter()
             try:
-                await self._broker.attach(self.spec.name, connection.init,
-                                          intro=endpoint.intro)
+                if self.standby:
+                    await self._broker.prepare(self.spec.name, connection.init,
+                                               intro=endpoint.intro)
+                else:
+                    await self._broker.attach(self.spec.name, connection.init,
+                                              intro=endpoint.intro)
                 self.marks["brokered"] = time.perf_counter()
             except BaseException:
                 connection.close()
@@ -234,6 +309,65 @@ class ProcessRun:
             self._log.exception("component.bootstrap_failed", pid=child.pid)
         return None
 
+    async def _wait_as_standby(self, child: ChildHandle, connection: Connection
+                               ) -> tuple[ExitReason | None, str | None]:
+        """Wait, ready, for ``promote``, the process's end, its link breaking or a stop;
+        ``preactivate`` meanwhile starts the activation early. Once promoted, finish the
+        activation and hand it its prepared capabilities. Returns the failure (and why)
+        that ends the run, (None, None) when promoted and serving."""
+        self.ready = True
+        self.marks["ready"] = time.perf_counter()
+        self._log.info("component.standby_ready", pid=child.pid)
+        waits: set[asyncio.Task[Any]] = {
+            asyncio.create_task(child.wait(), name="exit"),
+            asyncio.create_task(connection.wait_disconnected(), name="link"),
+            asyncio.create_task(self._stop.wait(), name="stop"),
+            asyncio.create_task(self._promote.wait(), name="promote"),
+            asyncio.create_task(self._preactivate.wait(), name="activate"),
+        }
+        activation: asyncio.Task[None] | None = None
+        while True:
+            done, waits = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if {t.get_name() for t in done} != {"activate"}:
+                break
+            self.marks["activate"] = time.perf_counter()
+            activation = asyncio.create_task(self._activate(connection))
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+        self.ready = False
+        self.standby_over.set()
+        if not self.promoted or self._stop.is_set():
+            if activation is not None:
+                activation.cancel()
+            why = "it exited" if child.returncode is not None else "its link broke"
+            return ExitReason.LINK_LOST, f"the standby was lost before promotion: {why}"
+        self.marks["promote"] = time.perf_counter()
+        self.marks.setdefault("activate", self.marks["promote"])
+        try:
+            await (activation or self._activate(connection))
+            await asyncio.wait_for(self._broker.promote(self.spec.name, connection.init),
+                                   self._timeouts.bootstrap_s)
+            self.marks["brokered"] = time.perf_counter()
+        except (TimeoutError, IpcError, SupervisorError) as exc:
+            why = str(exc) or "no answer in time"
+            self._log.error("component.promotion_failed", pid=child.pid, error=why)
+            self._start_error = f"promotion failed: {why}"
+            return ExitReason.BOOTSTRAP_FAILED, None
+        return None, None
+
+    async def _activate(self, connection: Connection) -> None:
+        await asyncio.wait_for(connection.init.activate(), self._timeouts.bootstrap_s)
+        self.marks["activated"] = time.perf_counter()
+
+    async def _watch_tree(self) -> None:
+        assert self._tree is not None
+        await self._tree.watch()
+        self.marks["tree_gone"] = time.perf_counter()
+        if not self._signalled and not self._stop.is_set():
+            self.early_returncode = self._tree.returncode
+        self.tree_gone.set()
+
     async def _first_call(self, connection: Connection, pid: int) -> None:
         """Time the first call the new process serves (its health probe) and, after a
         restart, log the whole path from the old process's exit as ``component.restored``.
@@ -245,6 +379,7 @@ class ProcessRun:
                 self.marks["first_call"] = time.perf_counter()
             except (TimeoutError, IpcError, SupervisorError):
                 pass
+        self.served.set()
         if self.previous is None:
             return
         marks, (exit_seen, cleaned) = self.marks, self.previous
@@ -373,11 +508,3 @@ def _sandbox_total(text: str) -> float | None:
         return round(sum(float(v) for v in event["steps_ms"].values()), 3)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
-def _descendants(pid: int) -> list[int]:
-    """Pids below ``pid`` (a sandboxed role's waiter has the role itself as its child)."""
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []

@@ -39,6 +39,7 @@ from .control_protocol import (
     RestartRequest,
     SandboxSummary,
     ShutdownRequest,
+    StandbyStatus,
     StartRequest,
     StatusReply,
     StatusRequest,
@@ -433,6 +434,14 @@ def _health_line(health: HealthSummary) -> str:
             f"{health.last_ok_age_s:.1f} s ago)")
 
 
+def _standby_line(standby: StandbyStatus) -> str:
+    if standby.pid is None:
+        return "none yet (starting or being replaced)"
+    memory = f", {_size(standby.memory_bytes)}" if standby.memory_bytes is not None else ""
+    return (f"pid {standby.pid}, "
+            + ("ready" if standby.ready else "starting (not ready yet)") + memory)
+
+
 def _sandbox_line(summary: SandboxSummary | None) -> str:
     if summary is None:
         return "none (runs unsandboxed)"
@@ -495,6 +504,8 @@ def format_status(reply: StatusReply, *, color: bool = False) -> str:
         lines.append(f"   Confined: {confined}")
         if comp.health is not None:
             lines.append(f"     Health: {_health_line(comp.health)}")
+        if comp.standby is not None:
+            lines.append(f"    Standby: {_standby_line(comp.standby)}")
         # The configured policy, labelled as such: what is in force is the line above.
         lines.append(f"     Policy: {_sandbox_line(comp.sandbox)}")
         lines.append(f"    Datadir: {comp.datadir}")

@@ -221,6 +221,25 @@ class HealthSummary(Record):
 
 
 @dataclass(frozen=True)
+class StandbyStatus(Record):
+    """A component's warm standby (``standby = true``): its ``pid`` (None while none
+    exists: being started, or replaced after a loss), whether it is ``ready`` to be
+    promoted (verified, Init bootstrapped, its capabilities prepared), and the memory of
+    its own cgroup (None where unknown)."""
+
+    pid: int | None
+    ready: bool
+    memory_bytes: int | None = None
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "standby") -> StandbyStatus:
+        """Read and validate; raises ProtocolError naming the bad field."""
+        o = Obj(value, where)
+        return cls(pid=o.maybe("pid", int), ready=o.get("ready", bool),
+                   memory_bytes=o.maybe("memory_bytes", int, optional=True))
+
+
+@dataclass(frozen=True)
 class SyncProgress(Record):
     """How far a consumer has followed its provider's chain: ``height`` it has processed
     (its lowest wallet's; None when it has none), the provider's ``tip``, ``synced`` when
@@ -323,6 +342,7 @@ class ComponentStatus(Record):
     disk: DiskStatus | None = None
     disk_full: bool = False  # its filesystem is full (disk.full), shown in the state line
     health: HealthSummary | None = None  # while running, with a health check configured
+    standby: StandbyStatus | None = None  # with standby = true only
 
     @classmethod
     def from_json(cls, value: object, where: str = "component") -> ComponentStatus:
@@ -345,7 +365,9 @@ class ComponentStatus(Record):
                    disk=o.record("disk", DiskStatus.from_json, nullable=True, optional=True),
                    disk_full=bool(o.maybe("disk_full", bool, optional=True)),
                    health=o.record("health", HealthSummary.from_json, nullable=True,
-                                   optional=True))
+                                   optional=True),
+                   standby=o.record("standby", StandbyStatus.from_json, nullable=True,
+                                    optional=True))
 
 
 # -- requests ------------------------------------------------------------------------------

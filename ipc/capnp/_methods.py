@@ -166,6 +166,7 @@ INTERFACES: tuple[Interface, ...] = (
                (p("grant", CHAIN_GRANT), p("channel", UINT32)), cap("Handler")),
         Method(4, "connectChain", "connect_chain", (p("channel", UINT32),), cap("Chain")),
         Method(5, "consumerHealth", "consumer_health", (), CHAIN_HEALTH),
+        Method(6, "activate", "activate"),
     ), extends="CoreInit"),
 )
 

@@ -25,4 +25,7 @@ interface Init extends(Core.CoreInit) {
         -> (result :Chain.Handler);
     connectChain @4 (context :Proxy.Context, channel :UInt32) -> (result :Chain.Chain);
     consumerHealth @5 (context :Proxy.Context) -> (result :Chain.ChainHealth);
+    # Warm standby: a role started as one serves Init with its datadir closed; this
+    # opens it (databases), after which makeWalletLoader/makeIndex serve as usual.
+    activate @6 (context :Proxy.Context) -> ();
 }

@@ -149,7 +149,13 @@ class RouteTable:
         self._refusals[consumer] = (start, logged, hidden)
 
     def add(self, route: Route, names: Iterable[str]) -> None:
-        """Route ``names`` (each owned by ``route.consumer`` or by no one) to ``route``."""
+        """Route ``names`` (each owned by ``route.consumer`` or by no one) to ``route``.
+
+        Names belong to a consumer, not to one of its processes: a newer registration of
+        the same consumer replaces the routes of an older one (its new process, e.g. a
+        promoted standby, whose old process the node may not have seen die yet; the
+        supervisor promotes only once it is gone), so each name has one live route.
+        Another consumer never gets here with an owned name (``_check_name``)."""
         for name in names:
             assert self._owners.get(name, route.consumer) == route.consumer
             self._routes[name] = route

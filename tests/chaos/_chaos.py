@@ -26,7 +26,8 @@ COMPONENTS = ("node", "wallet", "index")
 
 def write_config(tmp_path: Path) -> tuple[Path, int]:
     """Node, wallet and index restarting fast and without a start limit: every kill must
-    become exactly one restart."""
+    become exactly one restart (for the wallet and the index, mostly a promotion of
+    their standby, as in the bundled config)."""
     port = free_port()
     restart = """
 [components.{name}.restart]
@@ -38,6 +39,7 @@ start_limit_burst = 100000
     text = f"""
 [supervisor]
 datadir = "{tmp_path / 'data'}"
+standby = true
 [components.node]
 rpcport = {port}
 [components.wallet]
@@ -56,6 +58,7 @@ class Report:
     restarts: dict[str, int] = field(default_factory=dict)
     unasked_exits: list[dict[str, Any]] = field(default_factory=list)
     exits: Counter[str] = field(default_factory=Counter)  # every component.exited seen
+    promotions: Counter[str] = field(default_factory=Counter)  # standbys promoted
     recovery_s: dict[str, list[float]] = field(default_factory=dict)
     fds: tuple[int, int] = (0, 0)
     rss_mib: tuple[float, float] = (0.0, 0.0)
@@ -71,6 +74,8 @@ class Report:
             lines.append(f"  {name}: kill -> running median {ordered[len(ordered) // 2]:.3f} s,"
                          f" max {ordered[-1]:.3f} s")
         acked = self.load
+        lines.append("  standbys promoted: " + (", ".join(
+            f"{n} {k}" for n, k in sorted(self.promotions.items())) or "none"))
         lines.append(f"  acknowledged: {len(acked.addresses)} addresses, {len(acked.blocks)} "
                      f"blocks, {acked.lookups} index lookups")
         lines.append(f"  supervisor fds {self.fds[0]} -> {self.fds[1]}, "
@@ -102,6 +107,8 @@ def _count_exits(system: System, report: Report) -> None:
     system.log.wait_drain()
     report.exits.update(e["component"] for e in system.log.events
                         if e.get("event") == "component.exited")
+    report.promotions.update(e["component"] for e in system.log.events
+                             if e.get("event") == "component.standby_promoted")
 
 
 def setup_system(tmp_path: Path) -> tuple[System, int]:
@@ -189,6 +196,9 @@ def check(system: System, port: int, report: Report) -> None:
     assert report.unasked_exits == [], report.unasked_exits
     # Every exit was a kill of ours: in particular the node never died unasked.
     assert report.exits == report.kills, (report.exits, report.kills)
+    # With standbys on, a kill of a wallet or an index is answered by a promotion (one
+    # whose standby was not ready yet falls back to a start, counted the same).
+    assert all(report.promotions[n] > 0 for n in ("wallet", "index")), report.promotions
     assert report.zombies == []
     acked = report.load
     assert acked.violations == []

@@ -148,9 +148,13 @@ class System:
             assert self.component(name)["pid"] != not_pid
 
 
-def write_config(tmp_path: Path, rpcport: int) -> Path:
-    """The bundled multiprocess.toml with this test's datadir and a free RPC port."""
+def write_config(tmp_path: Path, rpcport: int, *, standby: bool = True) -> Path:
+    """The bundled multiprocess.toml with this test's datadir and a free RPC port; with
+    ``standby`` false, without its warm standbys (tests of the start path itself)."""
     text = (REPO / "multiprocess.toml").read_text()
+    if not standby:
+        text, n = re.subn(r"(?m)^standby = true", "standby = false", text)
+        assert n, "bundled config has no standby line to override"
     text, n = re.subn(r"(?m)^rpcport\s*=\s*\d+", f"rpcport = {rpcport}", text)
     assert n == 1, "bundled config has no rpcport line to override"
     text, n = re.subn(r'(?m)^datadir\s*=\s*"[^"]*"', f'datadir = "{tmp_path / "data"}"', text)
@@ -183,11 +187,13 @@ def own_config(tmp_path: Path, body: str) -> Path:
     return config
 
 
-def start_system(tmp_path: Path, *extra: str, uid: int | None = None) -> System:
+def start_system(tmp_path: Path, *extra: str, uid: int | None = None,
+                 standby: bool = True) -> System:
     """Start the bundled config and wait until every component runs; with ``uid``, the
     daemon runs as that unprivileged user (``tmp_path`` must be reachable by it)."""
     port = free_port()
-    system = launch(write_config(tmp_path, port), *extra, uid=uid, rpcport=port)
+    system = launch(write_config(tmp_path, port, standby=standby), *extra, uid=uid,
+                    rpcport=port)
     try:
         system.wait_ready()
     except BaseException:

@@ -11,16 +11,29 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from bitcoin_supervisor.sandbox import fork_wire, make_plan, plan_fd
 
-from .conftest import REPO, System
+from .conftest import REPO, System, start_system, stop_system
 
 _TEMPLATE = "bitcoin_supervisor.sandbox._forkserver"
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    """The bundled config without its warm standbys: a killed wallet is forked again,
+    which is what these tests are about (test_standby.py covers promotions)."""
+    running = start_system(tmp_path, standby=False)
+    try:
+        yield running
+    finally:
+        stop_system(running)
 _ZERO_CAPS = "0000000000000000"
 
 

@@ -175,7 +175,7 @@ def test_our_init_extends_cores_and_the_check_sees_drift(tmp_path: Path) -> None
     assert inheritance_disagreements(INTERFACES, shipped) == []
     edited = edited_schemas(tmp_path, "init.capnp", {
         "interface Init extends(Core.CoreInit) {": "interface Init {",
-        "makeChain @0": "construct @6 (threadMap :Proxy.ThreadMap) -> "
+        "makeChain @0": "construct @7 (threadMap :Proxy.ThreadMap) -> "
                         "(threadMap :Proxy.ThreadMap);\n    makeChain @0"})
     assert inheritance_disagreements(INTERFACES, supers_of(edited)) == [
         "Init: extends ['CoreInit'] in the table, [] in the schema"]

@@ -9,6 +9,7 @@ Real processes are the integration tests' job.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,7 +18,13 @@ from typing import TypeVar
 
 import pytest
 
-from bitcoin_supervisor.interfaces import Chain, Handler, Init, PeerGoneError
+from bitcoin_supervisor.interfaces import (
+    COMPONENT_SETTINGS_ENV,
+    Chain,
+    Handler,
+    Init,
+    PeerGoneError,
+)
 from bitcoin_supervisor.ipc import (
     ChildHandle,
     Connection,
@@ -105,16 +112,28 @@ class FakeLauncher(ComponentLauncher):
         self.children: list[FakeChild] = []
         self.launched = asyncio.Event()
         self.ignores_sigterm = False
+        self.by_sock: dict[socket.socket, FakeChild] = {}
+        self.standbys: list[FakeChild] = []  # launched as a standby
+        self.standby_gate: asyncio.Event | None = None  # set: standby launches wait for it
+        self.standby_confinement: Confinement | None = None  # what a standby shows, if set
 
     async def launch(self, spec: LaunchSpec) -> Endpoint:
+        standby = '"standby": true' in spec.env[COMPONENT_SETTINGS_ENV]
+        if standby and self.standby_gate is not None:
+            await self.standby_gate.wait()
         child = FakeChild(1000 + len(self.children), ignores_sigterm=self.ignores_sigterm)
         self.children.append(child)
+        if standby:
+            self.standbys.append(child)
         self.launched.set()
         ours, theirs = socket.socketpair()
         theirs.close()
+        self.by_sock[ours] = child
         return Endpoint(sock=ours, child=child)
 
     async def verify(self, spec: LaunchSpec, endpoint: Endpoint) -> Confinement:
+        if self.standby_confinement is not None and endpoint.child in self.standbys:
+            return self.standby_confinement
         return self.confinement
 
     async def kill(self, spec: LaunchSpec, endpoint: Endpoint) -> None:
@@ -124,13 +143,22 @@ class FakeLauncher(ComponentLauncher):
         endpoint.sock.close()
 
 
+class FakeInit(Init):
+    def __init__(self) -> None:
+        self.activated = 0
+
+    async def activate(self) -> None:
+        self.activated += 1
+
+
 class FakeConnection(Connection):
     def __init__(self, child: FakeChild) -> None:
         self._child = child
+        self._init = FakeInit()
 
     @property
-    def init(self) -> Init:
-        return Init()
+    def init(self) -> FakeInit:
+        return self._init
 
     async def wait_disconnected(self) -> None:
         await self._child.wait()  # the link goes with the process
@@ -156,7 +184,7 @@ class FakeProtocol(Protocol):
 
     async def connect(self, sock: socket.socket, *, peer: str, debug: bool = False,
                       schema: Schema = "bitcoin-supervisor") -> Connection:
-        child = self.launcher.children[-1]
+        child = self.launcher.by_sock[sock]
         if self.mode == "hang":
             await asyncio.Event().wait()
         if self.mode == "crash":
@@ -180,7 +208,7 @@ class FakeProtocol(Protocol):
 
 class Harness:
     def __init__(self, tmp_path: Path, *, restart: str = "on-failure",
-                 dependency: bool = False) -> None:
+                 dependency: bool = False, standby: bool = False) -> None:
         path = tmp_path / "c.toml"
         dep = '\n[components.base]\nargv = ["/bin/true", "{fd}"]\nsandbox = "none"\n'
         path.write_text(f"""
@@ -206,6 +234,10 @@ start_limit_burst = 50
         self.states: list[ComponentState] = []
         built: dict[str, Component] = {}
         for cfg in config.components:
+            if standby and cfg.name == "calc":
+                # The config allows a standby only for wallets and indexes; the state
+                # machine is the same for any component.
+                cfg = dataclasses.replace(cfg, standby=True)
             built[cfg.name] = Component(
                 cfg, launcher=self.launcher, protocol=self.protocol, broker=broker,
                 dependencies=[built[d] for d in cfg.depends_on], debug=(),
@@ -396,3 +428,121 @@ def test_a_restart_is_one_job_that_ends_running(tmp_path: Path) -> None:
         assert h.comp.state is S.RUNNING and len(h.launcher.children) == 2
         assert h.comp.restarts == 0  # a user's restart is not an automatic one
     scenario(test, tmp_path)
+
+
+# -- warm standby --------------------------------------------------------------------------
+
+def _standby_ready(c: Component) -> bool:
+    snap = c.snapshot().standby
+    return snap is not None and snap[1]
+
+
+async def _ready(h: Harness, *, not_pid: int | None = None) -> int:
+    await asyncio.wait_for(
+        _poll(lambda: _standby_ready(h.comp) and h.comp.standby_pid != not_pid), 5)
+    pid = h.comp.standby_pid
+    assert pid is not None
+    return pid
+
+
+async def _poll(ok: Callable[[], bool]) -> None:
+    # A standby's readiness is not a state change of the component: yield until it holds.
+    while not ok():
+        await asyncio.sleep(0)
+
+
+def test_a_crash_promotes_the_ready_standby_as_one_counted_restart(tmp_path: Path) -> None:
+    async def test(h: Harness) -> None:
+        h.start()
+        await h.until(S.RUNNING)
+        standby = await _ready(h)
+        active = h.launcher.children[0]
+        assert h.comp.pid == active.pid and standby == h.launcher.standbys[0].pid
+        active.exit(-signal.SIGKILL)
+        await _poll(lambda: h.comp.pid == standby and h.comp.state is S.RUNNING)
+        assert h.comp.restarts == 1 and h.clock.slept == [1.0]  # the backoff, as today
+        assert h.states[-3:] == [S.AUTO_RESTART, S.STARTING, S.RUNNING]
+        assert h.comp.last_exit is not None and h.comp.last_exit.signal == signal.SIGKILL
+        fresh = await _ready(h, not_pid=standby)
+        assert fresh == h.launcher.standbys[1].pid
+        assert len(h.launcher.children) == 3  # no process launched for the restart itself
+        # Its successor's crash promotes the fresh standby: the backoff doubles.
+        h.launcher.children[1].exit(1)
+        await _poll(lambda: h.comp.pid == fresh and h.comp.state is S.RUNNING)
+        assert h.comp.restarts == 2 and h.clock.slept == [1.0, 2.0]
+    scenario(test, tmp_path, standby=True)
+
+
+def test_a_lost_standby_is_replaced_after_a_backoff_and_never_promoted(tmp_path: Path) -> None:
+    async def test(h: Harness) -> None:
+        h.start()
+        await h.until(S.RUNNING)
+        first = await _ready(h)
+        h.launcher.standbys[0].exit(1)
+        second = await _ready(h, not_pid=first)
+        assert second != first and h.clock.slept == [1.0]
+        assert h.comp.pid == h.launcher.children[0].pid and h.comp.restarts == 0
+        assert h.launcher.children[0].signals == []
+    scenario(test, tmp_path, standby=True)
+
+
+def test_a_crash_with_no_ready_standby_starts_a_process_as_today(tmp_path: Path) -> None:
+    async def test(h: Harness) -> None:
+        h.launcher.standby_gate = asyncio.Event()  # the standby never gets launched
+        h.start()
+        await h.until(S.RUNNING)
+        h.launcher.children[0].exit(1)
+        await _poll(lambda: len(h.launcher.children) == 2 and h.comp.state is S.RUNNING)
+        assert h.comp.pid == h.launcher.children[1].pid and h.comp.restarts == 1
+        assert h.launcher.standbys == []
+    scenario(test, tmp_path, standby=True)
+
+
+def test_stop_restart_and_a_final_failure_end_the_standby(tmp_path: Path) -> None:
+    async def test(h: Harness) -> None:
+        h.start()
+        await h.until(S.RUNNING)
+        first = await _ready(h)
+        await h.comp.request_restart()  # a restart starts a process: never the standby
+        assert h.comp.pid not in (first, h.launcher.children[0].pid)
+        await _poll(lambda: h.launcher.standbys[0].returncode is not None)
+        await _ready(h, not_pid=first)
+        await h.comp.request_stop()
+        assert all(c.returncode is not None for c in h.launcher.children)
+        assert h.comp.snapshot().standby == (None, False)
+    scenario(test, tmp_path, standby=True)
+
+
+def test_no_restart_policy_fails_and_drops_the_standby_unpromoted(tmp_path: Path) -> None:
+    async def test(h: Harness) -> None:
+        h.start()
+        await h.until(S.RUNNING)
+        await _ready(h)
+        standby = h.launcher.standbys[0]
+        h.launcher.children[0].exit(1)
+        await h.until(S.FAILED)
+        await _poll(lambda: standby.returncode is not None)
+        assert h.comp.pid is None and h.comp.restarts == 0
+        assert standby.signals == [signal.SIGTERM]
+    scenario(test, tmp_path, restart="no", standby=True)
+
+
+def test_a_standby_failing_verification_is_replaced_and_never_promoted(
+        tmp_path: Path) -> None:
+    async def test(h: Harness) -> None:
+        h.launcher.standby_confinement = Confinement("violated", {}, ("seccomp off",))
+        h.start()
+        await h.until(S.RUNNING)
+        # Each unconfined standby is killed at once and another tried after a backoff
+        # (1 s, 2 s, ...: the component's own settings, floored at 0.1 s).
+        await asyncio.wait_for(_poll(lambda: len(h.launcher.standbys) >= 3), 5)
+        assert h.clock.slept[:2] == [1.0, 2.0]
+        assert not _standby_ready(h.comp)
+        assert all(c.returncode is not None for c in h.launcher.standbys[:2])
+        assert h.comp.pid == h.launcher.children[0].pid and h.comp.restarts == 0
+        h.launcher.standby_confinement = None
+        await _ready(h)  # a good one comes, and is the one promoted at a crash
+        standby = h.comp.standby_pid
+        h.launcher.children[0].exit(1)
+        await _poll(lambda: h.comp.pid == standby and h.comp.state is S.RUNNING)
+    scenario(test, tmp_path, standby=True)

@@ -249,7 +249,8 @@ def test_unknown_key_without_close_match_lists_known_keys(tmp_path: Path) -> Non
         colour = "blue"
         [components.node]
         """) == ("2:1: unknown key 'colour' in [supervisor] "
-                 "(hint: known keys: 'datadir', 'debug', 'control_group', 'fork_server')")
+                 "(hint: known keys: 'datadir', 'debug', 'control_group', 'fork_server', "
+                 "'standby')")
     assert error_of(tmp_path, """
         [daemon]
         """) == ("1:1: unknown key 'daemon' in the top level "
@@ -678,3 +679,43 @@ def test_fork_server_must_be_a_boolean(tmp_path: Path) -> None:
         [components.node]
         fork_server = "yes"
         """) == "2:15: 'fork_server' in [components.node] must be a boolean, not string"
+
+
+# -- warm standby --------------------------------------------------------------------------
+
+def test_standby_is_off_by_default_and_the_bundled_config_keeps_one_for_consumers(
+        tmp_path: Path) -> None:
+    default = load_config(write(tmp_path, """
+        [components.node]
+        [components.wallet]
+        """))
+    assert not any(c.standby for c in default.components)
+    bundled = load_config(REPO / "multiprocess.toml")
+    assert {c.name: c.standby for c in bundled.components} == {
+        "node": False, "wallet": True, "index": True}
+
+
+def test_the_supervisor_default_applies_only_where_a_standby_can_work(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+        [supervisor]
+        standby = true
+        [components.node]
+        [components.wallet]
+        [components.index]
+        standby = false
+        """))
+    assert {c.name: c.standby for c in config.components} == {
+        "node": False, "wallet": True, "index": False}
+
+
+def test_a_standby_for_the_node_is_refused_where_it_is_asked_for(tmp_path: Path) -> None:
+    assert error_of(tmp_path, """
+        [components.node]
+        standby = true
+        """) == ("2:11: [components.node] runs role 'node', which cannot wait as a standby "
+                 "(hint: drop 'standby' (only 'wallet', 'index' can))")
+    assert error_of(tmp_path, """
+        [supervisor]
+        standby = "yes"
+        [components.node]
+        """) == "2:11: 'standby' in [supervisor] must be a boolean, not string"

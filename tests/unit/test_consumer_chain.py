@@ -167,6 +167,34 @@ def test_a_restarted_consumer_gets_its_names_back_and_no_one_else(tmp_path: Path
     _run(tmp_path, scenario)
 
 
+def test_a_standby_of_the_same_consumer_takes_the_names_over_and_no_one_else(
+        tmp_path: Path) -> None:
+    """The rule a warm standby relies on: names belong to the consumer, not to one of its
+    processes. A second Chain minted for the same consumer while the first process's
+    registration is still there (the node has not seen it die yet) takes every name over
+    when it registers: one route per name, the newest; the old registration's late drop
+    leaves the new routes alone; another consumer can take none of them."""
+    async def scenario(node: NodeChain) -> None:
+        active = node.mint(WALLET)
+        old = await active.handle_rpc(["getbalance", "getnewaddress"], Tagged("wallet#1"))
+        standby = node.mint(WALLET)  # prepared in advance: registers nothing yet
+        reply = await node.forward(RpcRequest("getbalance"))
+        assert reply is not None and reply.result_json == '"wallet#1"'
+        await standby.handle_rpc(["getbalance", "getnewaddress"], Tagged("wallet#2"))
+        for name in ("getbalance", "getnewaddress"):
+            reply = await node.forward(RpcRequest(name))
+            assert reply is not None and reply.result_json == '"wallet#2"'
+        await old.disconnect()  # the dead process's registration goes late
+        reply = await node.forward(RpcRequest("getbalance"))
+        assert reply is not None and reply.result_json == '"wallet#2"'
+        index = node.mint(INDEX)
+        with pytest.raises(RpcNameOwnedError, match="owned by wallet"):
+            await index.handle_rpc(["getbalance"], Tagged("evil"))
+        with pytest.raises(RpcNameOwnedError):
+            node.mint(ChainGrant("index", ("getbalance",)))
+    _run(tmp_path, scenario)
+
+
 def test_names_and_registrations_are_bounded(tmp_path: Path) -> None:
     async def scenario(node: NodeChain) -> None:
         limits = ChainLimits(max_rpc_names=2, max_name_length=12, max_registrations=3)
