@@ -6,8 +6,11 @@ systemd-like start limit turns a crash loop into ``failed``; exit code 78 (EX_CO
 never restarted (gunicorn's rule for workers that cannot boot).
 
 Backoff reset rule: a run that lasted at least ``max(backoff_max_s, 10 s)`` counts as
-healthy, and the next delay starts again from ``backoff_initial_s``. A run longer than the
-longest delay cannot be part of a tight crash loop, and 10 s keeps tiny caps meaningful.
+healthy. A run longer than the longest delay cannot be part of a tight crash loop, and
+10 s keeps tiny caps meaningful. The first restart after a healthy run happens at once (a
+wallet that crashed after hours is wanted back now, not 100 ms later: "back in 20 ms");
+the delays of the next failures start again from ``backoff_initial_s``. So at most one
+restart per healthy run is immediate: no zero-delay loop.
 """
 
 from __future__ import annotations
@@ -100,19 +103,23 @@ class RestartTracker:
         now = self._clock()
         # Only a run that got going counts as healthy: a start that failed after a long
         # bootstrap timeout must not reset the backoff.
-        if (failure in _RAN_FIRST and self._last_start is not None
-                and now - self._last_start >= self._stable_after()):
-            self._failures = 0
+        healthy = (failure in _RAN_FIRST and self._last_start is not None
+                   and now - self._last_start >= self._stable_after())
         cfg = self.config
-        try:
-            delay = min(cfg.backoff_initial_s * cfg.backoff_multiplier ** self._failures,
-                        cfg.backoff_max_s)
-        except OverflowError:  # after ~1000 failures in a row the power leaves float range
-            delay = cfg.backoff_max_s
+        if healthy:  # at once; the backoff starts from its initial delay next time
+            self._failures = 0
+            delay = 0.0
+        else:
+            try:
+                delay = min(cfg.backoff_initial_s * cfg.backoff_multiplier ** self._failures,
+                            cfg.backoff_max_s)
+            except OverflowError:  # ~1000 failures in a row: the power leaves float range
+                delay = cfg.backoff_max_s
         if self._limit_hit(now + delay):
             return Decision(False, 0.0, ExitReason.START_LIMIT_HIT, True,
                             ComponentState.FAILED)
-        self._failures += 1
+        if not healthy:
+            self._failures += 1
         return Decision(True, delay, reason, False, ComponentState.AUTO_RESTART)
 
     def waiting_for_space(self) -> Decision:

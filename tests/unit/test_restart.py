@@ -112,15 +112,23 @@ def test_backoff_resets_after_a_stable_run() -> None:
     assert crash_loop(t, clock, 3) == pytest.approx([0.1, 0.2, 0.4])
     # 9.9 s up: shorter than max(backoff_max_s, 10 s), still a crash loop.
     assert crash_loop(t, clock, 1, run_s=9.9) == pytest.approx([0.8])
-    # 10 s up counts as healthy: back to the initial delay.
-    assert crash_loop(t, clock, 2, run_s=10.0) == pytest.approx([0.1, 0.1])
+    # 10 s up counts as healthy: restarted at once, and the backoff starts over.
+    assert crash_loop(t, clock, 2, run_s=10.0) == pytest.approx([0.0, 0.0])
+    assert crash_loop(t, clock, 3) == pytest.approx([0.1, 0.2, 0.4])
+
+
+def test_at_most_one_immediate_restart_per_healthy_run() -> None:
+    t, clock = tracker(backoff_max_s=5.0, start_limit_burst=100)
+    # A long run, then a crash loop: only the first restart skips the delay.
+    assert crash_loop(t, clock, 1, run_s=3600.0) == pytest.approx([0.0])
+    assert crash_loop(t, clock, 4) == pytest.approx([0.1, 0.2, 0.4, 0.8])
 
 
 def test_stable_threshold_follows_a_large_cap() -> None:
     t, clock = tracker(backoff_max_s=60.0, start_limit_burst=100)
     crash_loop(t, clock, 3)
     assert crash_loop(t, clock, 1, run_s=30.0) == pytest.approx([0.8])
-    assert crash_loop(t, clock, 1, run_s=60.0) == pytest.approx([0.1])
+    assert crash_loop(t, clock, 1, run_s=60.0) == pytest.approx([0.0])
 
 
 def test_start_limit_hits_after_burst_starts_within_interval() -> None:
