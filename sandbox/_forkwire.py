@@ -2,9 +2,9 @@
 descriptors passed alongside (SCM_RIGHTS). Both ends import this module.
 
 Supervisor -> template: ``spawn`` {id, argv, env} with fds [ipc, stdout, stderr, plan,
-*cgroup.procs]. Template -> supervisor: ``spawned`` {id, pid} with fds [pidfd] (opened by
-the template, the child's parent, before it can reap it: the pidfd names this child and
-never a recycled pid), ``failed`` {id, error}, ``exited`` {pid, status} (a wait status).
+*cgroup.procs]. Template -> supervisor: ``spawned`` {id, pid} with fds [pidfd] (made by
+the clone itself: it names this child and never a recycled pid; the child is the
+supervisor's, which waits for it through this pidfd), ``failed`` {id, error}.
 """
 
 from __future__ import annotations
