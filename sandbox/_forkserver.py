@@ -63,7 +63,7 @@ from ._plan import LaunchPlan, _seccomp_json, read_plan_fd
 from ._seccomp import SeccompFilter, build_filter
 from ._trampoline import EXIT_SANDBOX_FAILED, confine
 
-__all__ = ["TEMPLATE_CAPABILITIES", "fork_server_argv", "main"]
+__all__ = ["TEMPLATE_CAPABILITIES", "main"]
 
 # What ``apply`` needs as root: chown the datadir, stage the view below 0700 directories
 # and mount it, drop to the role's uid, shed the rest. No CAP_NET_*, CAP_SYS_PTRACE,
@@ -73,15 +73,6 @@ TEMPLATE_CAPABILITIES = ("chown", "dac_override", "dac_read_search", "fowner", "
                          "sys_resource", "kill")
 _CLONE_NEWNET = 0x40000000
 _PREFIX = "bitcoin-supervisor fork server"
-
-
-def fork_server_argv(control_fd: int, entry: str, *, parent: int,
-                     network: bool) -> tuple[str, ...]:
-    """The template's command line (``-I``: it runs as the supervisor's user, often root,
-    so no environment variable may steer its imports). Pure."""
-    return (sys.executable, "-I", "-m", "bitcoin_supervisor.sandbox._forkserver",
-            "--control-fd", str(control_fd), "--entry", entry, "--parent", str(parent),
-            *(() if network else ("--no-network",)))
 
 
 class _Template:

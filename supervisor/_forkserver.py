@@ -19,8 +19,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
-from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from bitcoin_supervisor import log
@@ -28,7 +26,7 @@ from bitcoin_supervisor.interfaces import SpawnError
 from bitcoin_supervisor.ipc import ChildHandle, Endpoint, LaunchRequest, spawn_process
 from bitcoin_supervisor.sandbox import fork_server_argv, fork_wire
 
-__all__ = ["SPAWN_TIMEOUT_S", "ForkServers", "role_entry"]
+__all__ = ["ROLE_SCRIPTS", "SPAWN_TIMEOUT_S", "ForkServers", "role_entry"]
 
 _READY_TIMEOUT_S = 60.0  # imports on a loaded 2-core machine; generous, awaited not polled
 _RETRY_AFTER_S = 30.0  # a template that could not start is not retried before this
@@ -38,17 +36,24 @@ SPAWN_TIMEOUT_S = 10.0
 _STREAM_LIMIT = 1 << 16
 
 
-@cache
+# Our role console scripts and their entry points, as pyproject.toml's [project.scripts]
+# declares them (tests/unit/test_role_scripts.py holds the two equal). Read from package
+# metadata, they would keep importlib.metadata, email, zipfile and csv in the daemon for
+# good (~1 MiB of its RSS) to learn three names.
+ROLE_SCRIPTS = {
+    "bitcoin-supervisor-node": "bitcoin_supervisor.roles.node:main",
+    "bitcoin-supervisor-wallet": "bitcoin_supervisor.roles.wallet:main",
+    "bitcoin-supervisor-index": "bitcoin_supervisor.roles.index:main",
+}
+
+
 def role_entry(executable: Path) -> str | None:
     """``module:function`` of one of our role console scripts installed beside the running
     interpreter (``.venv/bin/bitcoin-supervisor-wallet``), None for any other program
-    (which always starts cold). Reads package metadata once per path."""
+    (which always starts cold). Pure."""
     if executable.parent != Path(sys.executable).parent:
         return None
-    for ep in entry_points(group="console_scripts", name=executable.name):
-        if ep.value.startswith("bitcoin_supervisor.roles."):
-            return ep.value
-    return None
+    return ROLE_SCRIPTS.get(executable.name)
 
 
 class _ForkedChild(ChildHandle):

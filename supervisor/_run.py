@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import psutil
 
 from bitcoin_supervisor.interfaces import IpcError, SpawnError, SupervisorError
 from bitcoin_supervisor.ipc import ChildHandle, Connection, Endpoint, ForeignInit, Protocol, Schema
@@ -376,8 +375,24 @@ def _sandbox_total(text: str) -> float | None:
 
 
 def _descendants(pid: int) -> list[int]:
-    """Pids below ``pid`` (a sandboxed role's waiter has the role itself as its child)."""
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
+    """Pids below ``pid`` (a sandboxed role's waiter has the role itself as its child);
+    those that exited meanwhile are left out. Never raises."""
+    # The kernel's own children lists, not psutil: psutil reads every process's stat to
+    # build a parent map (on the event loop), and importing it costs the daemon ~1 MiB.
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as fh:
+                    children = [int(c) for c in fh.read().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            todo.extend(children)
+    return found
