@@ -225,8 +225,9 @@ class _Template:
                 return
             # A spawn we gave up on (timed out): the child is ours all the same, so it
             # is killed and reaped rather than left running unsupervised.
-            _ForkedChild(int(fields["pid"]), message.fds[0], (), {}).send_signal(
-                signal.SIGKILL)
+            stray = _ForkedChild(int(fields["pid"]), message.fds[0], (), {})
+            stray.send_signal(signal.SIGKILL)
+            stray.close()  # its pidfd goes once it is reaped
             return
         elif message.op == "failed":
             waiter = self._pending.pop(int(fields["id"]), None)
