@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,35 @@ def test_exit_status_of_a_child_that_outlives_its_template(tmp_path: Path) -> No
     for pid, _, _, link in children:
         link.close()
         assert not psutil.pid_exists(pid), "reaped, not left a zombie"
+
+
+def test_crash_of_a_wallet_whose_template_died_is_counted_and_restarted(
+        system: System) -> None:
+    """A wallet forked by its template fails at start (exit 75: its wallet file stays
+    locked past SQLite's 5 s busy timeout) after that template was SIGKILLed: the daemon
+    sees exit code 75, not a guess, restarts it (counted) and reaps it."""
+    assert system.rpc("createwallet", "w").strip()
+    wallet_file = system.datadir / "wallet" / "wallets" / "w" / "wallet.sqlite"
+    template = _template_of(system, "wallet")
+    old = system.component("wallet")["pid"]
+    restarts = system.component("wallet")["restarts"]
+    lock = sqlite3.connect(wallet_file, timeout=60, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # the next wallet's start waits on this write lock
+        system.log.mark()
+        os.kill(old, signal.SIGKILL)
+        spawned = system.log.wait_for(lambda e: e.get("event") == "component.spawned"
+                                      and e.get("component") == "wallet")
+        child = spawned["pid"]
+        os.kill(template.pid, signal.SIGKILL)  # its child is on its own from the clone on
+        exited = system.log.wait_for(lambda e: e.get("event") == "component.exited"
+                                     and e.get("pid") == child, timeout=120)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert exited["exit_code"] == 75, exited
+    system.wait_running("wallet", not_pid=child, timeout=120)
+    comp = system.component("wallet")
+    assert comp["restarts"] == restarts + 2, comp  # the kill, then the failed start
+    assert not psutil.pid_exists(child), "reaped by the daemon"
+    assert system.rpc("getnewaddress", wallet="w").startswith("bcrt1")
