@@ -2,13 +2,15 @@
 only their own descriptors; a killed wallet comes back from it without leaving a zombie; a
 dead template is restarted and a hung one is bypassed (cold start); children of one
 template share no randomness and build their own capnp state; a child that outlives its
-template still has its exit status reported exactly and is reaped (it is the daemon's)."""
+template still has its exit status reported exactly (78: failed at once; 75 or 3: counted
+and restarted; SIGKILL: named) and is reaped (it is the daemon's child)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import select
 import signal
 import socket
 import sqlite3
@@ -297,3 +299,49 @@ def test_crash_of_a_wallet_whose_template_died_is_counted_and_restarted(
     assert comp["restarts"] == restarts + 2, comp  # the kill, then the failed start
     assert not psutil.pid_exists(child), "reaped by the daemon"
     assert system.rpc("getnewaddress", wallet="w").startswith("bcrt1")
+
+
+def test_config_failure_of_a_wallet_whose_template_died_is_not_retried(
+        system: System) -> None:
+    """A wallet forked by its template, held at start (its first wallet file locked), then
+    its template SIGKILLed, then released into a wallet directory it may not read: it
+    exits 78 (EX_CONFIG) and the daemon marks it failed at once instead of retrying."""
+    for name in ("a", "b"):
+        assert system.rpc("createwallet", name).strip()
+    wallets = system.datadir / "wallet" / "wallets"
+    template = _template_of(system, "wallet")
+    old = system.component("wallet")["pid"]
+    restarts = system.component("wallet")["restarts"]
+    mode = (wallets / "b").stat().st_mode & 0o7777
+    lock = sqlite3.connect(wallets / "a" / "wallet.sqlite", timeout=60, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # the next start waits here (5 s at most)
+        os.chmod(wallets / "b", 0)  # and then cannot look into b: EACCES, exit 78
+        system.log.mark()
+        os.kill(old, signal.SIGKILL)
+        spawned = system.log.wait_for(lambda e: e.get("event") == "component.spawned"
+                                      and e.get("component") == "wallet")
+        child = spawned["pid"]
+        pidfd = os.pidfd_open(template.pid)
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            assert select.select([pidfd], [], [], 60)[0], "the template did not die"
+        finally:
+            os.close(pidfd)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    try:
+        exited = system.log.wait_for(lambda e: e.get("event") == "component.exited"
+                                     and e.get("pid") == child, timeout=120)
+        assert exited["exit_code"] == 78, exited
+        system.log.wait_for(lambda e: e.get("event") == "component.state_changed"
+                            and e.get("component") == "wallet" and e.get("new") == "failed")
+        comp = system.component("wallet")
+        assert comp["state"] == "failed" and comp["restarts"] == restarts + 1, comp
+        assert not psutil.pid_exists(child), "reaped by the daemon"
+    finally:
+        os.chmod(wallets / "b", mode)
+    system.cli("start", "wallet")
+    system.wait_running("wallet", not_pid=child)
+    assert system.rpc("getnewaddress", wallet="b").startswith("bcrt1")
