@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "prepare_supervisor_cgroup": "_cgroup_v2",
     "CGROUP_PARENT": "_cgroups", "cgroup_dirs": "_cgroups", "cgroup_summary": "_cgroups",
     "cgroup_usage": "_cgroups", "remove_cgroups": "_cgroups",
-    "fork_server_argv": "_forkserver", "TEMPLATE_CAPABILITIES": "_forkserver",
+    "fork_server_argv": "_forkwire", "TEMPLATE_CAPABILITIES": "_forkserver",
 }
 _ALIASES = {"landlock_abi_version": ("_landlock", "abi_version")}
 
@@ -139,7 +139,8 @@ if TYPE_CHECKING:
         remove_cgroups,
     )
     from ._disk import DiskBudget, DiskImage, DiskUsage, format_size, loop_support_problem
-    from ._forkserver import TEMPLATE_CAPABILITIES, fork_server_argv
+    from ._forkserver import TEMPLATE_CAPABILITIES
+    from ._forkwire import fork_server_argv
     from ._landlock import abi_version as landlock_abi_version
     from ._lifetime import bind_to_parent
     from ._loader import POLICY_DIR, dangerous_syscalls, load_policy, unjustified_syscalls

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import secrets
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -49,7 +48,9 @@ __all__ = ["ComponentCgroup", "create_cgroup", "join_cgroup_fds"]
 
 # One id per supervisor process: names never collide between installations, restarts or
 # pid namespaces that share a cgroup parent (pids alone did: issue 12).
-RUN_ID = secrets.token_hex(4)
+# os.urandom, not secrets: secrets imports hmac and hashlib, which map libcrypto into the
+# daemon (3.4 MiB of its RSS) for a random name.
+RUN_ID = os.urandom(4).hex()
 _SEQ = itertools.count(1)
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # kill: rounds of freeze/SIGKILL/thaw, and how long each waits for the killed to exit.

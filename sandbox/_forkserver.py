@@ -9,9 +9,15 @@ received with SCM_RIGHTS; everything else closed), a fresh ``random`` seed (the 
 ``os.urandom`` is never shared), its own session, cgroup and namespaces (the template is
 single-threaded and holds no event loop or capnp state, so unshare and fork are safe), the
 same ``confine`` the trampoline runs, then the role's entry function in-process.
-A child outlives its template: as root, its uid change clears the PDEATHSIG that bound
-it (unprivileged, it keeps it and dies with the template); like any role it ends when its
-IPC link to the supervisor breaks.
+Each child is forked as the *supervisor's* child, not the template's (clone3 with
+CLONE_PARENT): the supervisor waits for it with the pidfd sent back, so its exit status
+(a configuration failure's 78, a crash's signal) reaches the supervisor from the kernel
+whether or not the template is alive when it exits, and it is reaped there (no zombie).
+The alternatives hold less when the template is SIGKILLed first: its own reports die with
+it; a status written by the child at exit misses its own SIGKILL and leaves the orphan
+to PID 1 (which reaps nothing on some machines); PR_SET_CHILD_SUBREAPER on the
+supervisor makes it the parent of every orphan of its tree, which asyncio's per-pid
+watchers never reap. Its lifetime is bound to the supervisor like a cold child's.
 
 No execve, and how that squares with the pinned-execve rule: the trampoline allows exactly
 one execve (of the planned program) and the fork child allows none at all (its filter gets
@@ -36,7 +42,6 @@ import importlib
 import json
 import os
 import random
-import select
 import signal
 import socket
 import sys
@@ -51,14 +56,14 @@ from bitcoin_supervisor.interfaces import SupervisorError
 
 from . import _forkwire as wire
 from ._caps import limit_capabilities, set_no_new_privs
-from ._libc import unshare
+from ._libc import clone_sibling, unshare
 from ._lifetime import bind_to_parent
 from ._namespaces import close_fds
 from ._plan import LaunchPlan, _seccomp_json, read_plan_fd
 from ._seccomp import SeccompFilter, build_filter
 from ._trampoline import EXIT_SANDBOX_FAILED, confine
 
-__all__ = ["TEMPLATE_CAPABILITIES", "fork_server_argv", "main"]
+__all__ = ["TEMPLATE_CAPABILITIES", "main"]
 
 # What ``apply`` needs as root: chown the datadir, stage the view below 0700 directories
 # and mount it, drop to the role's uid, shed the rest. No CAP_NET_*, CAP_SYS_PTRACE,
@@ -70,15 +75,6 @@ _CLONE_NEWNET = 0x40000000
 _PREFIX = "bitcoin-supervisor fork server"
 
 
-def fork_server_argv(control_fd: int, entry: str, *, parent: int,
-                     network: bool) -> tuple[str, ...]:
-    """The template's command line (``-I``: it runs as the supervisor's user, often root,
-    so no environment variable may steer its imports). Pure."""
-    return (sys.executable, "-I", "-m", "bitcoin_supervisor.sandbox._forkserver",
-            "--control-fd", str(control_fd), "--entry", entry, "--parent", str(parent),
-            *(() if network else ("--no-network",)))
-
-
 class _Template:
     """The template's state: its control socket, the entry, compiled filters by policy."""
 
@@ -86,8 +82,6 @@ class _Template:
         self.control = control
         self.entry = entry
         self.filters: dict[str, tuple[SeccompFilter, SeccompFilter | None]] = {}
-        self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.wake_w = wake_w
 
     def filters_for(self, plan: LaunchPlan) -> tuple[SeccompFilter, SeccompFilter | None] | None:
         """Compile (once per distinct policy) the filters ``plan`` needs, before forking."""
@@ -101,23 +95,10 @@ class _Template:
         return self.filters[key]
 
     def serve(self) -> NoReturn:
-        """Answer spawn requests and report exits until the supervisor closes the link."""
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through wake_w
+        """Answer spawn requests until the supervisor closes the link. Its children are
+        the supervisor's (CLONE_PARENT): nothing to reap here."""
         try:
-            self._loop()
-        except (BrokenPipeError, ConnectionResetError):
-            os._exit(0)  # the supervisor let go
-
-    def _loop(self) -> NoReturn:
-        while True:
-            control = self.control.fileno()
-            ready, _, _ = select.select([control, self.wake_r], [], [])
-            if self.wake_r in ready:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self.wake_r, 4096)
-                self.reap()
-            if control in ready:
+            while True:
                 message = wire.receive(self.control)
                 if message is None:
                     os._exit(0)  # the supervisor let go
@@ -126,17 +107,8 @@ class _Template:
                 else:
                     for fd in message.fds:
                         os.close(fd)
-
-    def reap(self) -> None:
-        """Collect every exited child (no zombie stays) and tell the supervisor."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            wire.send(self.control, "exited", pid=pid, status=status)
+        except (BrokenPipeError, ConnectionResetError):
+            os._exit(0)  # the supervisor let go
 
     def spawn(self, message: wire.Message) -> None:
         """Fork one child for ``message``; answer ``spawned`` (with its pidfd) or
@@ -157,9 +129,9 @@ class _Template:
             if intro is not None:
                 env[str(intro_env)] = str(intro)
             filters = self.filters_for(plan)
-            pid = os.fork()
+            pid, pidfd = clone_sibling()
         except (ValueError, KeyError, TypeError, AttributeError, SupervisorError,
-                OSError) as exc:  # OSError: fork itself (EAGAIN, ENOMEM)
+                OSError) as exc:  # OSError: clone3 itself (EAGAIN, ENOMEM, ENOSYS)
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -169,7 +141,6 @@ class _Template:
             self.child(plan, argv, env, ipc, out, err, filters, intro)
         for fd in (ipc, out, err, *cgroup, *((intro,) if intro is not None else ())):
             os.close(fd)
-        pidfd = os.pidfd_open(pid)
         try:
             wire.send(self.control, "spawned", (pidfd,), id=ident, pid=pid)
         finally:
@@ -181,18 +152,15 @@ class _Template:
         """The forked child: shed the template, confine, run the role. Never returns."""
         code = EXIT_SANDBOX_FAILED
         try:
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
             self.control.close()
-            for fd in (self.wake_r, self.wake_w):
-                os.close(fd)
             os.dup2(out, 1)
             os.dup2(err, 2)
             os.close(out)
             os.close(err)
             os.setsid()
-            random.seed()  # fork copied the template's state (3.7+ reseeds too: belt and braces)
+            random.seed()  # the clone copied the template's state (no at-fork reseed ran)
             os.environ.clear()
             os.environ.update(env)
             argv = [a.replace("{fd}", str(ipc)) for a in argv]

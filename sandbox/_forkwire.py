@@ -1,23 +1,35 @@
 """The fork server's control messages: one JSON object per SOCK_SEQPACKET datagram, with
-descriptors passed alongside (SCM_RIGHTS). Both ends import this module.
+descriptors passed alongside (SCM_RIGHTS), and the template's command line. Both ends
+import this module.
 
 Supervisor -> template: ``spawn`` {id, argv, env} with fds [ipc, stdout, stderr, plan,
-*cgroup.procs]. Template -> supervisor: ``spawned`` {id, pid} with fds [pidfd] (opened by
-the template, the child's parent, before it can reap it: the pidfd names this child and
-never a recycled pid), ``failed`` {id, error}, ``exited`` {pid, status} (a wait status).
+*cgroup.procs]. Template -> supervisor: ``spawned`` {id, pid} with fds [pidfd] (made by
+the clone itself: it names this child and never a recycled pid; the child is the
+supervisor's, which waits for it through this pidfd), ``failed`` {id, error}.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MAX_FDS", "MAX_MESSAGE", "Message", "receive", "send"]
+__all__ = ["MAX_FDS", "MAX_MESSAGE", "Message", "fork_server_argv", "receive", "send"]
 
 MAX_MESSAGE = 1 << 20  # environment and argv: far below this
 MAX_FDS = 16
+
+
+def fork_server_argv(control_fd: int, entry: str, *, parent: int,
+                     network: bool) -> tuple[str, ...]:
+    """The template's command line. Pure. ``-I``: it runs as the supervisor's user, often
+    root, so no environment variable may steer its imports. (Here, not in
+    ``_forkserver``: the supervisor builds it without importing the confinement code.)"""
+    return (sys.executable, "-I", "-m", "bitcoin_supervisor.sandbox._forkserver",
+            "--control-fd", str(control_fd), "--entry", entry, "--parent", str(parent),
+            *(() if network else ("--no-network",)))
 
 
 @dataclass(frozen=True)

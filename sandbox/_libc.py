@@ -11,8 +11,8 @@ import ctypes
 import os
 import platform
 
-__all__ = ["mount", "mount_setattr", "pivot_root", "prctl", "sethostname", "syscall",
-           "umount2", "unshare", "SYSCALLS"]
+__all__ = ["clone_sibling", "mount", "mount_setattr", "pivot_root", "prctl", "sethostname",
+           "syscall", "umount2", "unshare", "SYSCALLS"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -104,6 +104,41 @@ def sethostname(name: str) -> None:
     """sethostname(2)."""
     raw = name.encode()
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+# clone3 has one number on every architecture (the generic table), unlike clone, whose
+# argument order differs by machine.
+_NR_CLONE3 = 435
+_CLONE_PIDFD, _CLONE_PARENT = 0x1000, 0x8000
+# PyDLL, not CDLL: the GIL stays held across the call, as os.fork holds it, so the child
+# starts with the only thread holding it.
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+_pylibc.syscall.restype = ctypes.c_long
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+        "tls", "set_tid", "set_tid_size", "cgroup")]
+
+
+def clone_sibling() -> tuple[int, int]:
+    """Fork the calling process as a child of *its* parent (clone3 with CLONE_PARENT):
+    returns (pid, pidfd of the new process) in the caller and (0, -1) in the new process.
+    Raises OSError (ENOSYS before Linux 5.5, EAGAIN, ENOMEM).
+
+    For single-threaded callers only, and the new process must not rely on Python's
+    at-fork hooks (os.register_at_fork): unlike os.fork, none run. Python has no binding
+    for clone3, hence this wrapper; glibc's cached thread id in the new process is the
+    caller's (glibc itself asks the kernel wherever that matters: raise, abort, fork).
+    """
+    pidfd = ctypes.c_int(-1)
+    # exit_signal must be 0 with CLONE_PARENT: the kernel uses the caller's own, so the
+    # shared parent gets SIGCHLD as for any child.
+    args = _CloneArgs(flags=_CLONE_PARENT | _CLONE_PIDFD, pidfd=ctypes.addressof(pidfd))
+    pid = _check(int(_pylibc.syscall(_NR_CLONE3, ctypes.byref(args),
+                                     ctypes.c_size_t(ctypes.sizeof(args)))), "clone3")
+    return (pid, pidfd.value) if pid else (0, -1)
 
 
 def libc_pointer(obj: ctypes.Structure) -> ctypes.c_void_p:

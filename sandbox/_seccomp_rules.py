@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pyseccomp as seccomp
-
 from ._policy import ArgCompare, SeccompRules, SyscallRule
+from ._syscalls import syscall_number
 from ._tomldoc import TomlDoc
 
 __all__ = ["ACTIONS", "load_dangerous", "load_groups", "seccomp_rules"]
@@ -18,8 +17,6 @@ ACTIONS = ("allow", "kill_process", "kill_thread", "trap", "log")
 _RULE_KEYS: dict[str, Any] = {"syscall": str, "action": str, "args": ("list", dict)}
 _ARG_KEYS: dict[str, Any] = {"arg": int, "eq": int, "mask": int, "value": int}
 _LOW32 = 0xFFFFFFFF
-# libseccomp's "unknown name" value; other negative numbers are syscalls of other arches.
-_NR_ERROR = -1
 _SYSCALL_HINT = "a typo? names are the kernel's, e.g. newfstatat, pread64"
 _SYSCALLS_SCHEMA: dict[str, Any] = {"version": int, "groups": dict, "dangerous": ("list", str)}
 
@@ -76,7 +73,7 @@ def load_dangerous(path: Path) -> frozenset[str]:
 
 def check_syscall(doc: TomlDoc, keys: tuple[str, ...], name: str) -> None:
     """Raise PolicyError unless libseccomp knows ``name`` (on some architecture)."""
-    if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) == _NR_ERROR:
+    if syscall_number(name) is None:
         raise doc.error(keys, f"unknown syscall {name!r}", needle=f'"{name}"',
                         hint=_SYSCALL_HINT)
 
@@ -129,7 +126,7 @@ def seccomp_rules(doc: TomlDoc, table: Mapping[str, Any], groups: Groups) -> Sec
 def _justification(doc: TomlDoc, table: Mapping[str, Any]) -> dict[str, str]:
     keys = ("seccomp", "justification")
     for name, why in table.items():
-        if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) == _NR_ERROR:
+        if syscall_number(name) is None:
             raise doc.error(keys + (name,), f"justification for unknown syscall {name!r}",
                             hint=_SYSCALL_HINT)
         if not isinstance(why, str) or not why.strip():
@@ -143,7 +140,7 @@ def _rule(doc: TomlDoc, index: int, table: Mapping[str, Any]) -> SyscallRule:
     doc.check(table, _RULE_KEYS, keys, nth=index)
     if "syscall" not in table:
         raise doc.error(keys, f"seccomp.rule #{index + 1} has no 'syscall'", nth=index)
-    if seccomp.resolve_syscall(seccomp.Arch.NATIVE, table["syscall"]) == _NR_ERROR:
+    if syscall_number(table["syscall"]) is None:
         raise doc.error(keys, f"unknown syscall {table['syscall']!r}", nth=index,
                         needle=f'"{table["syscall"]}"', hint=_SYSCALL_HINT)
     action = parse_action(doc, keys, table.get("action", "allow"), nth=index)

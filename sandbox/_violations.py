@@ -9,7 +9,7 @@ import select
 import time
 from collections.abc import Iterable, Iterator
 
-import pyseccomp as seccomp
+from ._syscalls import syscall_name
 
 # The kernel logs every seccomp kill as an audit record (type 1326) in the kernel ring
 # buffer, with the wall-clock time, the host pid and the syscall number; reading it needs
@@ -101,6 +101,4 @@ def _drain(fd: int) -> Iterator[str]:
 
 
 def _name(number: int) -> str:
-    name = seccomp.resolve_syscall(seccomp.Arch.NATIVE, number)
-    text = name.decode() if isinstance(name, bytes) else str(name)
-    return text or f"#{number}"
+    return syscall_name(number) or f"#{number}"

@@ -7,7 +7,6 @@ checks need every component at once.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
@@ -53,6 +52,8 @@ class Node:
 
 def close_match(word: str, known: Sequence[str]) -> str | None:
     """The most similar of ``known`` to ``word`` (for "did you mean"), or None."""
+    import difflib  # an error path only: not a module the running daemon keeps
+
     found = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
     return found[0] if found else None
 

@@ -2,9 +2,10 @@
 template per role entry point, restart it when it dies, and turn its spawns into
 ``Endpoint``s whose ``ChildHandle`` works like a cold child's.
 
-A forked child is the template's child, not ours: it is tracked by the pidfd the template
-opened before it could reap it (signals, exit), its exit status comes from the template
-(which reaps it: no zombie), its output from pipes we created and passed, and it is
+A forked child is not the template's child but ours (the template clones it with
+CLONE_PARENT): it is tracked and reaped through the pidfd the clone made, so its exit
+status comes from the kernel whether or not its template still lives (no zombie, no
+status lost with a dead template), its output from pipes we created and passed, and it is
 killed with its whole tree through its cgroup, exactly as a cold child.
 """
 
@@ -18,17 +19,14 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
-from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 from bitcoin_supervisor import log
 from bitcoin_supervisor.interfaces import SpawnError
 from bitcoin_supervisor.ipc import ChildHandle, Endpoint, LaunchRequest, spawn_process
 from bitcoin_supervisor.sandbox import fork_server_argv, fork_wire
 
-__all__ = ["SPAWN_TIMEOUT_S", "ForkServers", "role_entry"]
+__all__ = ["ROLE_SCRIPTS", "SPAWN_TIMEOUT_S", "ForkServers", "role_entry"]
 
 _READY_TIMEOUT_S = 60.0  # imports on a loaded 2-core machine; generous, awaited not polled
 _RETRY_AFTER_S = 30.0  # a template that could not start is not retried before this
@@ -38,33 +36,37 @@ SPAWN_TIMEOUT_S = 10.0
 _STREAM_LIMIT = 1 << 16
 
 
-@cache
+# Our role console scripts and their entry points, as pyproject.toml's [project.scripts]
+# declares them (tests/unit/test_role_scripts.py holds the two equal). Read from package
+# metadata, they would keep importlib.metadata, email, zipfile and csv in the daemon for
+# good (~1 MiB of its RSS) to learn three names.
+ROLE_SCRIPTS = {
+    "bitcoin-supervisor-node": "bitcoin_supervisor.roles.node:main",
+    "bitcoin-supervisor-wallet": "bitcoin_supervisor.roles.wallet:main",
+    "bitcoin-supervisor-index": "bitcoin_supervisor.roles.index:main",
+}
+
+
 def role_entry(executable: Path) -> str | None:
     """``module:function`` of one of our role console scripts installed beside the running
     interpreter (``.venv/bin/bitcoin-supervisor-wallet``), None for any other program
-    (which always starts cold). Reads package metadata once per path."""
+    (which always starts cold). Pure."""
     if executable.parent != Path(sys.executable).parent:
         return None
-    for ep in entry_points(group="console_scripts", name=executable.name):
-        if ep.value.startswith("bitcoin_supervisor.roles."):
-            return ep.value
-    return None
-
-
-# A child's wait status as its template reports it; None: the template died first.
-_Status = asyncio.Future[int | None]
+    return ROLE_SCRIPTS.get(executable.name)
 
 
 class _ForkedChild(ChildHandle):
-    """A child of a fork server: pidfd-signalled, exit status relayed by the template."""
+    """A child of ours forked by a template: waited for and signalled through its pidfd."""
 
     def __init__(self, pid: int, pidfd: int, argv: tuple[str, ...],
-                 output: Mapping[str, asyncio.StreamReader],
-                 status: asyncio.Future[int | None], hung: Callable[[], None]) -> None:
+                 output: Mapping[str, asyncio.StreamReader]) -> None:
         self._pid, self._pidfd, self._argv, self._output = pid, pidfd, argv, output
-        self._status, self._hung = status, hung
         self._returncode: int | None = None
-        self._waiter: asyncio.Task[int] | None = None
+        self._closing = False
+        # Reaped as soon as it exits, whether or not anyone waits (as asyncio reaps a
+        # cold child).
+        self._waiter = asyncio.ensure_future(self._reap())
 
     @property
     def pid(self) -> int:
@@ -83,33 +85,25 @@ class _ForkedChild(ChildHandle):
         return self._output
 
     async def wait(self) -> int:
-        if self._waiter is None:
-            self._waiter = asyncio.ensure_future(self._wait())
         return await asyncio.shield(self._waiter)
 
-    async def _wait(self) -> int:
-        exited = asyncio.ensure_future(_pidfd_exited(self._pidfd))
+    async def _reap(self) -> int:
         try:
-            either: set[asyncio.Future[Any]] = {self._status, exited}
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if not self._status.done():
-                # Gone, but its parent has not reported it: a stopped or wedged template.
-                # Its status decides the restart (exit 78 is never retried): wait for it
-                # generously, then kill the template, which resolves it as unknown.
-                try:
-                    await asyncio.wait_for(asyncio.shield(self._status), SPAWN_TIMEOUT_S)
-                except TimeoutError:
-                    self._hung()
-            status = await self._status
-            if status is None:
-                # The template died first and took the status with it (its children
-                # outlive it). The pidfd still says when this one is gone.
-                await exited
+            await _pidfd_exited(self._pidfd)
+            try:
+                result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
+            except ChildProcessError:
+                result = None  # cannot happen for our own child: nobody else reaps it
+            if result is None:
+                log.get_logger().error("fork_server.status_lost", pid=self._pid)
                 self._returncode = -signal.SIGKILL
-            else:
-                self._returncode = os.waitstatus_to_exitcode(status)
+            elif result.si_code == os.CLD_EXITED:
+                self._returncode = result.si_status
+            else:  # CLD_KILLED, CLD_DUMPED
+                self._returncode = -result.si_status
         finally:
-            exited.cancel()
+            if self._closing:
+                self._close_pidfd()
         return self._returncode
 
     def send_signal(self, sig: int) -> bool:
@@ -122,6 +116,12 @@ class _ForkedChild(ChildHandle):
         return True
 
     def close(self) -> None:
+        if self._waiter.done():
+            self._close_pidfd()
+        else:
+            self._closing = True  # still needed to reap it; closed once it is reaped
+
+    def _close_pidfd(self) -> None:
         if self._pidfd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._pidfd)
@@ -151,10 +151,7 @@ class _Template:
         self.process: ChildHandle | None = None
         self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[tuple[int, int, _Status]]] = {}
-        # One per live child, made when it is reported spawned (its exit is always
-        # reported after that) and dropped when its exit is reported.
-        self._exits: dict[int, _Status] = {}
+        self._pending: dict[int, asyncio.Future[tuple[int, int]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._gone = False
 
@@ -222,21 +219,20 @@ class _Template:
         if message.op == "ready" and not self.ready.done():
             self.ready.set_result(int(fields["pid"]))
         elif message.op == "spawned" and message.fds:
-            pid = int(fields["pid"])
-            status: _Status = asyncio.get_running_loop().create_future()
-            self._exits[pid] = status
             waiter = self._pending.pop(int(fields["id"]), None)
             if waiter is not None and not waiter.done():
-                waiter.set_result((pid, message.fds[0], status))
+                waiter.set_result((int(fields["pid"]), message.fds[0]))
                 return
+            # A spawn we gave up on (timed out): the child is ours all the same, so it
+            # is killed and reaped rather than left running unsupervised.
+            stray = _ForkedChild(int(fields["pid"]), message.fds[0], (), {})
+            stray.send_signal(signal.SIGKILL)
+            stray.close()  # its pidfd goes once it is reaped
+            return
         elif message.op == "failed":
             waiter = self._pending.pop(int(fields["id"]), None)
             if waiter is not None and not waiter.done():
                 waiter.set_exception(SpawnError(f"fork server: {fields.get('error')}"))
-        elif message.op == "exited":
-            future = self._exits.pop(int(fields["pid"]), None)
-            if future is not None and not future.done():
-                future.set_result(int(fields["status"]))
         for fd in message.fds:
             os.close(fd)
 
@@ -251,10 +247,6 @@ class _Template:
         for waiter in self._pending.values():
             if not waiter.done():
                 waiter.set_exception(SpawnError(f"the fork server of {self.entry} exited"))
-        for future in self._exits.values():
-            if not future.done():
-                future.set_result(None)
-        self._exits.clear()
         if not self.ready.done():
             self.ready.cancel()
         elif not self.ready.cancelled():
@@ -272,7 +264,7 @@ class _Template:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(2)]
         ident = next(self._ids)
-        waiter: asyncio.Future[tuple[int, int, _Status]] = loop.create_future()
+        waiter: asyncio.Future[tuple[int, int]] = loop.create_future()
         self._pending[ident] = waiter
         try:
             extra = (intro[1],) if intro is not None else ()
@@ -281,7 +273,7 @@ class _Template:
                             *cgroup_fds),
                            id=ident, argv=list(request.argv), env=dict(request.env),
                            intro_env=intro[0] if intro is not None else None)
-            pid, pidfd, status = await asyncio.wait_for(waiter, SPAWN_TIMEOUT_S)
+            pid, pidfd = await asyncio.wait_for(waiter, SPAWN_TIMEOUT_S)
         except BaseException as exc:
             self._pending.pop(ident, None)
             parent_end.close()
@@ -306,8 +298,7 @@ class _Template:
                                          os.fdopen(r, "rb", buffering=0))
             output[name] = reader
         argv = tuple(a.replace("{fd}", "?") for a in request.argv)
-        return Endpoint(sock=parent_end, child=_ForkedChild(
-            pid, pidfd, argv, output, status, self.kill))
+        return Endpoint(sock=parent_end, child=_ForkedChild(pid, pidfd, argv, output))
 
     def kill(self) -> None:
         """Kill a hung template; its link closes and ``on_lost`` restarts it."""
@@ -316,7 +307,7 @@ class _Template:
         self._lost()
 
     def stop(self) -> None:
-        """Close the link and kill the template (its running children stay)."""
+        """Close the link and kill the template (its children, ours, stay)."""
         self._on_lost = _nothing
         self._lost()
         if self.process is not None:

@@ -159,7 +159,6 @@ class ConfinedLauncher(ComponentLauncher):
         if entry and template is None:
             get_logger().warning("fork_server.fallback", component=spec.name,
                                  entry=entry, reason="no template ready")
-        parent_pid = template.pid if template is not None else None
         limits = spec.policy.cgroup if spec.policy is not None else None
         source = spec.policy.source if spec.policy is not None else spec.source
 
@@ -170,8 +169,7 @@ class ConfinedLauncher(ComponentLauncher):
             fds = tuple(cgroup.join_fds()) if cgroup is not None else ()
             try:
                 return make_plan(spec.policy, name=spec.name, executable=executable,
-                                 cwd=spec.datadir, cgroup_fds=fds,
-                                 parent_pid=parent_pid), cgroup
+                                 cwd=spec.datadir, cgroup_fds=fds), cgroup
             except BaseException:
                 if cgroup is not None:
                     cgroup.remove()

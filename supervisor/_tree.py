@@ -4,8 +4,7 @@ A warm standby may be promoted only once the process it replaces can no longer t
 datadir: the launched process (a sandbox waiter) and PID 1 of its pid namespace below it
 have exited (the kernel kills and reaps the rest of a namespace before its PID 1 is
 gone). Pidfds say so as soon as it happens, and a pidfd of a reaped process also says how
-it ended (``PIDFD_GET_INFO``, Linux 6.15+) before the waiter's own exit status travels
-back through its fork server.
+it ended (``PIDFD_GET_INFO``, Linux 6.15+) before the launcher's own wait has reported it.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ import contextlib
 import fcntl
 import os
 import struct
-
-import psutil
 
 __all__ = ["ProcessTree"]
 
@@ -104,15 +101,30 @@ def _pidfds(pids: list[int]) -> list[int]:
 
 
 def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid``; never raises."""
+    # The kernel's own children lists, not psutil: psutil reads every process's stat to
+    # build a parent map (on the event loop), and importing it costs the daemon ~1 MiB.
+    found: list[int] = []
     try:
-        return [p.pid for p in psutil.Process(pid).children()]
-    except psutil.Error:
-        return []
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as fh:
+                found.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return found
 
 
 def _descendants(pid: int) -> list[int]:
-    """Pids below ``pid`` (a sandboxed role's waiter has the role itself as its child)."""
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
+    """Pids below ``pid`` (a sandboxed role's waiter has the role itself as its child);
+    those that exited meanwhile are left out. Never raises."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        children = _children(todo.pop())
+        found.extend(children)
+        todo.extend(children)
+    return found

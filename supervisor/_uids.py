@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -96,7 +95,7 @@ def _instance(datadir: Path, registry: Path) -> dict[str, Any]:
         if _owned(entry, datadir, own):
             return own
     index = _free_range(ranges, datadir, registry)
-    own = {"version": _VERSION, "instance": secrets.token_hex(16), "range": index,
+    own = {"version": _VERSION, "instance": os.urandom(16).hex(), "range": index,
            "components": {}}
     ranges[str(index)] = {"datadir": str(datadir), "instance": own["instance"]}
     _write_json(registry, {"version": _VERSION, "ranges": ranges})

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,12 +165,14 @@ def write_config(tmp_path: Path, rpcport: int, *, standby: bool = True) -> Path:
 
 
 def launch(config: Path, *extra: str, uid: int | None = None,
-           env: dict[str, str] | None = None, rpcport: int = 0) -> System:
+           env: dict[str, str] | None = None, rpcport: int = 0,
+           cli: Sequence[str] = (CLI,)) -> System:
     """Start a daemon on ``config`` without waiting for it; its JSON log is watched.
-    With ``uid``, the daemon runs as that unprivileged user."""
+    With ``uid``, the daemon runs as that unprivileged user; ``cli`` is the command that
+    runs the CLI (another way in to the same ``main``)."""
     prefix = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}",
                                      "--clear-groups", "--"]
-    proc = subprocess.Popen([*prefix, CLI, "start", "--config", str(config), "--log-format",
+    proc = subprocess.Popen([*prefix, *cli, "start", "--config", str(config), "--log-format",
                              "json", *extra], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env=env)

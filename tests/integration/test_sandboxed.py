@@ -121,10 +121,11 @@ def test_unprivileged_daemon_sandboxes_with_user_namespaces() -> None:
             for comp in system.status()["components"]:
                 inner = psutil.Process(comp["pid"]).children()[0]
                 assert inner.uids().real == nobody  # no outer uid switch without root
-                # Forked by its role's fork server, which works unprivileged too.
-                template = psutil.Process(comp["pid"]).parent()
-                assert template is not None
-                assert "bitcoin_supervisor.sandbox._forkserver" in template.cmdline()
+                # Forked by its role's fork server, which works unprivileged too: no exec
+                # (the template's command line), and the daemon's own child.
+                forked = psutil.Process(comp["pid"])
+                assert "bitcoin_supervisor.sandbox._forkserver" in forked.cmdline()
+                assert forked.ppid() == system.status()["supervisor"]["pid"]
                 status = _proc_status(inner.pid)
                 assert (status["Seccomp"], status["NoNewPrivs"]) == ("2", "1")
                 assert status["CapEff"] == _ZERO_CAPS
