@@ -117,6 +117,10 @@ def apply(policy: Policy, context: SandboxContext) -> dict[str, float]:
             stage_view(policy.filesystem)
         with timer.step("drop_uid"):
             drop_to_outer_user(policy.uid or 0, policy.gid or policy.uid or 0)
+            # The kernel clears the parent-death signal on a uid change: bound again, or
+            # this process (the waiter of its PID 1) outlives a SIGKILLed supervisor
+            # until its role notices the broken link and ends by itself (seconds).
+            bind_to_parent(context.parent_pid)
     with timer.step("unshare"):
         unshare_namespaces(names)
     if "mount" in names and not root:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
 import signal
 import time
 from collections.abc import Callable
