@@ -73,8 +73,10 @@ class RestartTracker:
         """Note that the component is being started now (every attempt, automatic or
         not, including ones whose spawn then fails)."""
         now = self._clock()
-        self._starts.append(now)
         self._last_start = now
+        if self.config.start_limit_interval_s > 0:  # else no limit: nothing to remember
+            self._starts.append(now)
+            self._limit_hit(now)  # drops the starts that left the interval
 
     def reset(self) -> None:
         """Forget start history and backoff: the user explicitly started or restarted

@@ -168,3 +168,13 @@ def test_reset_clears_start_limit_and_backoff() -> None:
 def test_zero_interval_disables_the_start_limit() -> None:
     t, clock = tracker(start_limit_burst=1, start_limit_interval_s=0.0, backoff_max_s=0.1)
     assert all(d == 0.1 for d in crash_loop(t, clock, 20))
+
+
+def test_start_history_stays_bounded() -> None:
+    # A component crashing for days must not grow the supervisor: only the starts inside
+    # the start-limit interval are kept, and none without a limit.
+    for interval, kept in ((10.0, 5), (0.0, 0)):
+        t, clock = tracker(backoff_initial_s=1.0, backoff_max_s=2.0,
+                           start_limit_burst=1000, start_limit_interval_s=interval)
+        crash_loop(t, clock, 5000)
+        assert len(t._starts) <= kept, (interval, len(t._starts))
