@@ -269,7 +269,9 @@ def test_the_child_side_join_prunes_only_its_own_pid_namespace_s_cgroups() -> No
     dead = 4_194_303  # above this host's pid_max: no process has it anywhere
     parents = {p.leaf("x", 1).parent for p in places(("memory", "pids"))[0]}
     assert parents, "no memory/pids hierarchy found for this process"
-    made = [parent / f"legacy-{dead}.{ns}" for parent in parents for ns in (own, foreign)]
+    # Names of this run's own: another suite on the host may run this test at once.
+    stale = f"stale{os.getpid()}"
+    made = [parent / f"{stale}-{dead}.{ns}" for parent in parents for ns in (own, foreign)]
     for d in made:
         d.mkdir(parents=True)
     try:

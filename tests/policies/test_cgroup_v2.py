@@ -6,7 +6,6 @@ controllers its cgroup is offered, and kills a component's whole tree through
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -20,7 +19,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 # The only controller this host's v2 hierarchy offers (the memory/pids code paths are the
-# same writes with other file names); enabled for the test and switched off again.
+# same writes with other file names); enabled for the test.
 CONTROLLER = "hugetlb"
 # Runs in the fresh cgroup ($1), then in new cgroup and mount namespaces, replaces every
 # cgroup mount by one cgroup2 mount (rooted at that cgroup) and execs the rest of argv.
@@ -48,13 +47,12 @@ def _v2_own() -> Path:
 @pytest.fixture
 def fresh_cgroup() -> Iterator[Path]:
     """A new, empty cgroup2 child of this process's cgroup that is offered CONTROLLER;
-    everything in it is killed and removed afterwards, CONTROLLER switched back off."""
+    everything in it is killed and removed afterwards."""
     parent = _v2_own()
     offered = (parent / "cgroup.controllers").read_text().split()
     assert CONTROLLER in offered, f"the kernel offers no {CONTROLLER} controller in {parent}"
     control = parent / "cgroup.subtree_control"
-    enabled_here = CONTROLLER not in control.read_text().split()
-    if enabled_here:
+    if CONTROLLER not in control.read_text().split():
         control.write_text(f"+{CONTROLLER}")
     cgroup = parent / f"cgtest-v2-{secrets.token_hex(4)}"
     cgroup.mkdir()
@@ -63,9 +61,9 @@ def fresh_cgroup() -> Iterator[Path]:
     finally:
         (cgroup / "cgroup.kill").write_text("1")
         _remove_tree(cgroup)
-        if enabled_here:
-            with contextlib.suppress(OSError):  # EBUSY: someone else enabled it below
-                control.write_text(f"-{CONTROLLER}")
+        # CONTROLLER stays enabled: switched off here, it vanished under another suite
+        # running this test on the same host at the same time (seen). Without limits
+        # set, an enabled hugetlb controller changes nothing for anyone.
 
 
 def _remove_tree(cgroup: Path) -> None:
