@@ -26,6 +26,8 @@ from bitcoin_supervisor.interfaces import SpawnError
 from bitcoin_supervisor.ipc import ChildHandle, Endpoint, LaunchRequest, spawn_process
 from bitcoin_supervisor.sandbox import fork_server_argv, fork_wire
 
+from ._tree import readable
+
 __all__ = ["ROLE_SCRIPTS", "SPAWN_TIMEOUT_S", "ForkServers", "role_entry"]
 
 _READY_TIMEOUT_S = 60.0  # imports on a loaded 2-core machine; generous, awaited not polled
@@ -89,7 +91,7 @@ class _ForkedChild(ChildHandle):
 
     async def _reap(self) -> int:
         try:
-            await _pidfd_exited(self._pidfd)
+            await readable(self._pidfd)
             try:
                 result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
             except ChildProcessError:
@@ -126,20 +128,6 @@ class _ForkedChild(ChildHandle):
             with contextlib.suppress(OSError):
                 os.close(self._pidfd)
             self._pidfd = -1
-
-
-async def _pidfd_exited(pidfd: int) -> None:
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        if not done.done():
-            done.set_result(None)
-    loop.add_reader(pidfd, readable)
-    try:
-        await done
-    finally:
-        loop.remove_reader(pidfd)
 
 
 class _Template:

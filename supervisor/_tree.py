@@ -15,13 +15,29 @@ import fcntl
 import os
 import struct
 
-__all__ = ["ProcessTree"]
+__all__ = ["ProcessTree", "readable"]
 
 # PIDFD_GET_INFO (linux/pidfd.h): _IOWR(0xFF, 11, struct pidfd_info), whose first version
 # is 64 bytes: u64 mask at 0, s32 exit_code (a wait status) at 60. No library wraps it
 # (neither psutil nor os), hence these few lines.
 _PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11
 _PIDFD_INFO_EXIT = 1 << 3
+
+
+async def readable(fd: int) -> None:
+    """Return once ``fd`` is readable (a pidfd: its process has exited), on the running
+    loop's own poller. Cancellable."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not done.done():
+            done.set_result(None)
+    loop.add_reader(fd, ready)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
 
 
 class ProcessTree:
@@ -48,18 +64,8 @@ class ProcessTree:
     async def watch(self, *, read_status: bool = True) -> None:
         """Set ``gone`` once every process has exited (and, with ``read_status``, read
         ``returncode``). Cancellable; never raises otherwise."""
-        loop = asyncio.get_running_loop()
         for fd in self._fds:
-            readable: asyncio.Future[None] = loop.create_future()
-
-            def ready(f: asyncio.Future[None] = readable) -> None:
-                if not f.done():
-                    f.set_result(None)
-            loop.add_reader(fd, ready)
-            try:
-                await readable
-            finally:
-                loop.remove_reader(fd)
+            await readable(fd)
         if read_status and self._status_fd is not None:
             status = _reaped_status(self._status_fd)
             if status is not None:

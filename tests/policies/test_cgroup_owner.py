@@ -241,13 +241,9 @@ def test_prepare_supervisor_cgroup_leaves_a_hybrid_host_alone() -> None:
     assert "cgroup v1 serves memory, pids" in logs[0]["reason"]
 
 
-def test_the_child_side_join_never_prunes_a_supervisor_owned_cgroup(
-        cgroups: list[ComponentCgroup]) -> None:
-    cgroup = create_cgroup(CgroupLimits(64 * _MIB, 16), "pruned", source=SOURCE)
-    assert cgroup is not None
-    cgroups.append(cgroup)
-    # The legacy path removes empty siblings named "<name>-<dead pid>.<pid ns>"; an owned cgroup
-    # is empty between create and spawn and its sequence number is no pid.
+def _legacy_join() -> None:
+    """A process joins (and prunes beside) its legacy child-side cgroup, then goes; the
+    cgroup is removed after it."""
     legacy = subprocess.run(
         [sys.executable, "-c", "import os\nfrom pathlib import Path\n"
          "from bitcoin_supervisor.sandbox import CgroupLimits\n"
@@ -256,6 +252,16 @@ def test_the_child_side_join_never_prunes_a_supervisor_owned_cgroup(
          "print(os.getpid())\n"],
         check=True, capture_output=True, text=True)
     remove_cgroups("legacy", int(legacy.stdout.split()[-1]))
+
+
+def test_the_child_side_join_never_prunes_a_supervisor_owned_cgroup(
+        cgroups: list[ComponentCgroup]) -> None:
+    cgroup = create_cgroup(CgroupLimits(64 * _MIB, 16), "pruned", source=SOURCE)
+    assert cgroup is not None
+    cgroups.append(cgroup)
+    # The legacy path removes empty siblings named "<name>-<dead pid>.<pid ns>"; an owned
+    # cgroup is empty between create and spawn and its sequence number is no pid.
+    _legacy_join()
     assert all(d.is_dir() for d in cgroup.dirs.values())
 
 
@@ -275,14 +281,7 @@ def test_the_child_side_join_prunes_only_its_own_pid_namespace_s_cgroups() -> No
     for d in made:
         d.mkdir(parents=True)
     try:
-        joined = subprocess.run(
-            [sys.executable, "-c", "import os\nfrom pathlib import Path\n"
-             "from bitcoin_supervisor.sandbox import CgroupLimits\n"
-             "from bitcoin_supervisor.sandbox._cgroups import join_cgroups\n"
-             "join_cgroups(CgroupLimits(64 << 20, 16), 'legacy', Path('x'))\n"
-             "print(os.getpid())\n"],
-            check=True, capture_output=True, text=True)
-        remove_cgroups("legacy", int(joined.stdout.split()[-1]))
+        _legacy_join()
         assert not any(d.exists() for d in made if d.name.endswith(f".{own}")), made
         assert all(d.is_dir() for d in made if d.name.endswith(f".{foreign}")), made
     finally:
